@@ -1,0 +1,9 @@
+"""offload configuration: the typed settings object and its loader.
+
+Public names: ``Settings``, ``load_settings``, ``ConfigError``, ``run_dir_for``.
+"""
+
+from config.paths import run_dir_for, socket_path_for
+from config.settings import ConfigError, Settings, describe, load_settings
+
+__all__ = ["ConfigError", "Settings", "describe", "load_settings", "run_dir_for", "socket_path_for"]

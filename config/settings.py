@@ -1,0 +1,211 @@
+"""offload's settings: declared once, as data, validated at load.
+
+Every setting is a field of the frozen ``Settings`` dataclass with its type,
+default, help text and accepted range in the field's metadata. The
+environment variable is always ``OFFLOAD_`` + the upper-cased name.
+Precedence: defaults < ``offload.toml`` < ``OFFLOAD_*`` environment.
+
+Loading never half-succeeds: an unknown key, a value of the wrong type or
+out of range raises ``ConfigError`` naming the file (or variable), the key,
+the value and what is accepted.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import tomllib
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+DEFAULT_CONFIG_PATH = "config/offload.toml"
+ENV_PREFIX = "OFFLOAD_"
+WORKER_CLASSES = ("uvicorn_worker.UvicornWorker", "asgi")
+LOG_LEVELS = ("debug", "info", "warning", "error", "critical")
+
+
+class ConfigError(Exception):
+    """A setting could not be loaded; the message says where and what is accepted."""
+
+
+def _setting(default: Any, help: str, *, min: float | None = None,
+             choices: tuple[str, ...] | None = None) -> Any:
+    meta = {"help": help, "min": min, "choices": choices}
+    if isinstance(default, list):
+        return field(default_factory=lambda: list(default), metadata=meta)
+    return field(default=default, metadata=meta)
+
+
+@dataclass(frozen=True)
+class Settings:
+    """All of offload's settings. Build with ``load_settings()``, not by hand."""
+
+    bind: str = _setting("127.0.0.1:8000", "host:port (or unix:/path) the HTTP server listens on")
+    workers: int = _setting(2, "number of HTTP worker processes", min=1)
+    worker_class: str = _setting(
+        "uvicorn_worker.UvicornWorker", "gunicorn worker class for HTTP workers",
+        choices=WORKER_CLASSES,
+    )
+    executors: int = _setting(2, "number of executor processes running tasks", min=1)
+    task_modules: list[str] = _setting(
+        [], "importable modules whose @task functions may be run (list)"
+    )
+    store_url: str = _setting(
+        "sqlite:///offload.db", "where tasks are stored: sqlite:///path/to/file.db"
+    )
+    run_dir: str = _setting(
+        "", "private directory (0700) for the pool socket; empty = /tmp/offload-<uid>/<hash>"
+    )
+    auth_token: str = _setting("", "bearer token required on every route but /healthz; empty = off")
+    max_body_bytes: int = _setting(1_048_576, "largest HTTP request body accepted", min=1)
+    max_frame_bytes: int = _setting(8_388_608, "largest frame on the pool socket and pipes",
+                                    min=1024)
+    max_result_bytes: int = _setting(1_048_576, "largest encoded task result kept", min=0)
+    default_max_retries: int = _setting(3, "retries after the first attempt, unless set per kind",
+                                        min=0)
+    default_timeout_s: float = _setting(300.0, "soft time limit of a task, unless set per kind",
+                                        min=0.001)
+    kill_grace_s: float = _setting(
+        5.0, "seconds past the soft limit before the executor is killed (hard limit)", min=0.0
+    )
+    retry_backoff_s: float = _setting(1.0, "base of the exponential retry back-off", min=0.0)
+    retry_backoff_max_s: float = _setting(300.0, "cap of the retry back-off", min=0.0)
+    max_tasks_per_executor: int = _setting(
+        10_000, "recycle an executor after about this many tasks (0 = never)", min=0
+    )
+    max_memory_mb: int = _setting(
+        1024, "recycle an executor whose resident memory passes this after a task (0 = off)",
+        min=0,
+    )
+    memory_limit_mb: int = _setting(
+        0, "hard address-space limit per executor; a task passing it fails 'memory' (0 = off)",
+        min=0,
+    )
+    graceful_timeout_s: float = _setting(
+        30.0, "on stop, how long running tasks may finish before they are killed", min=0.0
+    )
+    http_timeout_s: float = _setting(60.0, "gunicorn worker timeout", min=1.0)
+    result_ttl_s: float = _setting(
+        604_800.0, "finished task records are purged after this many seconds", min=1.0
+    )
+    long_poll_max_s: float = _setting(60.0, "longest ?wait= accepted by GET /tasks/{id}",
+                                      min=0.0)
+    log_level: str = _setting("info", "log level of every process", choices=LOG_LEVELS)
+
+    @property
+    def sqlite_path(self) -> str:
+        """The database file of a ``sqlite:///`` store URL."""
+        return self.store_url[len("sqlite:///"):]
+
+
+FIELDS: dict[str, dataclasses.Field[Any]] = {f.name: f for f in dataclasses.fields(Settings)}
+
+
+def _type_name(f: dataclasses.Field[Any]) -> str:
+    return {"int": "an integer", "float": "a number", "str": "a string",
+            "list[str]": "a list of strings", "bool": "true or false"}[str(f.type)]
+
+
+def _accepted(f: dataclasses.Field[Any]) -> str:
+    meta = f.metadata
+    if meta["choices"]:
+        return "one of: " + ", ".join(meta["choices"])
+    text = _type_name(f)
+    if meta["min"] is not None:
+        text += f" >= {meta['min']:g}"
+    return text
+
+
+def _coerce(f: dataclasses.Field[Any], value: Any, from_env: bool) -> Any:
+    """Return ``value`` as the field's type, or raise ``ValueError``."""
+    kind = str(f.type)
+    if kind == "list[str]":
+        if from_env and isinstance(value, str):
+            value = [v.strip() for v in value.split(",") if v.strip()]
+        if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
+            raise ValueError
+        return value
+    if kind == "int":
+        if from_env and isinstance(value, str):
+            value = int(value.strip())
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise ValueError
+    elif kind == "float":
+        if from_env and isinstance(value, str):
+            value = float(value.strip())
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            raise ValueError
+        value = float(value)
+    elif kind == "str" and not isinstance(value, str):
+        raise ValueError
+    meta = f.metadata
+    if meta["min"] is not None and value < meta["min"]:
+        raise ValueError
+    if meta["choices"] and value not in meta["choices"]:
+        raise ValueError
+    return value
+
+
+def _validate_store_url(url: str, where: str) -> None:
+    if not url.startswith("sqlite:///") or len(url) == len("sqlite:///"):
+        raise ConfigError(
+            f"{where}: key 'store_url' has value {url!r}; accepted: sqlite:///path/to/file.db"
+        )
+
+
+def load_settings(
+    path: str | os.PathLike[str] | None = None, environ: Mapping[str, str] | None = None
+) -> Settings:
+    """Load settings from ``path`` (default ``$OFFLOAD_CONFIG`` or config/offload.toml).
+
+    A missing default file is not an error (the defaults apply); a missing
+    file named explicitly is. Raises ``ConfigError``.
+    """
+    env = os.environ if environ is None else environ
+    explicit = path is not None or "OFFLOAD_CONFIG" in env
+    cfg_path = Path(path if path is not None else env.get("OFFLOAD_CONFIG", DEFAULT_CONFIG_PATH))
+    values: dict[str, Any] = {}
+    if cfg_path.is_file():
+        try:
+            raw = tomllib.loads(cfg_path.read_text())
+        except (OSError, tomllib.TOMLDecodeError) as exc:
+            raise ConfigError(f"{cfg_path}: cannot read the file: {exc}") from exc
+        for key, value in raw.items():
+            f = FIELDS.get(key)
+            if f is None:
+                raise ConfigError(
+                    f"{cfg_path}: unknown key {key!r}; accepted keys: {', '.join(FIELDS)}"
+                )
+            try:
+                values[key] = _coerce(f, value, from_env=False)
+            except ValueError:
+                raise ConfigError(
+                    f"{cfg_path}: key {key!r} has value {value!r}; accepted: {_accepted(f)}"
+                ) from None
+    elif explicit:
+        raise ConfigError(f"{cfg_path}: configuration file not found (from OFFLOAD_CONFIG)")
+    for name, f in FIELDS.items():
+        var = ENV_PREFIX + name.upper()
+        if var in env:
+            try:
+                values[name] = _coerce(f, env[var], from_env=True)
+            except ValueError:
+                raise ConfigError(
+                    f"environment variable {var} (key {name!r}) has value {env[var]!r}; "
+                    f"accepted: {_accepted(f)}"
+                ) from None
+    settings = Settings(**values)
+    _validate_store_url(settings.store_url, str(cfg_path))
+    return settings
+
+
+def describe() -> list[dict[str, str]]:
+    """One row per setting (name, env var, default, accepted, help): for docs and --help."""
+    rows = []
+    for name, f in FIELDS.items():
+        default = f.default if f.default is not dataclasses.MISSING else f.default_factory()  # type: ignore[misc]
+        rows.append({"name": name, "env": ENV_PREFIX + name.upper(), "default": repr(default),
+                     "accepted": _accepted(f), "help": f.metadata["help"]})
+    return rows

@@ -1,0 +1,138 @@
+"""Encoding of task arguments and results: msgpack plus everyday Python types.
+
+Accepted: ``None``, ``bool``, ``int`` (64-bit), ``float``, ``str``, ``bytes``,
+lists and tuples (decoded as lists), dicts with ``str`` keys, and these
+extension types, which round-trip exactly:
+
+=========  ========  ============================================
+type       ext code  body
+=========  ========  ============================================
+datetime   1         ISO 8601 text (naive stays naive)
+date       2         ISO 8601 text
+UUID       3         16 raw bytes
+Decimal    4         its ``str()``
+=========  ========  ============================================
+
+Dataclass instances are encoded as dicts of their fields (one way: the task
+receives a dict). Anything else is refused with ``TypeError`` naming the
+argument, at the moment the task is added, never later in the executor.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime as dt
+import decimal
+import uuid
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import msgpack
+
+EXT_DATETIME = 1
+EXT_DATE = 2
+EXT_UUID = 3
+EXT_DECIMAL = 4
+
+ACCEPTED = (
+    "None, bool, int, float, str, bytes, list, tuple, dict with str keys, "
+    "datetime, date, UUID, Decimal, dataclass instances"
+)
+
+
+class _Unencodable(TypeError):
+    def __init__(self, value: object) -> None:
+        super().__init__(type(value).__name__)
+        self.value = value
+
+
+def _default(obj: object) -> Any:
+    # datetime is a subclass of date: test it first.
+    if isinstance(obj, dt.datetime):
+        return msgpack.ExtType(EXT_DATETIME, obj.isoformat().encode())
+    if isinstance(obj, dt.date):
+        return msgpack.ExtType(EXT_DATE, obj.isoformat().encode())
+    if isinstance(obj, uuid.UUID):
+        return msgpack.ExtType(EXT_UUID, obj.bytes)
+    if isinstance(obj, decimal.Decimal):
+        return msgpack.ExtType(EXT_DECIMAL, str(obj).encode())
+    if dataclasses.is_dataclass(obj) and not isinstance(obj, type):
+        return {f.name: getattr(obj, f.name) for f in dataclasses.fields(obj)}
+    raise _Unencodable(obj)
+
+
+def _ext_hook(code: int, data: bytes) -> Any:
+    if code == EXT_DATETIME:
+        return dt.datetime.fromisoformat(data.decode())
+    if code == EXT_DATE:
+        return dt.date.fromisoformat(data.decode())
+    if code == EXT_UUID:
+        return uuid.UUID(bytes=data)
+    if code == EXT_DECIMAL:
+        return decimal.Decimal(data.decode())
+    return msgpack.ExtType(code, data)
+
+
+def _pack(value: object, name: str) -> bytes:
+    try:
+        return msgpack.packb(value, default=_default, use_bin_type=True, strict_types=False)
+    except _Unencodable as exc:
+        raise TypeError(
+            f"argument {name!r} cannot be sent to an executor: a value of type "
+            f"{type(exc.value).__module__}.{type(exc.value).__qualname__} is not encodable; "
+            f"accepted: {ACCEPTED}. Pass an id or a plain dict instead."
+        ) from None
+    except (OverflowError, ValueError) as exc:
+        raise TypeError(f"argument {name!r} cannot be encoded: {exc}") from None
+
+
+def encode_call(
+    args: Sequence[Any], kwargs: Mapping[str, Any], names: Sequence[str] | None = None
+) -> bytes:
+    """Encode ``(args, kwargs)`` into one msgpack payload.
+
+    ``names`` gives the parameter names of the positional arguments (for
+    the error message); without it they are called ``args[i]``. Raises
+    ``TypeError`` naming the first argument that cannot be encoded.
+    """
+    for i, value in enumerate(args):
+        name = names[i] if names is not None and i < len(names) else f"args[{i}]"
+        _pack(value, name)
+    for key, value in kwargs.items():
+        if not isinstance(key, str):
+            raise TypeError(f"keyword argument names must be str, got {key!r}")
+        _pack(value, key)
+    return _pack([list(args), dict(kwargs)], "args")
+
+
+def decode_call(payload: bytes) -> tuple[list[Any], dict[str, Any]]:
+    """Decode a payload made by ``encode_call``."""
+    args, kwargs = msgpack.unpackb(payload, ext_hook=_ext_hook, raw=False, strict_map_key=False)
+    return args, kwargs
+
+
+def encode_value(value: object, name: str = "result") -> bytes:
+    """Encode one value (a task's result). Raises ``TypeError`` naming ``name``."""
+    return _pack(value, name)
+
+
+def decode_value(payload: bytes) -> Any:
+    """Decode a value made by ``encode_value``."""
+    return msgpack.unpackb(payload, ext_hook=_ext_hook, raw=False, strict_map_key=False)
+
+
+def to_json_safe(value: Any) -> Any:
+    """Convert a decoded value into JSON-compatible types (for the HTTP API)."""
+    if isinstance(value, (dt.datetime, dt.date)):
+        return value.isoformat()
+    if isinstance(value, (uuid.UUID, decimal.Decimal)):
+        return str(value)
+    if isinstance(value, bytes):
+        import base64
+
+        return {"$bytes": base64.b64encode(value).decode()}
+    if isinstance(value, dict):
+        return {str(k): to_json_safe(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [to_json_safe(v) for v in value]
+    return value

@@ -1,0 +1,45 @@
+"""The requests the pool answers on its socket (``REQUEST`` frames).
+
+Every request is ``{"id": int, "op": str, "args": map}``; the reply carries
+the same id. Errors are ``{"code", "message", "field"}`` (see
+``executor.errors.PoolError``). A *record* is ``record_to_wire(TaskRecord)``.
+
+``submit``  args ``{"tasks": [spec, ...]}`` -> ``{"tasks": [record, ...]}``.
+    All or nothing, durable before the reply. A spec is ``{"kind": str,
+    "payload": bytes}`` (``executor.codec.encode_call``) plus optional
+    ``max_retries``, ``timeout_s``, ``priority``, ``not_before`` (epoch s),
+    ``idempotency_key``, ``group_id``, ``seq`` and ``ref`` ("module:qualname",
+    for ``BackgroundTasks`` functions that are not registered kinds).
+    Missing options take the kind's ``@task`` options, then the settings.
+    Errors: ``unknown_kind`` (field ``tasks[i].kind``), ``invalid``.
+``get``     ``{"id": str, "wait_s"?: float}`` -> record. With ``wait_s`` the
+    reply waits until the task is finished or ``wait_s`` passes. ``not_found``.
+``list``    ``{"status"?, "kind"?, "limit"?, "cursor"?}`` -> ``{"tasks", "next_cursor"}``.
+``cancel``  ``{"id": str, "force"?: bool, "by"?: str}`` -> record (status
+    ``cancelled``). ``not_found``; ``conflict`` if finished, or running without force.
+``stats``   ``{}`` -> ``{"counts": {status: n}, "queue_depth": n,
+    "executors": [{"pid", "state", "task_id", "tasks_run", "rss_mb"}]}``.
+``kinds``   ``{}`` -> ``{"kinds": {kind: {"max_retries", "timeout_s"}}}``.
+``health``  ``{}`` -> ``{"executors_up": n, "executors_wanted": n}``.
+``metrics`` ``{}`` -> ``{"text": str}``: Prometheus text of every metric.
+``observe_http`` ``{"samples": [[method, route, status, seconds], ...]}`` -> ``{}``:
+    HTTP workers hand their request observations to the pool, which owns
+    every metric (see ``metrics``).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from executor.store.base import TaskRecord
+
+OPS = ("submit", "get", "list", "cancel", "stats", "kinds", "health", "metrics", "observe_http")
+
+_WIRE_FIELDS = ("id", "kind", "status", "attempts", "max_retries", "timeout_s", "priority",
+                "not_before", "created_at", "started_at", "finished_at", "result", "error",
+                "progress", "cancelled_by", "group_id", "seq", "idempotency_key")
+
+
+def record_to_wire(rec: TaskRecord) -> dict[str, Any]:
+    """The record as sent on the socket (``result`` stays codec bytes)."""
+    return {name: getattr(rec, name) for name in _WIRE_FIELDS}

@@ -1,0 +1,162 @@
+"""The store contract: what the pool needs from any backend.
+
+The pool is the only writer. Every method is synchronous and returns when
+its change is durable (committed). Methods that name a missing task return
+``None`` (or skip it, for batch methods); they never raise for it.
+
+Status transitions a store must enforce (anything else is refused):
+
+    pending/retrying --claim--> running --finish--> succeeded | failed
+    running --reschedule--> retrying (attempt counted) | pending (release: not counted)
+    pending/retrying --cancel--> cancelled      running --cancel(force)--> cancelled
+    running (lease expired / recover) --> pending, or failed 'lost' if out of attempts
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any, Literal, Protocol
+
+Status = Literal["pending", "running", "retrying", "succeeded", "failed", "cancelled"]
+STATUSES: tuple[Status, ...] = ("pending", "running", "retrying", "succeeded", "failed",
+                                "cancelled")
+FINISHED: frozenset[str] = frozenset({"succeeded", "failed", "cancelled"})
+
+
+class StoreError(Exception):
+    """The store cannot do what was asked (bad URL, corrupt file, illegal transition)."""
+
+
+@dataclass(frozen=True)
+class NewTask:
+    """A task as submitted, before the store gives it an id."""
+
+    kind: str
+    payload: bytes  # executor.codec.encode_call(args, kwargs)
+    max_retries: int
+    timeout_s: float
+    priority: int = 0
+    not_before: float = 0.0  # seconds since the epoch; 0 = now
+    group_id: str | None = None  # calls of one BackgroundTasks run in seq order
+    seq: int = 0
+    idempotency_key: str | None = None
+    ref: str | None = None  # "module:qualname" for BackgroundTasks functions not @task-registered
+
+
+@dataclass
+class TaskRecord:
+    """One task as the store holds it. ``payload``/``result`` are codec bytes."""
+
+    id: str
+    kind: str
+    status: Status
+    attempts: int
+    max_retries: int
+    timeout_s: float
+    priority: int
+    not_before: float
+    created_at: float
+    payload: bytes = b""
+    group_id: str | None = None
+    seq: int = 0
+    idempotency_key: str | None = None
+    ref: str | None = None
+    started_at: float | None = None
+    finished_at: float | None = None
+    result: bytes | None = None
+    error: dict[str, Any] | None = None  # {"reason", "message", "traceback"}
+    progress: dict[str, Any] | None = None  # {"value": float, "message": str}
+    cancelled_by: str | None = None
+    lease_owner: str | None = None
+    lease_expires_at: float | None = None
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """How a running task ended, for ``Store.finish``."""
+
+    id: str
+    status: Literal["succeeded", "failed"]
+    finished_at: float
+    started_at: float | None = None
+    result: bytes | None = None
+    error: dict[str, Any] | None = None
+    progress: dict[str, Any] | None = None
+
+
+class Store(Protocol):
+    """A task store. See the module docstring for the transitions."""
+
+    def enqueue(self, tasks: Sequence[NewTask], now: float) -> list[TaskRecord]:
+        """Insert ``tasks`` in one transaction, all or nothing; durable on return.
+
+        A task whose ``idempotency_key`` is already known is not inserted: the
+        existing record is returned in its place. Records come back in input order.
+        """
+        ...
+
+    def claim(self, n: int, now: float, owner: str, lease_s: float) -> list[TaskRecord]:
+        """Move up to ``n`` due tasks to ``running`` under a lease and return them.
+
+        Due: status pending or retrying, ``not_before <= now``, and no earlier
+        unfinished task in the same group. Order: priority (higher first),
+        then submission order. ``attempts`` is incremented. Durable on return.
+        """
+        ...
+
+    def renew(self, ids: Sequence[str], owner: str, lease_expires_at: float) -> None:
+        """Extend the lease of running tasks held by ``owner``."""
+        ...
+
+    def finish(self, outcomes: Sequence[Outcome]) -> list[TaskRecord]:
+        """Record the end of running tasks in one transaction; skip ids not running."""
+        ...
+
+    def reschedule(self, task_id: str, not_before: float, *, error: dict[str, Any] | None,
+                   count_attempt: bool) -> TaskRecord | None:
+        """Put a running task back: ``retrying`` (attempt kept) or, with
+        ``count_attempt=False``, ``pending`` with the claim's attempt undone
+        (it never started). Returns ``None`` if the task is not running."""
+        ...
+
+    def cancel(self, task_id: str, by: str, now: float, *, force: bool = False
+               ) -> TaskRecord | None:
+        """Cancel a pending or retrying task (or a running one with ``force``).
+
+        Returns the record after the call: its status says whether it was
+        cancelled (a finished task comes back unchanged). ``None`` if missing.
+        """
+        ...
+
+    def get(self, task_id: str) -> TaskRecord | None:
+        """The task's record, or ``None``."""
+        ...
+
+    def list(self, *, status: str | None = None, kind: str | None = None, limit: int = 50,
+             cursor: str | None = None) -> tuple[list[TaskRecord], str | None]:
+        """A page of records, newest first, and the cursor of the next page (or ``None``)."""
+        ...
+
+    def counts(self) -> dict[str, int]:
+        """Number of tasks in each status (every status present, zeros included)."""
+        ...
+
+    def next_due(self) -> float | None:
+        """Earliest ``not_before`` among pending/retrying tasks, or ``None`` if there are none."""
+        ...
+
+    def recover(self, now: float, owner: str | None = None) -> list[TaskRecord]:
+        """Return running tasks whose lease expired (all of ``owner``'s, if given)
+        to ``pending``; a task already out of attempts ends ``failed`` with
+        reason ``lost``. Returns the records changed."""
+        ...
+
+    def purge(self, older_than: float) -> int:
+        """Delete finished tasks whose ``finished_at`` is before ``older_than``; return the count."""
+        ...
+
+    def close(self) -> None:
+        """Release the store's resources. Idempotent."""
+        ...
