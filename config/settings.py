@@ -48,6 +48,9 @@ class Settings:
         "uvicorn_worker.UvicornWorker", "gunicorn worker class for HTTP workers",
         choices=WORKER_CLASSES,
     )
+    app: str = _setting(
+        "", "your ASGI app as module:attribute, served beside offload's routes; empty = none"
+    )
     executors: int = _setting(2, "number of executor processes running tasks", min=1)
     task_modules: list[str] = _setting(
         [], "importable modules whose @task functions may be run (list)"
@@ -205,7 +208,8 @@ def describe() -> list[dict[str, str]]:
     """One row per setting (name, env var, default, accepted, help): for docs and --help."""
     rows = []
     for name, f in FIELDS.items():
-        default = f.default if f.default is not dataclasses.MISSING else f.default_factory()  # type: ignore[misc]
+        factory: Any = f.default_factory
+        default = f.default if f.default is not dataclasses.MISSING else factory()
         rows.append({"name": name, "env": ENV_PREFIX + name.upper(), "default": repr(default),
                      "accepted": _accepted(f), "help": f.metadata["help"]})
     return rows

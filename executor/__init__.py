@@ -1,0 +1,28 @@
+"""offload's executor side: task registration, the pool and its executors.
+
+Public names for task code: ``task``, ``BackgroundTasks``, ``BackgroundTask``,
+``progress``, ``Retry``, ``TaskTimeout``. The rest is the pool's machinery.
+"""
+
+from executor.context import progress
+from executor.errors import (
+    OffloadError,
+    PoolError,
+    PoolUnavailable,
+    Retry,
+    TaskTimeout,
+    UnknownKind,
+)
+from executor.registry import Registry, task
+
+__all__ = [
+    "OffloadError",
+    "PoolError",
+    "PoolUnavailable",
+    "Registry",
+    "Retry",
+    "TaskTimeout",
+    "UnknownKind",
+    "progress",
+    "task",
+]

@@ -32,8 +32,7 @@ class _Conn(asyncio.Protocol):
         self.closed = False
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        assert isinstance(transport, asyncio.Transport)
-        self.transport = transport
+        self.transport = transport  # type: ignore[assignment]
 
     def data_received(self, data: bytes) -> None:
         try:
@@ -104,7 +103,7 @@ class PoolClient:
                     loop.create_unix_connection(lambda: _Conn(self.max_frame_bytes), self.path),
                     self.connect_timeout_s,
                 )
-            except (OSError, asyncio.TimeoutError) as exc:
+            except (TimeoutError, OSError) as exc:
                 raise PoolUnavailable(f"cannot reach the pool at {self.path}: {exc}") from exc
             self._conn = proto
             return proto
@@ -129,7 +128,7 @@ class PoolClient:
             if timeout_s is None:
                 return await fut
             return await asyncio.wait_for(fut, timeout_s)
-        except asyncio.TimeoutError:
+        except TimeoutError:
             conn.waiters.pop(req_id, None)
             raise PoolUnavailable(f"the pool did not answer {op!r} in {timeout_s} s") from None
 

@@ -14,6 +14,7 @@ Status transitions a store must enforce (anything else is refused):
 
 from __future__ import annotations
 
+import builtins
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal, Protocol
@@ -147,14 +148,18 @@ class Store(Protocol):
         """Earliest ``not_before`` among pending/retrying tasks, or ``None`` if there are none."""
         ...
 
-    def recover(self, now: float, owner: str | None = None) -> list[TaskRecord]:
-        """Return running tasks whose lease expired (all of ``owner``'s, if given)
-        to ``pending``; a task already out of attempts ends ``failed`` with
-        reason ``lost``. Returns the records changed."""
+    def recover(self, now: float, owner: str | None = None, *, everything: bool = False
+                ) -> builtins.list[TaskRecord]:  # ``list`` here is the method above
+        """Return running tasks whose lease expired (all of ``owner``'s, if given;
+        every running task with ``everything``, which only a single-writer
+        store's pool may ask, at its start) to ``pending``; a task already out
+        of attempts ends ``failed`` with reason ``lost``. Returns the records
+        changed."""
         ...
 
     def purge(self, older_than: float) -> int:
-        """Delete finished tasks whose ``finished_at`` is before ``older_than``; return the count."""
+        """Delete finished tasks whose ``finished_at`` is before ``older_than``;
+        return the count."""
         ...
 
     def close(self) -> None:

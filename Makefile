@@ -1,0 +1,50 @@
+# offload: `make run` starts the server, `make test` runs every check.
+# Both create .venv on first use (Python 3.11+ needed as python3).
+
+PYTHON ?= python3
+VENV   := .venv
+BIN    := $(VENV)/bin
+
+.PHONY: run test lint typecheck unit bench clean help
+
+help:
+	@echo "make run   - install into .venv and start offload under gunicorn (examples.tasks, SQLite)"
+	@echo "make test  - install test dependencies into .venv, then ruff, mypy and the whole test suite"
+	@echo "make bench - run the benchmarks in bench/ (prints figures; slow)"
+
+$(BIN)/python:
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+
+$(VENV)/.run-deps: pyproject.toml | $(BIN)/python
+	$(BIN)/python -m pip install --quiet -e .
+	@touch $@
+
+$(VENV)/.test-deps: pyproject.toml $(VENV)/.run-deps
+	$(BIN)/python -m pip install --quiet -e '.[test]'
+	@touch $@
+
+run: $(VENV)/.run-deps
+	@mkdir -p var
+	$(BIN)/gunicorn -c config/gunicorn.conf.py
+
+lint: $(VENV)/.test-deps
+	$(BIN)/ruff check .
+
+typecheck: $(VENV)/.test-deps
+	$(BIN)/mypy
+
+unit: $(VENV)/.test-deps
+	$(BIN)/pytest -q
+
+test: $(VENV)/.test-deps
+	$(BIN)/ruff check .
+	$(BIN)/mypy
+	$(BIN)/pytest -q
+
+bench: $(VENV)/.test-deps
+	$(BIN)/python bench/pool_bench.py
+	$(BIN)/python bench/http_bench.py
+
+clean:
+	rm -rf $(VENV) var .pytest_cache .mypy_cache .ruff_cache *.egg-info

@@ -1,0 +1,36 @@
+"""gunicorn configuration for offload: ``gunicorn -c config/gunicorn.conf.py``.
+
+Every value comes from offload's settings (``offload.toml`` at
+$OFFLOAD_CONFIG or config/offload.toml, then ``OFFLOAD_*`` variables). The
+hooks start and supervise the task pool next to the HTTP workers. On
+``kill -HUP`` gunicorn re-executes this file: a bad edit is refused with a
+logged error and the server keeps its running settings.
+"""
+
+import os
+import sys
+
+# Make the project importable when gunicorn is started from its directory.
+sys.path.insert(0, os.getcwd())
+
+from config.supervision import supervision
+
+_sup = supervision()
+_settings = _sup.load()
+
+wsgi_app = "server.app:create_app()"
+bind = [_settings.bind]
+workers = _settings.workers
+worker_class = _settings.worker_class
+timeout = int(_settings.http_timeout_s)
+graceful_timeout = int(_settings.graceful_timeout_s)
+keepalive = 5
+loglevel = _settings.log_level
+accesslog = None
+proc_name = "offload"
+
+on_starting = _sup.on_starting
+on_reload = _sup.on_reload
+post_fork = _sup.post_fork
+when_ready = _sup.when_ready
+on_exit = _sup.on_exit

@@ -1,0 +1,41 @@
+"""``python -m executor``: run the pool on its own (hosts that only execute).
+
+Options: ``--config PATH`` (default $OFFLOAD_CONFIG or config/offload.toml),
+``--lifeline-fd N`` (used by the supervisor: stop when it reads EOF).
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+
+import uvloop
+
+from config import ConfigError, load_settings
+from executor.pool import Pool
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Parse options, load settings, run the pool until it is stopped."""
+    parser = argparse.ArgumentParser(prog="python -m executor", description=__doc__)
+    parser.add_argument("--config", default=None, help="path of offload.toml")
+    parser.add_argument("--lifeline-fd", type=int, default=None, help=argparse.SUPPRESS)
+    opts = parser.parse_args(argv)
+    try:
+        settings = load_settings(opts.config)
+    except ConfigError as exc:
+        print(f"offload: {exc}", file=sys.stderr)
+        return 2
+    logging.basicConfig(level=settings.log_level.upper(),
+                        format="[%(asctime)s] [%(process)d] [%(levelname)s] %(name)s: %(message)s")
+    try:
+        uvloop.run(Pool(settings, opts.config, opts.lifeline_fd).run())
+    except RuntimeError as exc:  # task code that does not import, mostly
+        logging.getLogger("offload.pool").error("%s", exc)
+        return 3
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

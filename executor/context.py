@@ -1,0 +1,46 @@
+"""What a running task can ask of its executor: ``progress()``.
+
+The state here is per executor process (one task at a time), bound by the
+runner after fork; in any other process ``progress`` is a no-op, so task
+functions can be called directly in tests.
+"""
+
+from __future__ import annotations
+
+import math
+
+from executor.protocol import FrameType, encode, write_all
+
+_fd: int | None = None
+_task_id: str | None = None
+
+
+def bind(fd: int) -> None:
+    """Called once by the executor after fork: where progress frames go."""
+    global _fd
+    _fd = fd
+
+
+def start(task_id: str | None) -> None:
+    """Called by the executor when a task starts (``None`` when it ends)."""
+    global _task_id
+    _task_id = task_id
+
+
+def current_task_id() -> str | None:
+    """The id of the task running in this process, or ``None``."""
+    return _task_id
+
+
+def progress(value: float, message: str = "") -> None:
+    """Report progress of the running task: ``value`` in [0, 1] and a short message.
+
+    The task's record shows the latest value while it runs. Outside an
+    executor this does nothing.
+    """
+    if not (isinstance(value, (int, float)) and math.isfinite(value) and 0 <= value <= 1):
+        raise ValueError(f"progress value must be a number in [0, 1], got {value!r}")
+    if _fd is None or _task_id is None:
+        return
+    body = {"id": _task_id, "value": float(value), "message": str(message)[:500]}
+    write_all(_fd, encode(FrameType.PROGRESS, body))

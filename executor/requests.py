@@ -1,0 +1,252 @@
+"""The pool's answers to socket requests (the ops of ``executor.ops``).
+
+Submissions are not committed one by one: ``submit`` queues them and the
+pool calls ``flush_submits`` once at the end of the loop turn, so everything
+that arrived together is one transaction, and every reply goes out only
+after that commit.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import math
+import time
+from typing import TYPE_CHECKING, Any
+
+from executor.listener import ClientConn
+from executor.ops import record_to_wire
+from executor.registry import unknown_kind_message
+from executor.store import FINISHED, STATUSES, NewTask, StoreError, TaskRecord
+
+if TYPE_CHECKING:
+    from executor.pool import Pool
+
+log = logging.getLogger("offload.pool")
+_SPEC_KEYS = frozenset({"kind", "payload", "max_retries", "timeout_s", "priority", "not_before",
+                        "idempotency_key", "group_id", "seq", "ref"})
+
+
+class Invalid(Exception):
+    """A request argument is wrong; ``field`` names it."""
+
+    def __init__(self, code: str, message: str, field: str | None = None) -> None:
+        super().__init__(message)
+        self.code, self.message, self.field = code, message, field
+
+
+class Requests:
+    """Dispatches requests to handlers; holds submissions and long-poll waiters."""
+
+    def __init__(self, pool: Pool) -> None:
+        self.pool = pool
+        self._submits: list[tuple[ClientConn, int, list[NewTask]]] = []
+        self._waiters: dict[str, list[tuple[ClientConn, int, asyncio.TimerHandle]]] = {}
+
+    def handle(self, conn: ClientConn, req_id: int, op: str, args: dict[str, Any]) -> None:
+        """Entry point for every request frame."""
+        handler = getattr(self, "op_" + op, None)
+        if handler is None:
+            conn.fail(req_id, "unknown_op", f"unknown op {op!r}")
+            return
+        try:
+            result = handler(conn, req_id, args)
+        except Invalid as exc:
+            conn.fail(req_id, exc.code, exc.message, exc.field)
+        except StoreError as exc:
+            conn.fail(req_id, "invalid", str(exc))
+        except Exception as exc:
+            log.exception("request %s failed", op)
+            conn.fail(req_id, "internal", f"{type(exc).__name__}: {exc}")
+        else:
+            if result is not _DEFERRED:
+                conn.reply(req_id, result)
+
+    # -- submit ------------------------------------------------------------------
+
+    def _spec(self, i: int, raw: Any, now: float) -> NewTask:
+        where = f"tasks[{i}]"
+        if not isinstance(raw, dict):
+            raise Invalid("invalid", f"{where} must be a map", where)
+        unknown = set(raw) - _SPEC_KEYS
+        if unknown:
+            raise Invalid("invalid", f"{where} has unknown field(s): {sorted(unknown)}", where)
+        kind, payload, ref = raw.get("kind"), raw.get("payload", b""), raw.get("ref")
+        if not isinstance(kind, str) or not kind:
+            raise Invalid("invalid", f"{where}.kind must be a non-empty string", f"{where}.kind")
+        manifest = self.pool.manifest
+        if kind not in manifest and not ref:
+            raise Invalid("unknown_kind", unknown_kind_message(kind, manifest), f"{where}.kind")
+        if not isinstance(payload, bytes):
+            raise Invalid("invalid", f"{where}.payload must be bytes", f"{where}.payload")
+        opts = manifest.get(kind, {})
+        s = self.pool.settings
+        max_retries = _pick(raw, opts, "max_retries", s.default_max_retries)
+        timeout_s = _pick(raw, opts, "timeout_s", s.default_timeout_s)
+        if not isinstance(max_retries, int) or max_retries < 0:
+            raise Invalid("invalid", f"{where}.max_retries must be an integer >= 0",
+                          f"{where}.max_retries")
+        if not isinstance(timeout_s, (int, float)) or not math.isfinite(timeout_s) \
+                or timeout_s <= 0:
+            raise Invalid("invalid", f"{where}.timeout_s must be a number > 0",
+                          f"{where}.timeout_s")
+        return NewTask(kind=kind, payload=payload, max_retries=max_retries,
+                       timeout_s=float(timeout_s), priority=int(raw.get("priority") or 0),
+                       not_before=float(raw.get("not_before") or 0.0),
+                       group_id=raw.get("group_id"), seq=int(raw.get("seq") or 0),
+                       idempotency_key=raw.get("idempotency_key"), ref=ref)
+
+    def op_submit(self, conn: ClientConn, req_id: int, args: dict[str, Any]) -> object:
+        tasks = args.get("tasks")
+        if not isinstance(tasks, list) or not tasks:
+            raise Invalid("invalid", "tasks must be a non-empty list", "tasks")
+        now = time.time()
+        specs = [self._spec(i, raw, now) for i, raw in enumerate(tasks)]
+        self._submits.append((conn, req_id, specs))
+        self.pool._schedule_turn()
+        return _DEFERRED
+
+    def flush_submits(self) -> None:
+        """Commit every queued submission in one transaction, then reply to each."""
+        if not self._submits:
+            return
+        batch, self._submits = self._submits, []
+        try:
+            records = self.pool.store.enqueue([t for _, _, specs in batch for t in specs],
+                                              time.time())
+        except Exception as exc:
+            log.exception("enqueue failed")
+            for conn, req_id, _ in batch:
+                conn.fail(req_id, "internal", f"the store refused the tasks: {exc}")
+            return
+        pos = 0
+        for conn, req_id, specs in batch:
+            mine = records[pos:pos + len(specs)]
+            pos += len(specs)
+            conn.reply(req_id, {"tasks": [record_to_wire(r) for r in mine]})
+        self.pool.tasks_enqueued(records)
+
+    # -- reads -------------------------------------------------------------------
+
+    def _record(self, task_id: Any) -> TaskRecord:
+        if not isinstance(task_id, str):
+            raise Invalid("invalid", "id must be a string", "id")
+        rec = self.pool.store.get(task_id)
+        if rec is None:
+            raise Invalid("not_found", f"no task with id {task_id!r}", "id")
+        entry = self.pool.inflight.get(task_id)
+        if entry is not None and rec.status == "running":
+            rec.started_at = entry[1].started_at or rec.started_at
+            rec.progress = entry[1].progress or rec.progress
+        return rec
+
+    def op_get(self, conn: ClientConn, req_id: int, args: dict[str, Any]) -> object:
+        rec = self._record(args.get("id"))
+        wait_s = args.get("wait_s")
+        if rec.status in FINISHED or not wait_s:
+            return record_to_wire(rec)
+        loop = asyncio.get_running_loop()
+        handle = loop.call_later(float(wait_s), self._wait_expired, rec.id, conn, req_id)
+        self._waiters.setdefault(rec.id, []).append((conn, req_id, handle))
+        return _DEFERRED
+
+    def _wait_expired(self, task_id: str, conn: ClientConn, req_id: int) -> None:
+        waiters = self._waiters.get(task_id, [])
+        for w in waiters:
+            if w[0] is conn and w[1] == req_id:
+                waiters.remove(w)
+                break
+        if not waiters:
+            self._waiters.pop(task_id, None)
+        try:
+            conn.reply(req_id, record_to_wire(self._record(task_id)))
+        except Invalid as exc:
+            conn.fail(req_id, exc.code, exc.message, exc.field)
+
+    def task_finished(self, rec: TaskRecord) -> None:
+        """Answer the long-polls waiting on a task that just finished."""
+        for conn, req_id, handle in self._waiters.pop(rec.id, ()):
+            handle.cancel()
+            conn.reply(req_id, record_to_wire(rec))
+
+    def task_changed(self, task_id: str) -> None:
+        """A task changed without finishing: waiters keep waiting (hook for later use)."""
+        rec = self.pool.store.get(task_id)
+        if rec is not None and rec.status in FINISHED:
+            self.task_finished(rec)
+
+    def op_list(self, conn: ClientConn, req_id: int, args: dict[str, Any]) -> object:
+        status, kind = args.get("status"), args.get("kind")
+        if status is not None and status not in STATUSES:
+            raise Invalid("invalid", f"status must be one of {', '.join(STATUSES)}", "status")
+        limit = args.get("limit", 50)
+        if not isinstance(limit, int) or not 1 <= limit <= 500:
+            raise Invalid("invalid", "limit must be an integer from 1 to 500", "limit")
+        try:
+            records, cursor = self.pool.store.list(status=status, kind=kind, limit=limit,
+                                                   cursor=args.get("cursor"))
+        except StoreError as exc:
+            raise Invalid("invalid", str(exc), "cursor") from None
+        return {"tasks": [record_to_wire(r) for r in records], "next_cursor": cursor}
+
+    def op_cancel(self, conn: ClientConn, req_id: int, args: dict[str, Any]) -> object:
+        rec = self._record(args.get("id"))
+        force, by = bool(args.get("force")), str(args.get("by") or "api")
+        if rec.status in FINISHED:
+            raise Invalid("conflict", f"task {rec.id} already ended: {rec.status}", "id")
+        if rec.status == "running" and not force:
+            raise Invalid("conflict", f"task {rec.id} is running; cancel with force=true to "
+                                      f"kill its executor", "id")
+        after = self.pool.store.cancel(rec.id, by, time.time(), force=force)
+        if after is None or after.status != "cancelled":
+            raise Invalid("conflict", f"task {rec.id} could not be cancelled", "id")
+        if rec.status == "running":
+            self.pool.cancel_running(rec.id, by)
+        self.pool.metrics.task_finished(after.kind, "cancelled")
+        self.task_finished(after)
+        return record_to_wire(after)
+
+    def op_stats(self, conn: ClientConn, req_id: int, args: dict[str, Any]) -> object:
+        counts = self.pool.store.counts()
+        self.pool.metrics.set_queue_depth(counts)
+        return {"counts": counts, "queue_depth": counts["pending"] + counts["retrying"],
+                "executors": self.pool.executor_rows()}
+
+    def op_kinds(self, conn: ClientConn, req_id: int, args: dict[str, Any]) -> object:
+        return {"kinds": self.pool.manifest}
+
+    def op_health(self, conn: ClientConn, req_id: int, args: dict[str, Any]) -> object:
+        up = sum(1 for s in self.pool.slots.values()
+                 if s.pid is not None and s.state.value in ("idle", "busy"))
+        return {"executors_up": up, "executors_wanted": self.pool.settings.executors}
+
+    def op_metrics(self, conn: ClientConn, req_id: int, args: dict[str, Any]) -> object:
+        pool = self.pool
+        pool.metrics.set_queue_depth(pool.store.counts())
+        states: dict[str, int] = {}
+        for slot in pool.slots.values():
+            if slot.state.value != "dead":
+                states[slot.state.value] = states.get(slot.state.value, 0) + 1
+        pool.metrics.set_executors(states)
+        return {"text": pool.metrics.render().decode()}
+
+    def op_observe_http(self, conn: ClientConn, req_id: int, args: dict[str, Any]) -> object:
+        samples = args.get("samples")
+        if not isinstance(samples, list):
+            raise Invalid("invalid", "samples must be a list", "samples")
+        try:
+            self.pool.metrics.observe_http(samples)
+        except ValueError as exc:
+            raise Invalid("invalid", str(exc), "samples") from None
+        return {}
+
+
+_DEFERRED = object()
+
+
+def _pick(raw: dict[str, Any], opts: dict[str, Any], key: str, default: Any) -> Any:
+    if raw.get(key) is not None:
+        return raw[key]
+    if opts.get(key) is not None:
+        return opts[key]
+    return default

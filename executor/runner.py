@@ -1,0 +1,185 @@
+"""The executor: a forked child that runs one task at a time.
+
+Contract with the pool (frames of ``executor.protocol`` on two pipes):
+for each ``RUN`` it reads, it sends ``STARTED``, any number of
+``PROGRESS``, then exactly one ``DONE``. It exits with ``os._exit``:
+0 on EOF, ``STOP``, SIGTERM between tasks, or when it asks to be recycled
+(``DONE.recycle`` set); any other ending is a crash the pool records.
+
+Time limits: the soft limit raises ``TaskTimeout`` in the task (SIGALRM);
+the hard limit is enforced from outside by the pool killing this process
+group. Memory: ``memory_limit_mb`` caps the address space (RLIMIT_AS), so a
+runaway allocation raises ``MemoryError`` here and the task fails ``memory``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import inspect
+import os
+import random
+import resource
+import signal
+import time
+import traceback
+from dataclasses import dataclass
+from types import FrameType as PyFrame
+from typing import Any, NoReturn
+
+from executor import context
+from executor.codec import decode_call, encode_value
+from executor.errors import Retry, TaskTimeout, UnknownKind
+from executor.protocol import FrameReader, FrameType, encode, read_frame, write_all
+from executor.registry import Registry, resolve_ref
+
+_PAGE_MB = os.sysconf("SC_PAGE_SIZE") / (1024 * 1024)
+
+
+@dataclass(frozen=True)
+class Limits:
+    """What an executor enforces on itself; sent by the pool with ``SPAWN``."""
+
+    max_tasks: int = 0  # 0 = never recycle by count
+    max_memory_mb: int = 0
+    memory_limit_mb: int = 0
+    max_result_bytes: int = 1_048_576
+    max_frame_bytes: int = 8 * 1024 * 1024
+
+
+def rss_mb() -> float:
+    """Resident memory of this process in MiB (from /proc)."""
+    with open("/proc/self/statm") as f:
+        return int(f.read().split()[1]) * _PAGE_MB
+
+
+class _State:
+    in_task = False
+    stop_requested = False
+
+
+def _on_term(signum: int, frame: PyFrame | None) -> None:
+    # Between tasks: leave now. During a task: finish it, then leave.
+    if not _State.in_task:
+        os._exit(0)
+    _State.stop_requested = True
+
+
+def _on_alarm(signum: int, frame: PyFrame | None) -> None:
+    raise TaskTimeout("soft time limit exceeded")
+
+
+def _error(reason: str, exc: BaseException) -> dict[str, str]:
+    return {"reason": reason, "message": f"{type(exc).__name__}: {exc}",
+            "traceback": "".join(traceback.format_exception(exc))}
+
+
+def _call(fn: Any, args: list[Any], kwargs: dict[str, Any]) -> Any:
+    result = fn(*args, **kwargs)
+    if inspect.isawaitable(result):
+        return asyncio.run(_await(result))
+    return result
+
+
+async def _await(awaitable: Any) -> Any:
+    return await awaitable
+
+
+def _run_one(desc: dict[str, Any], registry: Registry, limits: Limits,
+             retry_on: dict[str, tuple[type[BaseException], ...] | None]) -> dict[str, Any]:
+    """Run one task descriptor and return the ``DONE`` body (without recycle/rss)."""
+    done: dict[str, Any] = {"id": desc["id"], "ok": False, "result": None, "error": None,
+                            "retry_delay_s": None, "retryable": True}
+    try:
+        kind = desc["kind"]
+        ref = desc.get("ref")
+        if kind in registry:
+            d = registry.get(kind)
+            fn, retry_on[kind] = d.fn, d.options.retry_on
+        elif ref:
+            fn = resolve_ref(ref)
+        else:
+            registry.get(kind)  # raises UnknownKind with close matches
+        args, kwargs = decode_call(desc["payload"])
+        signal.setitimer(signal.ITIMER_REAL, float(desc["timeout_s"]))
+        try:
+            value = _call(fn, args, kwargs)
+        finally:
+            signal.setitimer(signal.ITIMER_REAL, 0)
+        try:
+            result = encode_value(value)
+        except TypeError as exc:
+            done["error"] = _error("error", exc)
+            done["retryable"] = False
+            return done
+        if len(result) > limits.max_result_bytes:
+            done["error"] = {"reason": "error", "traceback": "",
+                             "message": f"result of {len(result)} bytes exceeds max_result_bytes "
+                                        f"({limits.max_result_bytes}); store large results "
+                                        f"elsewhere and return a reference"}
+            done["retryable"] = False
+            return done
+        done["ok"], done["result"] = True, result
+    except TaskTimeout as exc:
+        done["error"] = _error("timeout", exc)
+    except MemoryError as exc:
+        done["error"] = _error("memory", exc)
+    except Retry as exc:
+        done["error"] = _error("error", exc)
+        done["retry_delay_s"] = exc.delay_s
+    except UnknownKind as exc:
+        done["error"] = _error("error", exc)
+        done["retryable"] = False
+    except BaseException as exc:  # a task may raise anything, SystemExit included
+        done["error"] = _error("error", exc)
+        allowed = retry_on.get(desc["kind"])
+        if allowed is not None and not isinstance(exc, allowed):
+            done["retryable"] = False
+    return done
+
+
+def run_executor(rfd: int, wfd: int, registry: Registry, limits: Limits) -> NoReturn:
+    """Serve ``RUN`` frames from ``rfd`` until told to stop; never returns."""
+    signal.signal(signal.SIGTERM, _on_term)
+    signal.signal(signal.SIGALRM, _on_alarm)
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGPIPE, signal.SIG_DFL)
+    signal.signal(signal.SIGHUP, signal.SIG_DFL)
+    if limits.memory_limit_mb:
+        cap = limits.memory_limit_mb * 1024 * 1024
+        resource.setrlimit(resource.RLIMIT_AS, (cap, cap))
+    # Jitter the recycling count so executors started together do not all
+    # restart together.
+    max_tasks = limits.max_tasks
+    if max_tasks > 1:
+        max_tasks = random.randint(max(1, max_tasks - max_tasks // 10), max_tasks)
+    reader, pending = FrameReader(limits.max_frame_bytes), []  # type: ignore[var-annotated]
+    retry_on: dict[str, tuple[type[BaseException], ...] | None] = {}
+    context.bind(wfd)
+    tasks_run = 0
+    while True:
+        frame = read_frame(rfd, reader, pending)
+        if frame is None or frame[0] == FrameType.STOP or _State.stop_requested:
+            os._exit(0)
+        ftype, desc = frame
+        if ftype != FrameType.RUN:
+            continue
+        _State.in_task = True
+        context.start(desc["id"])
+        write_all(wfd, encode(FrameType.STARTED, {"id": desc["id"], "at": time.time()}))
+        done = _run_one(desc, registry, limits, retry_on)
+        context.start(None)
+        tasks_run += 1
+        rss = rss_mb()
+        recycle = None
+        if done["error"] is not None and done["error"]["reason"] in ("memory", "timeout"):
+            recycle = done["error"]["reason"]  # the process state cannot be trusted now
+        elif limits.max_memory_mb and rss > limits.max_memory_mb:
+            recycle = "memory"
+        elif max_tasks and tasks_run >= max_tasks:
+            recycle = "recycled"
+        done["rss_mb"] = round(rss, 1)
+        done["recycle"] = recycle
+        write_all(wfd, encode(FrameType.DONE, done))
+        _State.in_task = False
+        if recycle or _State.stop_requested:
+            os._exit(0)

@@ -1,0 +1,420 @@
+"""The SQLite store: the embedded default, one file in WAL mode.
+
+Every write method runs one ``BEGIN IMMEDIATE ... COMMIT`` transaction.
+Accepting work (``enqueue``) and ``cancel`` commit with ``synchronous=FULL``:
+on disk, power loss included, when the method returns, so a ``202`` is
+never lost. The transitions that follow (claim, finish, reschedule, renew,
+recover, purge) commit with ``synchronous=NORMAL``: they survive the pool's
+crash (``kill -9``) at once and reach the disk with the next FULL commit or
+checkpoint; a power loss can undo the latest of them, which only makes a
+task run again (delivery is at-least-once anyway). An fsync costs ~0.5 ms
+here, so this is what lets the pool finish thousands of tasks a second.
+
+Methods block the calling thread for the time of their transaction (plus up
+to ``busy_timeout`` if another process holds the file).
+The pool is the only writer; the store is used from the thread that opened it.
+
+``seqno`` (the rowid) is submission order. Ids are ``f"{ms:012x}{random:016x}"``:
+sortable by creation time, unguessable, 28 characters.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import secrets
+import sqlite3
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from typing import Any, cast
+
+from executor.store.base import STATUSES, NewTask, Outcome, Status, StoreError, TaskRecord
+
+SCHEMA_VERSION = 1
+_BUSY_TIMEOUT_MS = 5000
+_CHUNK = 500  # bound parameters per IN (...) lookup
+
+_SCHEMA = (
+    """CREATE TABLE tasks (
+    seqno INTEGER PRIMARY KEY,
+    id TEXT NOT NULL,
+    kind TEXT NOT NULL CHECK (kind <> ''),
+    status TEXT NOT NULL CHECK (status IN
+        ('pending', 'running', 'retrying', 'succeeded', 'failed', 'cancelled')),
+    attempts INTEGER NOT NULL CHECK (attempts >= 0),
+    max_retries INTEGER NOT NULL CHECK (max_retries >= 0),
+    timeout_s REAL NOT NULL CHECK (timeout_s > 0),
+    priority INTEGER NOT NULL,
+    not_before REAL NOT NULL,
+    created_at REAL NOT NULL,
+    payload BLOB NOT NULL,
+    group_id TEXT,
+    seq INTEGER NOT NULL,
+    idempotency_key TEXT,
+    ref TEXT,
+    started_at REAL,
+    finished_at REAL,
+    result BLOB,
+    error TEXT,
+    progress TEXT,
+    cancelled_by TEXT,
+    lease_owner TEXT,
+    lease_expires_at REAL
+)""",
+    """CREATE UNIQUE INDEX tasks_id ON tasks (id)""",
+    """CREATE UNIQUE INDEX tasks_idempotency ON tasks (idempotency_key)
+    WHERE idempotency_key IS NOT NULL""",
+    # claim walks this in order; it covers the due and group filters, so tasks
+    # that are not due yet are skipped without reading their rows.
+    """CREATE INDEX tasks_waiting ON tasks (priority DESC, seqno, not_before, group_id, seq)
+    WHERE status IN ('pending', 'retrying')""",
+    """CREATE INDEX tasks_due ON tasks (not_before) WHERE status IN ('pending', 'retrying')""",
+    # only unfinished group members: "is an earlier one unfinished" is one probe.
+    """CREATE INDEX tasks_group ON tasks (group_id, seq)
+    WHERE group_id IS NOT NULL AND status IN ('pending', 'running', 'retrying')""",
+    """CREATE INDEX tasks_status ON tasks (status, seqno)""",
+    """CREATE INDEX tasks_finished ON tasks (finished_at)
+    WHERE status IN ('succeeded', 'failed', 'cancelled')""",
+)
+
+_COLUMNS = ("id, kind, status, attempts, max_retries, timeout_s, priority, not_before,"
+            " created_at, payload, group_id, seq, idempotency_key, ref, started_at,"
+            " finished_at, result, error, progress, cancelled_by, lease_owner,"
+            " lease_expires_at")
+_COLUMNS_NO_PAYLOAD = _COLUMNS.replace("payload", "x''")  # an empty blob in its place
+_INSERT = ("INSERT INTO tasks (id, kind, status, attempts, max_retries, timeout_s, priority,"
+           " not_before, created_at, payload, group_id, seq, idempotency_key, ref)"
+           " VALUES (?, ?, 'pending', 0, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)")
+_CLAIM = f"""
+UPDATE tasks SET status = 'running', attempts = attempts + 1, started_at = :now,
+    lease_owner = :owner, lease_expires_at = :expires
+WHERE seqno IN (
+    SELECT t.seqno FROM tasks AS t INDEXED BY tasks_waiting
+    WHERE t.status IN ('pending', 'retrying') AND t.not_before <= :now
+      AND (t.group_id IS NULL OR NOT EXISTS (
+          SELECT 1 FROM tasks AS g INDEXED BY tasks_group
+          WHERE g.group_id = t.group_id AND g.seq < t.seq
+            AND g.status IN ('pending', 'running', 'retrying')))
+    ORDER BY t.priority DESC, t.seqno
+    LIMIT :n)
+RETURNING {_COLUMNS}, seqno
+"""
+_LOST = """json_object('reason', 'lost', 'traceback', '', 'message',
+    'the task was running when its pool (' || coalesce(lease_owner, '?') ||
+    ') stopped, and it has no attempts left')"""
+
+
+def _json(value: dict[str, Any] | None) -> str | None:
+    return None if value is None else json.dumps(value, separators=(",", ":"))
+
+
+def _record(row: Sequence[Any]) -> TaskRecord:
+    """A TaskRecord from a row selected as ``_COLUMNS`` (extra trailing columns ignored)."""
+    return TaskRecord(
+        id=row[0], kind=row[1], status=cast(Status, row[2]), attempts=row[3],
+        max_retries=row[4], timeout_s=row[5], priority=row[6], not_before=row[7],
+        created_at=row[8], payload=bytes(row[9]), group_id=row[10], seq=row[11],
+        idempotency_key=row[12], ref=row[13], started_at=row[14], finished_at=row[15],
+        result=None if row[16] is None else bytes(row[16]),
+        error=None if row[17] is None else json.loads(row[17]),
+        progress=None if row[18] is None else json.loads(row[18]),
+        cancelled_by=row[19], lease_owner=row[20], lease_expires_at=row[21])
+
+
+class SQLiteStore:
+    """A Store on one SQLite file at ``path`` (created, with its directory, if missing).
+
+    Raises StoreError if the file is not an offload database or was written by
+    a newer schema. Not thread-safe: use it from the thread that opened it.
+    """
+
+    def __init__(self, path: str) -> None:
+        self.path = path
+        self._db: sqlite3.Connection | None = None
+        directory = os.path.dirname(os.path.abspath(path))
+        try:
+            os.makedirs(directory, exist_ok=True)
+            # isolation_level=None: the module never opens transactions on its
+            # own; every write below says BEGIN IMMEDIATE ... COMMIT itself.
+            self._db = sqlite3.connect(
+                path, isolation_level=None, check_same_thread=True)
+            self._db.execute(f"PRAGMA busy_timeout = {_BUSY_TIMEOUT_MS}")
+            mode = self._db.execute("PRAGMA journal_mode = WAL").fetchone()[0]
+            if mode != "wal":
+                raise StoreError(f"{path}: cannot switch SQLite to WAL mode (got {mode!r})")
+            # FULL: fsync the WAL on every commit, so a 202 survives power loss.
+            self._db.execute("PRAGMA synchronous = FULL")
+            self._sync_full = True
+            with self._write(power_safe=True) as db:
+                version = db.execute("PRAGMA user_version").fetchone()[0]
+                if version == 0:
+                    # Not executescript: it would COMMIT first and break the transaction.
+                    for statement in _SCHEMA:
+                        db.execute(statement)
+                    db.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
+                elif version != SCHEMA_VERSION:
+                    raise StoreError(
+                        f"{path}: schema version {version}, but this offload reads version "
+                        f"{SCHEMA_VERSION}; open it with the offload that wrote it")
+        except (OSError, sqlite3.Error) as exc:
+            self.close()
+            raise StoreError(f"cannot open the SQLite store {path}: {exc}") from exc
+        except StoreError:
+            self.close()
+            raise
+
+    @property
+    def _conn(self) -> sqlite3.Connection:
+        if self._db is None:
+            raise StoreError(f"the SQLite store {self.path} is closed")
+        return self._db
+
+    @contextmanager
+    def _write(self, power_safe: bool = False) -> Iterator[sqlite3.Connection]:
+        """One write transaction; committed on normal exit, rolled back on error.
+
+        ``power_safe`` commits with an fsync (FULL); otherwise NORMAL (see the
+        module docstring).
+        """
+        db = self._conn
+        if power_safe != self._sync_full:
+            db.execute(f"PRAGMA synchronous = {'FULL' if power_safe else 'NORMAL'}")
+            self._sync_full = power_safe
+        try:
+            db.execute("BEGIN IMMEDIATE")
+        except sqlite3.Error as exc:
+            raise StoreError(f"{self.path}: cannot start a write: {exc}") from exc
+        try:
+            yield db
+            db.execute("COMMIT")
+        except BaseException as exc:
+            if db.in_transaction:
+                db.execute("ROLLBACK")
+            if isinstance(exc, sqlite3.Error):
+                raise StoreError(f"{self.path}: {exc}; nothing was changed") from exc
+            raise
+
+    def _select(self, where: str, params: Sequence[Any] = ()) -> list[TaskRecord]:
+        rows = self._conn.execute(f"SELECT {_COLUMNS} FROM tasks WHERE {where}", params)
+        return [_record(row) for row in rows]
+
+    def enqueue(self, tasks: Sequence[NewTask], now: float) -> list[TaskRecord]:
+        """Insert ``tasks`` in one transaction, all or nothing; durable on return.
+
+        A known ``idempotency_key`` (stored, or earlier in this batch) returns
+        the existing record instead of inserting. Records come back in input
+        order. Raises StoreError, storing nothing, if any task is refused
+        (empty kind, negative max_retries, timeout_s <= 0).
+        """
+        keys = list({t.idempotency_key for t in tasks if t.idempotency_key is not None})
+        prefix = f"{int(now * 1000):012x}"
+        out: list[TaskRecord] = []
+        rows: list[tuple[Any, ...]] = []
+        with self._write(power_safe=True):
+            by_key: dict[str, TaskRecord] = {}
+            for i in range(0, len(keys), _CHUNK):
+                chunk = keys[i:i + _CHUNK]
+                marks = ",".join("?" * len(chunk))
+                for record in self._select(f"idempotency_key IN ({marks})", chunk):
+                    by_key[cast(str, record.idempotency_key)] = record
+            for t in tasks:
+                if t.idempotency_key is not None and t.idempotency_key in by_key:
+                    out.append(by_key[t.idempotency_key])
+                    continue
+                not_before = t.not_before or now
+                record = TaskRecord(
+                    id=prefix + secrets.token_hex(8), kind=t.kind, status="pending",
+                    attempts=0, max_retries=t.max_retries, timeout_s=t.timeout_s,
+                    priority=t.priority, not_before=not_before, created_at=now,
+                    payload=t.payload, group_id=t.group_id, seq=t.seq,
+                    idempotency_key=t.idempotency_key, ref=t.ref)
+                rows.append((record.id, t.kind, t.max_retries, t.timeout_s, t.priority,
+                             not_before, now, t.payload, t.group_id, t.seq,
+                             t.idempotency_key, t.ref))
+                if t.idempotency_key is not None:
+                    by_key[t.idempotency_key] = record
+                out.append(record)
+            self._conn.executemany(_INSERT, rows)
+        return out
+
+    def claim(self, n: int, now: float, owner: str, lease_s: float) -> list[TaskRecord]:
+        """Move up to ``n`` due tasks to ``running`` under ``owner``'s lease until
+        ``now + lease_s``; ``attempts`` +1, ``started_at`` = now. Due and order
+        as in the Store protocol. One transaction, durable on return."""
+        if n <= 0:
+            return []
+        with self._write() as db:
+            rows = db.execute(_CLAIM, {"now": now, "owner": owner,
+                                       "expires": now + lease_s, "n": n}).fetchall()
+        # RETURNING has no defined order: restore priority, then submission order.
+        rows.sort(key=lambda row: (-row[6], row[-1]))
+        return [_record(row) for row in rows]
+
+    def renew(self, ids: Sequence[str], owner: str, lease_expires_at: float) -> None:
+        """Set the lease expiry of those ``ids`` that are running under ``owner``;
+        other ids are skipped. Durable on return."""
+        with self._write() as db:
+            db.executemany("UPDATE tasks SET lease_expires_at = ? WHERE id = ?"
+                           " AND status = 'running' AND lease_owner = ?",
+                           [(lease_expires_at, task_id, owner) for task_id in ids])
+
+    def finish(self, outcomes: Sequence[Outcome]) -> list[TaskRecord]:
+        """Record how running tasks ended, in one transaction; durable on return.
+
+        Ids not running (missing, finished, cancelled) are skipped, as is a
+        repeated id. ``started_at`` is kept from the claim unless the outcome
+        gives one. Returns the changed records, without payload.
+        """
+        for o in outcomes:
+            if o.status not in ("succeeded", "failed"):
+                raise StoreError(f"task {o.id}: finish takes 'succeeded' or 'failed', "
+                                 f"not {o.status!r}")
+        by_id = {o.id: o for o in reversed(outcomes)}  # the first outcome of an id wins
+        ids = list(by_id)
+        out: list[TaskRecord] = []
+        with self._write() as db:
+            for i in range(0, len(ids), _CHUNK):
+                chunk = ids[i:i + _CHUNK]
+                marks = ",".join("?" * len(chunk))
+                # INDEXED BY: without statistics the planner would walk every
+                # running task through tasks_status instead of probing the ids.
+                rows = db.execute(f"SELECT {_COLUMNS_NO_PAYLOAD} FROM tasks"
+                                  f" INDEXED BY tasks_id WHERE id IN ({marks})"
+                                  " AND status = 'running'", chunk).fetchall()
+                out.extend(_record(row) for row in rows)
+            for record in out:
+                o = by_id[record.id]
+                record.status, record.finished_at = o.status, o.finished_at
+                if o.started_at is not None:
+                    record.started_at = o.started_at
+                record.result, record.error, record.progress = o.result, o.error, o.progress
+                record.lease_owner = record.lease_expires_at = None
+            db.executemany(
+                "UPDATE tasks SET status = ?, finished_at = ?, started_at = ?, result = ?,"
+                " error = ?, progress = ?, lease_owner = NULL, lease_expires_at = NULL"
+                " WHERE id = ? AND status = 'running'",
+                [(r.status, r.finished_at, r.started_at, r.result, _json(r.error),
+                  _json(r.progress), r.id) for r in out])
+        return out
+
+    def reschedule(self, task_id: str, not_before: float, *, error: dict[str, Any] | None,
+                   count_attempt: bool) -> TaskRecord | None:
+        """Put a running task back, due at ``not_before``, lease cleared.
+
+        ``count_attempt=True``: ``retrying``, attempt kept, ``error`` stored.
+        ``False``: ``pending`` with the claim's attempt undone (it never
+        started). ``None`` if the task is missing or not running. Durable on return.
+        """
+        status, undo = ("retrying", 0) if count_attempt else ("pending", 1)
+        with self._write() as db:
+            row = db.execute(
+                "UPDATE tasks SET status = ?, attempts = max(attempts - ?, 0), not_before = ?,"
+                " error = coalesce(?, error), lease_owner = NULL, lease_expires_at = NULL"
+                f" WHERE id = ? AND status = 'running' RETURNING {_COLUMNS}",
+                (status, undo, not_before, _json(error), task_id)).fetchone()
+        return None if row is None else _record(row)
+
+    def cancel(self, task_id: str, by: str, now: float, *, force: bool = False
+               ) -> TaskRecord | None:
+        """Cancel a pending or retrying task, or a running one if ``force``.
+
+        Returns the record after the call (its status tells whether it was
+        cancelled; a finished or, without force, running task is unchanged),
+        or ``None`` if missing. Durable on return.
+        """
+        with self._write(power_safe=True) as db:
+            row = db.execute(
+                "UPDATE tasks SET status = 'cancelled', cancelled_by = ?, finished_at = ?,"
+                " lease_owner = NULL, lease_expires_at = NULL WHERE id = ?"
+                " AND (status IN ('pending', 'retrying') OR (status = 'running' AND ?))"
+                f" RETURNING {_COLUMNS}", (by, now, task_id, force)).fetchone()
+        if row is not None:
+            return _record(row)
+        return self.get(task_id)
+
+    def get(self, task_id: str) -> TaskRecord | None:
+        """The task's record, or ``None`` if missing. Does not block on the writer."""
+        records = self._select("id = ?", (task_id,))
+        return records[0] if records else None
+
+    def counts(self) -> dict[str, int]:
+        """Number of tasks in each status, every status present (zeros included)."""
+        counts: dict[str, int] = dict.fromkeys(STATUSES, 0)
+        counts.update(self._conn.execute("SELECT status, count(*) FROM tasks GROUP BY status"))
+        return counts
+
+    def next_due(self) -> float | None:
+        """Earliest ``not_before`` among pending/retrying tasks, or ``None`` if none.
+        The task may still wait behind its group."""
+        row = self._conn.execute(
+            "SELECT not_before FROM tasks INDEXED BY tasks_due"
+            " WHERE status IN ('pending', 'retrying') ORDER BY not_before LIMIT 1").fetchone()
+        return None if row is None else cast(float, row[0])
+
+    def recover(self, now: float, owner: str | None = None, *,
+                everything: bool = False) -> list[TaskRecord]:
+        """Put running tasks back: all of ``owner``'s if given, else those whose
+        lease expired by ``now``. Each goes to ``pending`` (attempt kept), or to
+        ``failed`` with reason ``lost`` if it has no attempts left. Returns the
+        changed records; durable on return."""
+        which, param = (("lease_owner = ?", owner) if owner is not None
+                        else ("lease_expires_at <= ?", now))
+        if everything:  # at the start of the only writer: nobody else holds a lease
+            which, param = ("? IS NOT NULL", 1)
+        where = f"status = 'running' AND {which}"
+        with self._write() as db:
+            rows = db.execute(
+                f"UPDATE tasks SET status = 'failed', finished_at = ?, error = {_LOST},"
+                " lease_owner = NULL, lease_expires_at = NULL"
+                f" WHERE {where} AND attempts >= max_retries + 1 RETURNING {_COLUMNS}",
+                (now, param)).fetchall()
+            rows += db.execute(
+                "UPDATE tasks SET status = 'pending', lease_owner = NULL,"
+                f" lease_expires_at = NULL WHERE {where} RETURNING {_COLUMNS}",
+                (param,)).fetchall()
+        return [_record(row) for row in rows]
+
+    def purge(self, older_than: float) -> int:
+        """Delete finished tasks with ``finished_at < older_than``; return how many.
+        Durable on return."""
+        with self._write() as db:
+            cursor = db.execute("DELETE FROM tasks INDEXED BY tasks_finished WHERE status IN"
+                                " ('succeeded', 'failed', 'cancelled') AND finished_at < ?",
+                                (older_than,))
+            return cursor.rowcount
+
+    def list(self, *, status: str | None = None, kind: str | None = None, limit: int = 50,
+             cursor: str | None = None) -> tuple[list[TaskRecord], str | None]:
+        """A page of up to ``limit`` records, newest first, filtered by ``status``
+        and ``kind``, and the cursor of the next page (``None`` on the last).
+        Raises StoreError for an unknown status, a limit below 1 or a bad cursor."""
+        if status is not None and status not in STATUSES:
+            raise StoreError(f"unknown status {status!r}; statuses: {', '.join(STATUSES)}")
+        if limit < 1:
+            raise StoreError(f"limit must be at least 1, not {limit}")
+        where: list[str] = ["1"]
+        params: list[Any] = []
+        if cursor is not None:
+            if not (cursor.isascii() and cursor.isdigit()):
+                raise StoreError(f"invalid cursor {cursor!r}: pass the cursor returned "
+                                 "with the previous page, or none for the first page")
+            where.append("seqno < ?")
+            params.append(int(cursor))
+        if status is not None:
+            where.append("status = ?")
+            params.append(status)
+        if kind is not None:
+            where.append("kind = ?")
+            params.append(kind)
+        rows = self._conn.execute(
+            f"SELECT {_COLUMNS}, seqno FROM tasks WHERE {' AND '.join(where)}"
+            " ORDER BY seqno DESC LIMIT ?", (*params, limit + 1)).fetchall()
+        more = len(rows) > limit
+        rows = rows[:limit]
+        return [_record(row) for row in rows], str(rows[-1][-1]) if more else None
+
+    def close(self) -> None:
+        """Close the file. Idempotent; any later call raises StoreError."""
+        if self._db is not None:
+            db, self._db = self._db, None
+            db.close()

@@ -1,0 +1,173 @@
+"""Every offload metric, declared once, owned by the pool process.
+
+The pool builds one ``PoolMetrics`` in its ``main`` and records task events
+on it as its dispatcher sees them (it times tasks from outside, so a crashed
+executor's task still counts). HTTP workers keep no Prometheus metrics: they
+ship request samples to the pool (``observe_http``) and ask it for the
+exposition text (``render``). Nothing here touches prometheus_client's global
+``REGISTRY`` or its multiprocess mode.
+"""
+
+from __future__ import annotations
+
+import math
+from collections import Counter as Tally
+from collections.abc import Iterable, Mapping, Sequence
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+from prometheus_client import values as _values
+
+OUTCOMES = ("succeeded", "failed", "cancelled")
+FAILURE_REASONS = ("error", "crash", "timeout", "memory", "lost")
+EXECUTOR_STATES = ("starting", "idle", "busy", "stopping")
+RESTART_REASONS = ("crash", "timeout", "memory", "recycled", "reload", "killed")
+
+# 1 ms to 10 min: tasks range from cache pokes to report builds.
+TASK_BUCKETS_S = (.001, .0025, .005, .01, .025, .05, .1, .25, .5, 1.0, 2.5, 5.0, 10.0,
+                  30.0, 60.0, 120.0, 300.0, 600.0)
+# 0.5 ms to 10 s: a submit is a socket round trip plus a durable write.
+HTTP_BUCKETS_S = (.0005, .001, .0025, .005, .01, .025, .05, .1, .25, .5, 1.0, 2.5, 5.0, 10.0)
+
+# Shared with metrics.http, which serves this gauge at 0 when the pool is down.
+POOL_UP_NAME = "offload_pool_up"
+POOL_UP_HELP = "1 when the metrics were served by the pool process, 0 when it was unreachable."
+
+
+def _check(value: str, allowed: tuple[str, ...], what: str) -> str:
+    if value not in allowed:
+        raise ValueError(f"unknown {what} {value!r}; expected one of: {', '.join(allowed)}")
+    return value
+
+
+def _sample(i: int, sample: Sequence[object]) -> tuple[str, str, str, float]:
+    """One wire sample ``[method, route, status, seconds]`` as label values and a duration."""
+    if len(sample) != 4:
+        raise ValueError(f"samples[{i}]: expected [method, route, status, seconds], got {sample!r}")
+    method, route, status, seconds = sample
+    if not isinstance(method, str) or not isinstance(route, str):
+        raise ValueError(f"samples[{i}]: method and route must be strings, got {sample!r}")
+    if not isinstance(status, int) or isinstance(status, bool):
+        raise ValueError(f"samples[{i}]: status must be an int, got {status!r}")
+    if not isinstance(seconds, int | float) or not math.isfinite(seconds) or seconds < 0:
+        raise ValueError(f"samples[{i}]: seconds must be a finite number >= 0, got {seconds!r}")
+    return method.upper(), route, str(status), float(seconds)
+
+
+class PoolMetrics:
+    """The pool's metrics, in a private ``CollectorRegistry``.
+
+    Not thread-safe beyond what prometheus_client guarantees per metric; the
+    pool calls it from its event loop only. Label values that come from a
+    fixed vocabulary are checked (``ValueError``); ``kind``, ``status``,
+    ``method`` and ``route`` are bounded by the caller (registered kinds,
+    store statuses, route templates).
+    """
+
+    def __init__(self) -> None:
+        if _values.ValueClass is not _values.MutexValue:
+            # prometheus_client picks its value storage once, at import, from the
+            # environment; in multiprocess mode every metric would write per-pid files.
+            raise RuntimeError(
+                "prometheus_client is in multiprocess mode (PROMETHEUS_MULTIPROC_DIR was set "
+                "when it was imported); offload keeps every metric in the pool process: "
+                "unset PROMETHEUS_MULTIPROC_DIR for offload's processes"
+            )
+        self.registry = CollectorRegistry()
+        r = self.registry
+        self._submitted = Counter("offload_tasks_submitted", "Tasks accepted by the pool.",
+                                  ["kind"], registry=r)
+        self._finished = Counter("offload_tasks_finished",
+                                 "Tasks that reached a final status, by outcome.",
+                                 ["kind", "outcome"], registry=r)
+        self._failures = Counter("offload_task_failures",
+                                 "Failed attempts, including ones retried afterwards.",
+                                 ["kind", "reason"], registry=r)
+        self._retries = Counter("offload_task_retries", "Attempts scheduled again after a failure.",
+                                ["kind"], registry=r)
+        self._run_s = Histogram("offload_task_duration_seconds",
+                                "Run time of an attempt, timed by the pool.",
+                                ["kind"], buckets=TASK_BUCKETS_S, registry=r)
+        self._queue_s = Histogram("offload_task_queue_seconds",
+                                  "Wait before an attempt started (accepted, or due if delayed).",
+                                  ["kind"], buckets=TASK_BUCKETS_S, registry=r)
+        self._depth = Gauge("offload_queue_depth", "Tasks in the store, by status.",
+                            ["status"], registry=r)
+        self._executors = Gauge("offload_executors", "Executor processes, by state.",
+                                ["state"], registry=r)
+        self._restarts = Counter("offload_executor_restarts",
+                                 "Executors replaced, by reason.", ["reason"], registry=r)
+        self._http = Counter("offload_http_requests", "HTTP requests served, by route template.",
+                             ["method", "route", "status"], registry=r)
+        self._http_s = Histogram("offload_http_request_duration_seconds",
+                                 "HTTP request latency, by route template.",
+                                 ["method", "route"], buckets=HTTP_BUCKETS_S, registry=r)
+        self._pool_up = Gauge(POOL_UP_NAME, POOL_UP_HELP, registry=r)
+        self._depth_statuses: set[str] = set()
+        # Fixed vocabularies start at 0 so rate() and absent() work from the first scrape.
+        for state in EXECUTOR_STATES:
+            self._executors.labels(state=state).set(0)
+        for reason in RESTART_REASONS:
+            self._restarts.labels(reason=reason)
+
+    def task_submitted(self, kind: str, n: int = 1) -> None:
+        """Called once tasks are durably accepted (``n`` for a batch of one kind)."""
+        self._submitted.labels(kind=kind).inc(n)
+
+    def task_finished(self, kind: str, outcome: str) -> None:
+        """Called when a task reaches succeeded, failed (retries exhausted) or cancelled."""
+        self._finished.labels(kind=kind, outcome=_check(outcome, OUTCOMES, "outcome")).inc()
+
+    def task_failed_attempt(self, kind: str, reason: str) -> None:
+        """Called for every failed attempt, whether or not it will be retried."""
+        reason = _check(reason, FAILURE_REASONS, "failure reason")
+        self._failures.labels(kind=kind, reason=reason).inc()
+
+    def task_retried(self, kind: str) -> None:
+        """Called when a failed attempt is scheduled to run again."""
+        self._retries.labels(kind=kind).inc()
+
+    def observe_run(self, kind: str, seconds: float) -> None:
+        """Called when an attempt ends (any outcome), with its run time."""
+        self._run_s.labels(kind=kind).observe(seconds)
+
+    def observe_queue(self, kind: str, seconds: float) -> None:
+        """Called when an attempt starts, with the time since it became runnable."""
+        self._queue_s.labels(kind=kind).observe(seconds)
+
+    def set_queue_depth(self, counts: Mapping[str, int]) -> None:
+        """Called after store counts are refreshed; statuses seen before but absent go to 0."""
+        for status in self._depth_statuses.difference(counts):
+            self._depth.labels(status=status).set(0)
+        for status, n in counts.items():
+            self._depth.labels(status=status).set(n)
+        self._depth_statuses.update(counts)
+
+    def set_executors(self, states: Mapping[str, int]) -> None:
+        """Called when executors change state; states absent from ``states`` go to 0."""
+        for state in states:
+            _check(state, EXECUTOR_STATES, "executor state")
+        for state in EXECUTOR_STATES:
+            self._executors.labels(state=state).set(states.get(state, 0))
+
+    def executor_restarted(self, reason: str) -> None:
+        """Called when the pool forks a replacement for an executor that ended."""
+        reason = _check(reason, RESTART_REASONS, "restart reason")
+        self._restarts.labels(reason=reason).inc()
+
+    def observe_http(self, samples: Iterable[Sequence[object]]) -> None:
+        """Called on an ``observe_http`` request; all samples or none (``ValueError``)."""
+        parsed = [_sample(i, s) for i, s in enumerate(samples)]
+        for (method, route, status), n in Tally(p[:3] for p in parsed).items():
+            self._http.labels(method=method, route=route, status=status).inc(n)
+        # labels() costs more than observe(); batches repeat a few routes many times.
+        children: dict[tuple[str, str], Histogram] = {}
+        for method, route, _, seconds in parsed:
+            child = children.get((method, route))
+            if child is None:
+                child = children[method, route] = self._http_s.labels(method=method, route=route)
+            child.observe(seconds)
+
+    def render(self) -> bytes:
+        """Called on a ``metrics`` request: the text exposition of every metric."""
+        self._pool_up.set(1)
+        return generate_latest(self.registry)

@@ -1,0 +1,190 @@
+"""offload's ASGI application: routing, auth, error answers and lifespan.
+
+A raw ASGI 3 app with no framework under it: a route is found with one dict
+look-up (plus one prefix test for ``/tasks/{id}``), handlers are methods of
+``server.routes.Routes``, and every response is built in full before the
+first byte is sent, so any error can still become a JSON answer.
+
+Paths that are not offload's routes go to the user's app when one is mounted
+(``mount(app)``, or the ``app`` setting). **The user's routes are not
+protected by offload's bearer token**: they keep whatever auth the user app
+has. Their requests are not counted in offload's HTTP metrics either.
+"""
+
+from __future__ import annotations
+
+import hmac
+import importlib
+import logging
+from collections.abc import Awaitable, Callable
+from time import perf_counter
+
+from config.settings import ConfigError, Settings, load_settings
+from metrics import HttpObservations
+from server import lifespan
+from server.errors import ApiError
+from server.http import (
+    ASGIApp,
+    ClientDisconnected,
+    Receive,
+    Request,
+    Response,
+    Scope,
+    Send,
+    error_response,
+    send_response,
+)
+from server.pool import PoolLink
+from server.routes import Routes
+
+log = logging.getLogger("offload.server")
+
+Handler = Callable[[Request], Awaitable[Response]]
+
+_TASKS_PREFIX = "/tasks/"
+# Methods outside this set are counted as "other", so clients cannot blow up
+# the metrics' label cardinality with made-up methods.
+_METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"})
+_INTERNAL = error_response(ApiError(500, "internal", "internal server error; see the server log"))
+_NOT_FOUND = error_response(ApiError(404, "not_found", "no such route"))
+_UNAUTHORIZED = error_response(ApiError(
+    401, "unauthorized", "a bearer token is required: send 'Authorization: Bearer <token>'",
+    None, [(b"www-authenticate", b"Bearer")]))
+
+
+class _Route:
+    """One route template: its handlers by method and whether it needs the token."""
+
+    __slots__ = ("allow", "handlers", "public", "template")
+
+    def __init__(self, template: str, handlers: dict[str, Handler], public: bool = False) -> None:
+        self.template = template
+        self.handlers = handlers
+        self.public = public
+        methods = sorted({*handlers, "HEAD"} if "GET" in handlers else handlers)
+        self.allow = ", ".join(methods).encode()
+
+
+class OffloadApp:
+    """The ASGI app ``create_app`` returns. One per process; it holds the
+    worker's pool link (made lazily in the running loop)."""
+
+    def __init__(self, settings: Settings, user_app: ASGIApp | None) -> None:
+        self.settings = settings
+        self.user_app = user_app
+        self.observations = HttpObservations()
+        self.link = PoolLink(settings, self.observations)
+        r = Routes(settings, self.link)
+        self._token = settings.auth_token.encode() if settings.auth_token else None
+        self._exact = {
+            "/tasks": _Route("/tasks", {"GET": r.list_tasks, "POST": r.submit}),
+            "/tasks/batch": _Route("/tasks/batch", {"POST": r.submit_batch}),
+            "/queue/stats": _Route("/queue/stats", {"GET": r.queue_stats}),
+            "/metrics": _Route("/metrics", {"GET": r.metrics}),
+            "/healthz": _Route("/healthz", {"GET": r.healthz}, public=True),
+            "/readyz": _Route("/readyz", {"GET": r.readyz}),
+        }
+        self._task = _Route("/tasks/{id}", {"GET": r.get_task, "DELETE": r.cancel_task})
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        kind = scope["type"]
+        if kind == "http":
+            path: str = scope["path"]
+            route = self._exact.get(path)
+            if route is not None:
+                await self._serve(route, scope, receive, send, "")
+            elif path.startswith(_TASKS_PREFIX) and len(path) > 7 and path.find("/", 7) < 0:
+                await self._serve(self._task, scope, receive, send, path[7:])
+            elif self.user_app is not None:
+                await self.user_app(scope, receive, send)
+            else:
+                await send_response(send, _NOT_FOUND, head=scope["method"] == "HEAD")
+        elif kind == "lifespan":
+            await lifespan.run(scope, receive, send, startup=self._startup,
+                               shutdown=self.link.stop, user_app=self.user_app)
+        elif self.user_app is not None:
+            await self.user_app(scope, receive, send)
+        elif kind == "websocket":
+            await send({"type": "websocket.close", "code": 1000})
+
+    async def _startup(self) -> None:
+        self.link.start()
+
+    async def _serve(self, route: _Route, scope: Scope, receive: Receive, send: Send,
+                     task_id: str) -> None:
+        started = perf_counter()
+        method: str = scope["method"]
+        req = Request(scope, receive, method, task_id)
+        try:
+            if self._token is not None and not route.public and not self._authorized(req):
+                response = _UNAUTHORIZED
+            else:
+                handler = route.handlers.get(method)
+                if handler is None and method == "HEAD":
+                    handler = route.handlers.get("GET")
+                if handler is None:
+                    raise ApiError(405, "method_not_allowed",
+                                   f"{method} is not allowed on {route.template}; "
+                                   f"allowed: {route.allow.decode()}",
+                                   None, [(b"allow", route.allow)])
+                response = await handler(req)
+        except ApiError as exc:
+            response = error_response(exc)
+        except ClientDisconnected:
+            return
+        except Exception:
+            log.exception("unexpected error serving %s %s", method, route.template)
+            response = _INTERNAL
+        await send_response(send, response, head=method == "HEAD")
+        if not route.public:
+            self.observations.record(method if method in _METHODS else "other", route.template,
+                                     response[0], perf_counter() - started)
+
+    def _authorized(self, req: Request) -> bool:
+        header = req.authorization
+        if header is None or self._token is None:
+            return False
+        scheme, _, credentials = header.partition(b" ")
+        return scheme.lower() == b"bearer" and hmac.compare_digest(credentials.strip(),
+                                                                   self._token)
+
+
+def import_app(spec: str) -> ASGIApp:
+    """Import ``"module:attribute"`` (the ``app`` setting). Raises ``ConfigError``."""
+    module_name, _, attr = spec.partition(":")
+    if not module_name or not attr:
+        raise ConfigError(f"key 'app' has value {spec!r}; accepted: module:attribute")
+    try:
+        obj: object = importlib.import_module(module_name)
+        for part in attr.split("."):
+            obj = getattr(obj, part)
+    except (ImportError, AttributeError) as exc:
+        raise ConfigError(f"key 'app' has value {spec!r}: cannot import it: {exc}") from exc
+    if not callable(obj):
+        raise ConfigError(f"key 'app' has value {spec!r}: {type(obj).__name__} is not an ASGI app")
+    app: ASGIApp = obj
+    return app
+
+
+def create_app(settings: Settings | None = None, *, app: ASGIApp | None = None) -> ASGIApp:
+    """offload's ASGI app; with ``app``, that app serves every other path.
+
+    ``settings`` default to ``load_settings()``. Without ``app``, the ``app``
+    setting (``"module:attribute"``) is imported if set. Nothing connects to
+    the pool until the first request or lifespan startup. Raises
+    ``ConfigError`` if settings or the app cannot be loaded.
+    """
+    if settings is None:
+        settings = load_settings()
+    if app is None and settings.app:
+        app = import_app(settings.app)
+    return OffloadApp(settings, app)
+
+
+def mount(app: ASGIApp, settings: Settings | None = None) -> ASGIApp:
+    """Serve offload's routes in front of ``app`` (``create_app(settings, app=app)``).
+
+    Unmatched paths, websockets and the lifespan go to ``app``; offload's
+    bearer token does not protect ``app``'s routes.
+    """
+    return create_app(settings, app=app)

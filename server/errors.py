@@ -1,0 +1,77 @@
+"""The HTTP layer's one exception, and how pool errors become HTTP answers.
+
+Every error the API returns has the body
+``{"error": {"code": str, "message": str, "field": str | null}}``; ``ApiError``
+carries exactly that plus the HTTP status and any extra headers.
+"""
+
+from __future__ import annotations
+
+from executor.errors import OffloadError, PoolError, PoolUnavailable
+
+Headers = list[tuple[bytes, bytes]]
+
+# PoolError code -> HTTP status. Anything not listed is the server's fault: 500.
+_POOL_STATUS = {
+    "unknown_kind": 422,
+    "invalid": 422,
+    "not_found": 404,
+    "conflict": 409,
+    "frame_too_large": 413,
+}
+
+
+class ApiError(OffloadError):
+    """An error answer: ``status`` plus the JSON error body.
+
+    ``field`` names the offending request field (``"kind"``,
+    ``"tasks[3].args"``, ``"wait"``, ``"Idempotency-Key"``) or is ``None``.
+    ``headers`` are added to the response (``Allow``, ``Retry-After``, ...).
+    """
+
+    __slots__ = ("code", "field", "headers", "message", "status")
+
+    def __init__(self, status: int, code: str, message: str, field: str | None = None,
+                 headers: Headers | None = None) -> None:
+        super().__init__(message)
+        self.status = status
+        self.code = code
+        self.message = message
+        self.field = field
+        self.headers = headers
+
+    def body(self) -> dict[str, dict[str, str | None]]:
+        """The JSON error body."""
+        return {"error": {"code": self.code, "message": self.message, "field": self.field}}
+
+
+def invalid(field: str, message: str) -> ApiError:
+    """A 422 naming ``field``."""
+    return ApiError(422, "invalid", message, field)
+
+
+def from_pool_error(exc: PoolError, field_prefix: str | None = None) -> ApiError:
+    """Translate the pool's refusal into an HTTP error.
+
+    ``field_prefix`` (e.g. ``"tasks[0]."``) is stripped from the pool's field
+    name, so a single ``POST /tasks`` reports ``kind`` rather than ``tasks[0].kind``.
+    """
+    status = _POOL_STATUS.get(exc.code, 500)
+    field = exc.field
+    if field is not None and field_prefix and field.startswith(field_prefix):
+        field = field[len(field_prefix):]
+    if status == 500:
+        # The pool's internal message may describe its internals: keep it out.
+        return ApiError(500, "internal", "the task pool failed to answer the request; "
+                        "see the server log", None)
+    return ApiError(status, exc.code, exc.message, field)
+
+
+def from_pool_unavailable(exc: PoolUnavailable) -> ApiError:
+    """503 with ``Retry-After: 1``: the pool cannot be reached (yet)."""
+    # ``exc`` names the socket path: useful in the log, not to HTTP clients.
+    del exc
+    return ApiError(503, "pool_unavailable",
+                    "the task pool cannot be reached or did not answer in time (it may be "
+                    "restarting); retry shortly, with the same Idempotency-Key when submitting",
+                    None, [(b"retry-after", b"1")])

@@ -1,0 +1,185 @@
+"""Request and response helpers for the raw ASGI app: no framework, stdlib only.
+
+``Request`` reads the few headers offload cares about in one pass over the
+scope's header list. ``read_json`` enforces the body limit *before* and
+*while* reading (``Content-Length`` first, then a running count, so a chunked
+body is never buffered past ``max_body_bytes``). ``Response`` is a plain
+``(status, headers, body)`` tuple sent with ``send_response``.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from collections.abc import Awaitable, Callable, MutableMapping
+from typing import Any
+from urllib.parse import parse_qsl
+
+from server.errors import ApiError, Headers
+
+Scope = MutableMapping[str, Any]
+Message = MutableMapping[str, Any]
+Receive = Callable[[], Awaitable[Message]]
+Send = Callable[[Message], Awaitable[None]]
+ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
+
+Response = tuple[int, Headers, bytes]
+
+JSON_TYPE = b"application/json"
+_CT_JSON = (b"content-type", JSON_TYPE)
+_encode = json.JSONEncoder(separators=(",", ":"), allow_nan=False).encode
+
+
+class ClientDisconnected(Exception):
+    """The client went away before the request was answered; send nothing."""
+
+
+class Request:
+    """One HTTP request: the scope plus the headers offload reads.
+
+    Header values are raw bytes (``None`` when absent); a repeated header
+    keeps its last value.
+    """
+
+    __slots__ = ("authorization", "content_length", "content_type", "idempotency_key",
+                 "method", "receive", "scope", "task_id")
+
+    def __init__(self, scope: Scope, receive: Receive, method: str, task_id: str) -> None:
+        self.scope = scope
+        self.receive = receive
+        self.method = method
+        self.task_id = task_id
+        self.authorization: bytes | None = None
+        self.content_length: bytes | None = None
+        self.content_type: bytes | None = None
+        self.idempotency_key: bytes | None = None
+        for name, value in scope["headers"]:
+            if name == b"authorization":
+                self.authorization = value
+            elif name == b"content-type":
+                self.content_type = value
+            elif name == b"content-length":
+                self.content_length = value
+            elif name == b"idempotency-key":
+                self.idempotency_key = value
+
+    def query(self) -> dict[str, str]:
+        """The query string as a dict (percent-decoded; the last repeat wins)."""
+        qs: bytes = self.scope.get("query_string", b"")
+        if not qs:
+            return {}
+        return dict(parse_qsl(qs.decode("latin-1"), keep_blank_values=True))
+
+
+def _reject_constant(name: str) -> Any:
+    raise ValueError(f"{name} is not valid JSON")
+
+
+# One decoder for the process: ``json.loads`` with options builds a new one per call.
+_decode = json.JSONDecoder(parse_constant=_reject_constant).decode
+
+
+async def read_body(req: Request, max_body_bytes: int) -> bytes:
+    """Read the whole body; 413 as soon as it passes ``max_body_bytes``.
+
+    ``Content-Length`` is checked before anything is read; chunked bodies
+    are counted as they arrive and reading stops at the first byte over the
+    limit. Raises ``ClientDisconnected`` if the client goes away.
+    """
+    if req.content_length is not None:
+        try:
+            declared = int(req.content_length)
+        except ValueError:
+            raise ApiError(400, "malformed_request", "Content-Length is not a number",
+                           "Content-Length") from None
+        if declared > max_body_bytes:
+            raise _too_large(max_body_bytes)
+    receive = req.receive
+    first = b""
+    chunks: list[bytes] | None = None
+    size = 0
+    while True:
+        message = await receive()
+        if message["type"] != "http.request":
+            raise ClientDisconnected
+        chunk: bytes = message.get("body", b"")
+        if chunk:
+            size += len(chunk)
+            if size > max_body_bytes:
+                raise _too_large(max_body_bytes)
+            if not first:
+                first = chunk
+            else:
+                if chunks is None:
+                    chunks = [first]
+                chunks.append(chunk)
+        if not message.get("more_body", False):
+            return first if chunks is None else b"".join(chunks)
+
+
+def _too_large(limit: int) -> ApiError:
+    return ApiError(413, "too_large", f"request body is larger than {limit} bytes "
+                    "(max_body_bytes); send fewer or smaller tasks", None)
+
+
+async def read_json(req: Request, max_body_bytes: int) -> tuple[dict[str, Any], bytes]:
+    """The body as a JSON object, and the raw bytes.
+
+    415 if ``Content-Type`` is present and is not ``application/json``;
+    413 past the limit; 400 if the body is not JSON or not an object
+    (``NaN``/``Infinity`` are refused, as JSON has no such values).
+    """
+    ctype = req.content_type
+    if ctype is not None and ctype.split(b";", 1)[0].strip().lower() != JSON_TYPE:
+        raise ApiError(415, "unsupported_media_type",
+                       f"Content-Type must be application/json, not {ctype.decode('latin-1')!r}",
+                       "Content-Type")
+    raw = await read_body(req, max_body_bytes)
+    try:
+        body = _decode(raw.decode())  # JSON on the wire is UTF-8 (RFC 8259)
+    except RecursionError:
+        raise ApiError(400, "malformed_json", "request body is nested too deeply") from None
+    except ValueError as exc:  # JSONDecodeError and UnicodeDecodeError are ValueErrors
+        raise ApiError(400, "malformed_json", f"request body is not valid JSON: {exc}") from None
+    if not isinstance(body, dict):
+        raise ApiError(400, "malformed_json", "request body must be a JSON object")
+    return body, raw
+
+
+def _finite(value: Any) -> Any:
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    if isinstance(value, dict):
+        return {k: _finite(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_finite(v) for v in value]
+    return value
+
+
+def dumps(obj: Any) -> bytes:
+    """Compact JSON bytes. Non-finite floats (a task may return ``nan``) become ``null``."""
+    try:
+        return _encode(obj).encode()
+    except ValueError:
+        return _encode(_finite(obj)).encode()
+
+
+def json_response(status: int, obj: Any, headers: Headers | None = None) -> Response:
+    """A JSON response; ``headers`` are extra headers (content headers are added)."""
+    body = dumps(obj)
+    out = [_CT_JSON, (b"content-length", b"%d" % len(body))]
+    if headers:
+        out.extend(headers)
+    return status, out, body
+
+
+def error_response(exc: ApiError) -> Response:
+    """The JSON error response for ``exc``."""
+    return json_response(exc.status, exc.body(), exc.headers)
+
+
+async def send_response(send: Send, response: Response, head: bool = False) -> None:
+    """Send ``response``; for ``HEAD`` the headers only."""
+    status, headers, body = response
+    await send({"type": "http.response.start", "status": status, "headers": headers})
+    await send({"type": "http.response.body", "body": b"" if head else body})

@@ -1,0 +1,100 @@
+"""The HTTP worker's link to the pool: a lazy ``PoolClient`` and the metrics shipper.
+
+One ``PoolLink`` per app. The client is made on first use *inside the
+running event loop* (never at import or in the gunicorn master, whose
+loop-less fork would share a socket), and made again if the app is later
+driven by another loop (tests). The shipper hands the buffered HTTP
+observations to the pool (op ``observe_http``) about every second, and once
+more on ``stop``; a failed shipment is dropped, never retried and never
+surfaced to a request.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from typing import Any
+
+from config.paths import socket_path_for
+from config.settings import Settings
+from executor.client import PoolClient
+from executor.errors import PoolError, PoolUnavailable
+from metrics import HttpObservations
+from server.errors import from_pool_error, from_pool_unavailable
+
+log = logging.getLogger("offload.server")
+
+SHIP_INTERVAL_S = 1.0
+SHIP_TIMEOUT_S = 5.0
+
+
+class PoolLink:
+    """Lazy, per-loop pool client plus the periodic ``observe_http`` shipper.
+
+    ``call_timeout_s`` bounds every ordinary call: a pool that hangs turns
+    into 503s, not into requests that never end.
+    """
+
+    def __init__(self, settings: Settings, observations: HttpObservations) -> None:
+        self.path = socket_path_for(settings)
+        self.max_frame_bytes = settings.max_frame_bytes
+        self.call_timeout_s = settings.http_timeout_s
+        self.observations = observations
+        self._client: PoolClient | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._shipper: asyncio.Task[None] | None = None
+
+    def client(self) -> PoolClient:
+        """This loop's client, made (and the shipper started) on first use."""
+        loop = asyncio.get_running_loop()
+        client = self._client
+        if client is None or self._loop is not loop:
+            client = self._client = PoolClient(self.path, self.max_frame_bytes)
+            self._loop = loop
+            self._shipper = loop.create_task(self._ship_forever(), name="offload-observe-http")
+        return client
+
+    def start(self) -> None:
+        """Make the client and start shipping now (lifespan startup)."""
+        self.client()
+
+    async def call(self, op: str, args: dict[str, Any] | None = None, *,
+                   timeout_s: float | None = None, field_prefix: str | None = None) -> Any:
+        """The pool's result for ``op``, or ``ApiError`` (503 unreachable, or
+        the pool's refusal mapped to 404/409/413/422/500)."""
+        try:
+            return await self.client().call(op, args, timeout_s or self.call_timeout_s)
+        except PoolError as exc:
+            raise from_pool_error(exc, field_prefix) from None
+        except PoolUnavailable as exc:
+            raise from_pool_unavailable(exc) from None
+
+    async def ship(self) -> None:
+        """Send the buffered observations to the pool; drop them on any failure."""
+        samples = self.observations.drain()
+        if not samples or self._client is None:
+            return
+        try:
+            await self._client.call("observe_http", {"samples": samples}, SHIP_TIMEOUT_S)
+        except Exception as exc:  # metrics must never hurt requests
+            log.debug("dropped %d HTTP observations: %s", len(samples), exc)
+
+    async def _ship_forever(self) -> None:
+        while True:
+            await asyncio.sleep(SHIP_INTERVAL_S)
+            await self.ship()
+
+    async def stop(self) -> None:
+        """Stop the shipper, ship what is left, close the client. Idempotent."""
+        shipper, self._shipper = self._shipper, None
+        same_loop = self._loop is asyncio.get_running_loop()
+        if shipper is not None and same_loop and not shipper.done():
+            shipper.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await shipper
+        if self._client is not None and same_loop:
+            await self.ship()
+            await self._client.close()
+        self._client = None
+        self._loop = None

@@ -1,0 +1,61 @@
+"""Crash isolation with real executors: every way a task can die is recorded,
+the executor is replaced, and the next task runs."""
+
+from __future__ import annotations
+
+import os
+import stat
+
+import pytest
+
+from tests.support.procs import PoolHandle, pid_alive
+
+
+@pytest.mark.parametrize(("kind", "reason", "needle"), [
+    ("raise_value_error", "error", "ValueError: boom"),
+    ("exit3", "crash", "crash: exit 3"),
+    ("segfault", "crash", "crash: SIGSEGV"),
+    ("sigkill_self", "crash", "crash: SIGKILL"),
+])
+def test_each_crash_kind_fails_with_its_reason_and_the_next_task_runs(
+        pool: PoolHandle, kind: str, reason: str, needle: str) -> None:
+    bad = pool.submit(kind)
+    good = pool.submit("echo", "after", kwargs={"n": 1})
+    rec = pool.wait(bad)
+    assert rec["status"] == "failed"
+    assert rec["error"]["reason"] == reason
+    assert needle in rec["error"]["message"]
+    if reason == "error":
+        assert "Traceback" in rec["error"]["traceback"]
+        assert "raise ValueError(message)" in rec["error"]["traceback"]
+    assert pool.wait(good)["status"] == "succeeded"
+    assert pool.popen.poll() is None, "the pool itself must survive"
+
+
+def test_dead_executor_is_replaced(pool: PoolHandle) -> None:
+    before = {e["pid"] for e in pool.call("stats")["executors"]}
+    pool.wait(pool.submit("segfault"))
+    pool.wait(pool.submit("noop"))
+    after = pool.call("stats")["executors"]
+    assert len([e for e in after if e["state"] in ("idle", "busy")]) == 2
+    assert {e["pid"] for e in after} != before
+
+
+def test_sync_and_async_tasks_return_results(pool: PoolHandle) -> None:
+    rec = pool.wait(pool.submit("async_echo", {"nested": [1, 2]}))
+    assert rec["status"] == "succeeded"
+    from executor.codec import decode_value
+    assert decode_value(rec["result"]) == {"nested": [1, 2]}
+
+
+def test_socket_is_private(pool: PoolHandle) -> None:
+    run_dir = os.path.dirname(pool.env.socket_path)
+    assert stat.S_IMODE(os.stat(run_dir).st_mode) == 0o700
+    assert stat.S_IMODE(os.stat(pool.env.socket_path).st_mode) == 0o600
+
+
+def test_crashing_task_leaves_no_stray_process(pool: PoolHandle) -> None:
+    pids = {e["pid"] for e in pool.call("stats")["executors"]}
+    pool.wait(pool.submit("exit3"))
+    pool.wait(pool.submit("noop"))
+    assert len([p for p in pids if pid_alive(p)]) <= 1

@@ -1,0 +1,65 @@
+"""The pool socket under hand-made bad input: an error reply, and the pool serves on."""
+
+from __future__ import annotations
+
+import socket
+import struct
+
+import msgpack
+
+from executor.protocol import FrameReader, FrameType, encode
+from tests.support.procs import PoolHandle
+
+
+def _raw_exchange(path: str, data: bytes) -> list[tuple[FrameType, dict]]:
+    with socket.socket(socket.AF_UNIX) as s:
+        s.settimeout(10)
+        s.connect(path)
+        s.sendall(data)
+        reader, frames, chunks = FrameReader(), [], b""
+        while True:
+            chunk = s.recv(65536)
+            if not chunk:
+                break
+            chunks += chunk
+        frames.extend(reader.feed(chunks))
+        return frames
+
+
+def test_oversize_frame_gets_an_error_reply_and_the_pool_keeps_serving(pool: PoolHandle) -> None:
+    header = struct.pack("!2sBBI", b"OF", 1, FrameType.REQUEST, 1 << 30)
+    frames = _raw_exchange(pool.env.socket_path, header + b"x" * 100)
+    assert frames[0][1]["ok"] is False
+    assert frames[0][1]["error"]["code"] == "frame_too_large"
+    assert pool.wait(pool.submit("noop"))["status"] == "succeeded"
+
+
+def test_malformed_frame_gets_an_error_reply(pool: PoolHandle) -> None:
+    body = b"\xc1\xc1\xc1"
+    frame = struct.pack("!2sBBI", b"OF", 1, FrameType.REQUEST, len(body)) + body
+    frames = _raw_exchange(pool.env.socket_path, frame)
+    assert frames[0][1]["error"]["code"] == "malformed_frame"
+    garbage = _raw_exchange(pool.env.socket_path, b"GET / HTTP/1.1\r\n\r\n")
+    assert garbage[0][1]["error"]["code"] == "malformed_frame"
+    assert pool.wait(pool.submit("noop"))["status"] == "succeeded"
+
+
+def test_unknown_op_and_unknown_kind_keep_the_connection(pool: PoolHandle) -> None:
+    payload = msgpack.packb([[], {}])
+    data = (encode(FrameType.REQUEST, {"id": 1, "op": "explode", "args": {}})
+            + encode(FrameType.REQUEST, {"id": 2, "op": "submit",
+                                         "args": {"tasks": [{"kind": "ech", "payload": payload}]}})
+            + encode(FrameType.REQUEST, {"id": 3, "op": "health", "args": {}}))
+    with socket.socket(socket.AF_UNIX) as s:
+        s.settimeout(10)
+        s.connect(pool.env.socket_path)
+        s.sendall(data)
+        reader, got = FrameReader(), {}
+        while len(got) < 3:
+            for _, body in reader.feed(s.recv(65536)):
+                got[body["id"]] = body
+    assert got[1]["error"]["code"] == "unknown_op"
+    assert got[2]["error"]["code"] == "unknown_kind"
+    assert "did you mean: echo" in got[2]["error"]["message"]
+    assert got[2]["error"]["field"] == "tasks[0].kind"
+    assert got[3]["ok"] is True

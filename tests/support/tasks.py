@@ -1,0 +1,176 @@
+"""Task kinds used by the integration tests (task module ``tests.support.tasks``).
+
+Tasks that need to leave a trace write to the directory named by the
+``OFFLOAD_TEST_DIR`` environment variable (each test server gets its own).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import ctypes
+import os
+import signal
+import subprocess
+import time
+from pathlib import Path
+
+from executor import Retry, TaskTimeout, progress, task
+
+
+def _trace_dir() -> Path:
+    path = Path(os.environ.get("OFFLOAD_TEST_DIR", "/tmp"))
+    path.mkdir(parents=True, exist_ok=True)
+    return path
+
+
+def _append(name: str, line: str) -> None:
+    with open(_trace_dir() / name, "a") as f:
+        f.write(line + "\n")
+
+
+@task(name="noop")
+def noop() -> None:
+    """Nothing."""
+
+
+@task(name="echo")
+def echo(*args: object, **kwargs: object) -> dict[str, object]:
+    """Return what it was given."""
+    return {"args": list(args), "kwargs": kwargs}
+
+
+@task(name="async_echo")
+async def async_echo(value: object) -> object:
+    """An async task."""
+    await asyncio.sleep(0)
+    return value
+
+
+@task(name="raise_value_error", max_retries=0)
+def raise_value_error(message: str = "boom") -> None:
+    """Raise."""
+    raise ValueError(message)
+
+
+@task(name="exit3", max_retries=0)
+def exit3() -> None:
+    """Leave the executor abruptly."""
+    os._exit(3)
+
+
+@task(name="segfault", max_retries=0)
+def segfault() -> None:
+    """Read address 0."""
+    ctypes.string_at(0)
+
+
+@task(name="sigkill_self", max_retries=0)
+def sigkill_self() -> None:
+    """As if the OOM killer took the executor."""
+    os.kill(os.getpid(), signal.SIGKILL)
+
+
+@task(name="poison_segfault", max_retries=2, retry_backoff_s=0.05)
+def poison_segfault() -> None:
+    """Crashes on every attempt."""
+    _append("poison.log", str(time.time()))
+    ctypes.string_at(0)
+
+
+@task(name="sleep")
+def sleep(seconds: float) -> float:
+    """Sleep, then return the seconds."""
+    time.sleep(seconds)
+    return seconds
+
+
+@task(name="record", max_retries=0)
+def record(name: str, value: str, fail: bool = False) -> str:
+    """Append ``value`` to the file ``name``; optionally fail afterwards."""
+    _append(name, value)
+    if fail:
+        raise RuntimeError(f"failing on purpose after {value}")
+    return value
+
+
+@task(name="flaky", max_retries=5, retry_backoff_s=0.2, retry_backoff_max_s=10)
+def flaky(name: str, succeed_on: int) -> int:
+    """Fail until attempt ``succeed_on``; log each attempt's start time."""
+    _append(name, str(time.time()))
+    attempts = len((_trace_dir() / name).read_text().split())
+    if attempts < succeed_on:
+        raise ConnectionError(f"attempt {attempts} failed")
+    return attempts
+
+
+@task(name="ask_retry", max_retries=1)
+def ask_retry(name: str) -> str:
+    """Ask for one retry, then succeed."""
+    _append(name, str(time.time()))
+    if len((_trace_dir() / name).read_text().split()) < 2:
+        raise Retry(delay_s=0.3)
+    return "second time lucky"
+
+
+@task(name="not_retried", max_retries=3, retry_on=(ConnectionError,))
+def not_retried() -> None:
+    """ValueError is not in retry_on: no retry."""
+    raise ValueError("not worth retrying")
+
+
+@task(name="soft_timeout", max_retries=0, timeout_s=0.3)
+def soft_timeout(name: str) -> str:
+    """Catch the soft limit and clean up."""
+    try:
+        time.sleep(30)
+    except TaskTimeout:
+        _append(name, "cleaned up")
+        raise
+    return "not reached"
+
+
+@task(name="hard_timeout", max_retries=0, timeout_s=0.3)
+def hard_timeout(name: str) -> None:
+    """Ignore the soft limit, with a child process, stuck in signal.pause()."""
+    child = subprocess.Popen(["sleep", "300"])
+    _append(name, str(child.pid))
+    while True:
+        try:
+            signal.pause()
+        except TaskTimeout:
+            continue
+
+
+@task(name="big_result", max_retries=0)
+def big_result(n: int) -> str:
+    """Return ``n`` bytes of text."""
+    return "x" * n
+
+
+@task(name="alloc_mb", max_retries=0)
+def alloc_mb(mb: int, keep: bool = False) -> int:
+    """Allocate ``mb`` MiB (kept alive in the process with ``keep``)."""
+    block = bytearray(mb * 1024 * 1024)
+    for i in range(0, len(block), 4096):
+        block[i] = 1
+    if keep:
+        _KEEP.append(block)
+    return os.getpid()
+
+
+_KEEP: list[bytearray] = []
+
+
+@task(name="pid")
+def pid() -> int:
+    """The executor's pid."""
+    return os.getpid()
+
+
+@task(name="slow_progress", max_retries=0)
+def slow_progress(steps: int, seconds: float) -> str:
+    """Report progress step by step."""
+    for i in range(1, steps + 1):
+        time.sleep(seconds)
+        progress(i / steps, f"step {i} of {steps}")
+    return "done"
