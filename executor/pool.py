@@ -21,6 +21,7 @@ code, EOF on the lifeline fd -> graceful stop.
 from __future__ import annotations
 
 import asyncio
+import fcntl
 import logging
 import os
 import signal
@@ -40,7 +41,9 @@ from metrics import PoolMetrics
 
 log = logging.getLogger("offload.pool")
 
-PREFETCH = 1  # tasks waiting in an executor's pipe behind the running one
+PREFETCH = 16  # tasks that may wait in an executor's pipe behind the running one
+REFILL_AT = 4  # top an executor's pipe up only when this few tasks wait (bigger batches)
+STEAL_AFTER_S = 0.1  # take a waiting task back from behind one running this long
 LEASE_S = 300.0
 TICK_S = 0.05
 STATUS_WAIT_S = 1.0  # how long a dead executor's exit status may lag its EOF
@@ -219,15 +222,18 @@ class Pool:
         assert self.template is not None
         task_r, task_w = os.pipe()
         res_r, res_w = os.pipe()
-        slot = Slot(self._next_slot, self.template.generation, task_w, res_r,
+        # A second open file description of the task pipe: flock on it excludes
+        # the executor's reads, so a waiting task can be taken back (_steal).
+        steal_fd = os.open(f"/proc/self/fd/{task_r}", os.O_RDONLY | os.O_NONBLOCK)
+        slot = Slot(self._next_slot, self.template.generation, task_w, res_r, steal_fd,
                     FrameReader(self.settings.max_frame_bytes))
         self._next_slot += 1
         ok = self.template.spawn(slot.slot_id, self._limits(), [task_r, res_w])
         os.close(task_r)
         os.close(res_w)
         if not ok:
-            os.close(task_w)
-            os.close(res_r)
+            for fd in (task_w, res_r, steal_fd):
+                os.close(fd)
             return
         os.set_blocking(task_w, False)
         os.set_blocking(res_r, False)
@@ -372,6 +378,7 @@ class Pool:
         inf = slot.inflight.popleft()
         if inf.id != body["id"]:
             raise ProtocolError("malformed_frame", f"DONE for {body['id']}, expected {inf.id}")
+        slot.hold = None
         self.inflight.pop(inf.id, None)
         slot.tasks_run += 1
         slot.rss_mb = float(body.get("rss_mb") or 0.0)
@@ -394,8 +401,8 @@ class Pool:
         if slot.write_fd in self._outbufs:
             loop.remove_writer(slot.write_fd)
             del self._outbufs[slot.write_fd]
-        os.close(slot.read_fd)
-        os.close(slot.write_fd)
+        for fd in (slot.read_fd, slot.write_fd, slot.steal_fd):
+            os.close(fd)
         slot.eof = True
         if slot.state is not ExecutorState.STOPPING:
             slot.move(ExecutorState.STOPPING)
@@ -507,22 +514,25 @@ class Pool:
         """End of a loop turn: commit submissions and outcomes, then hand out work."""
         self._turn_scheduled = False
         self.requests.flush_submits()
-        if self._finishes:
-            batch, self._finishes = self._finishes, []
-            records = self.store.finish([o for o, _ in batch])
-            for rec in records:
-                self.metrics.task_finished(rec.kind, rec.status)
-                self.requests.task_finished(rec)
-                if rec.group_id is not None:
-                    self._maybe_due = True
-        self._dispatch()
+        with self.store.batch():  # one commit for this turn's outcomes and claims
+            if self._finishes:
+                batch, self._finishes = self._finishes, []
+                records = self.store.finish([o for o, _ in batch])
+                for rec in records:
+                    self.metrics.task_finished(rec.kind, rec.status)
+                    self.requests.task_finished(rec)
+                    if rec.group_id is not None:
+                        self._maybe_due = True
+            self._dispatch()
 
     def _dispatch(self) -> None:
         if self._stopping or not self._maybe_due:
             return
-        room = [(s, PREFETCH + 1 - len(s.inflight)) for s in self._live()]
+        live = self._live()
+        room = [(s, (1 if s.hold else PREFETCH + 1) - len(s.inflight)) for s in live]
         capacity = sum(n for _, n in room if n > 0)
-        if capacity <= 0:
+        # Claim in batches: wait until some executor is idle or has few tasks left.
+        if capacity <= 0 or all(len(s.inflight) > REFILL_AT for s in live):
             return
         now = time.time()
         claimed = self.store.claim(capacity, now, self.owner, LEASE_S)
@@ -537,8 +547,8 @@ class Pool:
         frames: dict[int, list[bytes]] = {}
         it = iter(claimed)
         for depth in range(PREFETCH + 1):
-            for slot, _ in room:
-                if len(slot.inflight) != depth:
+            for slot, n in room:
+                if len(slot.inflight) != depth or n <= 0 or (slot.hold and depth > 0):
                     continue
                 rec = next(it, None)
                 if rec is None:
@@ -559,6 +569,39 @@ class Pool:
                 "timeout_s": rec.timeout_s}
         frames.setdefault(slot.slot_id, []).append(encode(FrameType.RUN, desc))
 
+    def _steal(self, slot: Slot) -> None:
+        """Take the tasks waiting in ``slot``'s pipe back, if it has not taken them.
+
+        Runs when the executor's current task is slow; the tasks go back to
+        pending (no attempt counted) for an idle executor. Holding the pipe's
+        flock makes this atomic with the executor's own frame reads.
+        """
+        if slot.write_fd in self._outbufs or slot.eof:
+            return  # part of a frame is not in the pipe yet: try next tick
+        try:
+            fcntl.flock(slot.steal_fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            return  # the executor is taking a frame right now
+        try:
+            data = b""
+            while True:
+                try:
+                    chunk = os.read(slot.steal_fd, 262144)
+                except BlockingIOError:
+                    break
+                if not chunk:
+                    break
+                data += chunk
+        finally:
+            fcntl.flock(slot.steal_fd, fcntl.LOCK_UN)
+        cur = slot.current
+        slot.hold = cur.id if cur is not None else None
+        taken = {body["id"] for ftype, body in FrameReader(1 << 62).feed(data)
+                 if ftype == FrameType.RUN}
+        for inf in [i for i in slot.inflight if i.id in taken]:
+            slot.inflight.remove(inf)
+            self._release(inf)
+
     async def _tick_forever(self) -> None:
         while True:
             await asyncio.sleep(TICK_S)
@@ -572,6 +615,9 @@ class Pool:
         grace = self.settings.kill_grace_s
         for slot in list(self.slots.values()):
             cur = slot.current
+            if (cur is not None and cur.started_at is not None and len(slot.inflight) > 1
+                    and now - cur.started_at > STEAL_AFTER_S):
+                self._steal(slot)
             if (cur is not None and slot.kill_reason is None and cur.started_at is not None
                     and now > cur.started_at + cur.timeout_s + grace):
                 log.warning("task %s passed its hard time limit: killing executor %s",

@@ -157,24 +157,6 @@ class FrameReader:
             del buf[:pos]
 
 
-def read_frame(fd: int, reader: FrameReader, pending: list[tuple[FrameType, dict[str, Any]]],
-               chunk: int = 65536) -> tuple[FrameType, dict[str, Any]] | None:
-    """Blocking read of the next frame from ``fd``; ``None`` on EOF.
-
-    ``pending`` holds frames already parsed but not yet returned; pass the
-    same list on every call. Used by processes without an event loop
-    (executors and the template).
-    """
-    import os
-
-    while not pending:
-        data = os.read(fd, chunk)
-        if not data:
-            return None
-        pending.extend(reader.feed(data))
-    return pending.pop(0)
-
-
 def write_all(fd: int, data: bytes) -> None:
     """Blocking write of all of ``data`` to ``fd``."""
     import os

@@ -6,6 +6,12 @@ for each ``RUN`` it reads, it sends ``STARTED``, any number of
 0 on EOF, ``STOP``, SIGTERM between tasks, or when it asks to be recycled
 (``DONE.recycle`` set); any other ending is a crash the pool records.
 
+Prefetch: the pool may write the next task while this one runs. The
+executor takes one frame at a time, holding ``flock`` on its end of the pipe;
+the pool holds another open file description of the same pipe and may take
+a waiting frame back under the same lock (``Pool._steal``), so a task never
+waits long behind a slow one, and never runs twice.
+
 Time limits: the soft limit raises ``TaskTimeout`` in the task (SIGALRM);
 the hard limit is enforced from outside by the pool killing this process
 group. Memory: ``memory_limit_mb`` caps the address space (RLIMIT_AS), so a
@@ -15,10 +21,12 @@ runaway allocation raises ``MemoryError`` here and the task fails ``memory``.
 from __future__ import annotations
 
 import asyncio
+import fcntl
 import inspect
 import os
 import random
 import resource
+import select
 import signal
 import time
 import traceback
@@ -29,7 +37,14 @@ from typing import Any, NoReturn
 from executor import context
 from executor.codec import decode_call, encode_value
 from executor.errors import Retry, TaskTimeout, UnknownKind
-from executor.protocol import FrameReader, FrameType, encode, read_frame, write_all
+from executor.protocol import (
+    HEADER_SIZE,
+    FrameType,
+    decode_body,
+    encode,
+    parse_header,
+    write_all,
+)
 from executor.registry import Registry, resolve_ref
 
 _PAGE_MB = os.sysconf("SC_PAGE_SIZE") / (1024 * 1024)
@@ -137,6 +152,46 @@ def _run_one(desc: dict[str, Any], registry: Registry, limits: Limits,
     return done
 
 
+def _read_exact(fd: int, n: int) -> bytes:
+    out = bytearray()
+    while len(out) < n:
+        try:
+            chunk = os.read(fd, n - len(out))
+        except BlockingIOError:
+            select.select([fd], [], [])
+            continue
+        if not chunk:
+            raise EOFError
+        out += chunk
+    return bytes(out)
+
+
+def next_frame(fd: int, max_frame_bytes: int) -> tuple[FrameType, dict[str, Any]] | None:
+    """Block until the next frame is taken from the pipe ``fd``; ``None`` on EOF.
+
+    Takes exactly one frame, under ``flock``: a frame the pool took back in
+    the meantime is simply not there any more.
+    """
+    while True:
+        select.select([fd], [], [])
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        try:
+            try:
+                header = os.read(fd, HEADER_SIZE)
+            except BlockingIOError:
+                continue  # taken back by the pool
+            if not header:
+                return None
+            try:
+                header += _read_exact(fd, HEADER_SIZE - len(header))
+                ftype, length = parse_header(header, max_frame_bytes)
+                return ftype, decode_body(_read_exact(fd, length))
+            except EOFError:
+                return None
+        finally:
+            fcntl.flock(fd, fcntl.LOCK_UN)
+
+
 def run_executor(rfd: int, wfd: int, registry: Registry, limits: Limits) -> NoReturn:
     """Serve ``RUN`` frames from ``rfd`` until told to stop; never returns."""
     signal.signal(signal.SIGTERM, _on_term)
@@ -152,12 +207,12 @@ def run_executor(rfd: int, wfd: int, registry: Registry, limits: Limits) -> NoRe
     max_tasks = limits.max_tasks
     if max_tasks > 1:
         max_tasks = random.randint(max(1, max_tasks - max_tasks // 10), max_tasks)
-    reader, pending = FrameReader(limits.max_frame_bytes), []  # type: ignore[var-annotated]
+    os.set_blocking(rfd, False)
     retry_on: dict[str, tuple[type[BaseException], ...] | None] = {}
     context.bind(wfd)
     tasks_run = 0
     while True:
-        frame = read_frame(rfd, reader, pending)
+        frame = next_frame(rfd, limits.max_frame_bytes)
         if frame is None or frame[0] == FrameType.STOP or _State.stop_requested:
             os._exit(0)
         ftype, desc = frame

@@ -65,6 +65,7 @@ class Slot:
     generation: int
     write_fd: int
     read_fd: int
+    steal_fd: int  # our own open file description of the executor's task pipe
     reader: FrameReader
     state: ExecutorState = ExecutorState.STARTING
     pid: int | None = None
@@ -75,6 +76,7 @@ class Slot:
     eof: bool = False
     kill_reason: str | None = None  # why the pool killed it: timeout, cancelled, shutdown
     recycle: str | None = None  # why it asked to leave: recycled, memory, timeout
+    hold: str | None = None  # no prefetch behind this (slow) running task
 
     def move(self, new: ExecutorState) -> None:
         """Change state; raises ``RuntimeError`` on an illegal transition."""

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import builtins
 from collections.abc import Sequence
+from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
 from typing import Any, Literal, Protocol
 
@@ -160,6 +161,12 @@ class Store(Protocol):
     def purge(self, older_than: float) -> int:
         """Delete finished tasks whose ``finished_at`` is before ``older_than``;
         return the count."""
+        ...
+
+    def batch(self) -> AbstractContextManager[None]:
+        """Group the write calls made inside into one transaction, committed on
+        exit (all or nothing). The pool wraps each loop turn's outcomes and
+        claims in one batch."""
         ...
 
     def close(self) -> None:

@@ -131,6 +131,7 @@ class SQLiteStore:
     def __init__(self, path: str) -> None:
         self.path = path
         self._db: sqlite3.Connection | None = None
+        self._in_batch = False
         directory = os.path.dirname(os.path.abspath(path))
         try:
             os.makedirs(directory, exist_ok=True)
@@ -177,6 +178,9 @@ class SQLiteStore:
         module docstring).
         """
         db = self._conn
+        if self._in_batch:
+            yield db  # the enclosing batch() commits (or rolls back) everything
+            return
         if power_safe != self._sync_full:
             db.execute(f"PRAGMA synchronous = {'FULL' if power_safe else 'NORMAL'}")
             self._sync_full = power_safe
@@ -193,6 +197,24 @@ class SQLiteStore:
             if isinstance(exc, sqlite3.Error):
                 raise StoreError(f"{self.path}: {exc}; nothing was changed") from exc
             raise
+
+    @contextmanager
+    def batch(self) -> Iterator[None]:
+        """Run the write calls made inside as one transaction (NORMAL sync).
+
+        Nothing is visible to other connections until the block ends; an
+        exception rolls every call back. Not for ``enqueue`` (which must be
+        power-safe on its own).
+        """
+        if self._in_batch:
+            yield
+            return
+        with self._write():
+            self._in_batch = True
+            try:
+                yield
+            finally:
+                self._in_batch = False
 
     def _select(self, where: str, params: Sequence[Any] = ()) -> list[TaskRecord]:
         rows = self._conn.execute(f"SELECT {_COLUMNS} FROM tasks WHERE {where}", params)
