@@ -13,10 +13,12 @@ import sys
 # Make the project importable when gunicorn is started from its directory.
 sys.path.insert(0, os.getcwd())
 
+from config.paths import ensure_private_dir, run_dir_for
 from config.supervision import supervision
 
 _sup = supervision()
 _settings = _sup.load()
+ensure_private_dir(run_dir_for(_settings))
 
 wsgi_app = "server.app:create_app()"
 bind = [_settings.bind]
@@ -28,6 +30,9 @@ keepalive = 5
 loglevel = _settings.log_level
 accesslog = None
 proc_name = "offload"
+# gunicorn's control socket (gunicornc) lives beside the pool socket, so two
+# servers on one host never share it.
+control_socket = os.path.join(run_dir_for(_settings), "gunicorn.ctl")
 
 on_starting = _sup.on_starting
 on_reload = _sup.on_reload

@@ -13,6 +13,7 @@ re-executes the config file on HUP, this module stays imported).
 
 from __future__ import annotations
 
+import ctypes
 import logging
 import os
 import signal
@@ -86,9 +87,12 @@ class Supervision:
             self.start_keeper()
 
     def post_fork(self, server: Any, worker: Any) -> None:
-        """In each HTTP worker: drop the lifeline, so only the master holds it."""
+        """In each HTTP worker: drop the lifeline, so only the master holds it,
+        and ask the kernel for SIGTERM when the master dies (even by SIGKILL),
+        so no HTTP worker is left orphaned either."""
         if self.lifeline_w is not None:
             os.close(self.lifeline_w)
+        _parent_death_signal(signal.SIGTERM)
 
     def when_ready(self, server: Any) -> None:
         """Say where offload listens."""
@@ -115,6 +119,15 @@ class Supervision:
         if self.lifeline_w is not None:
             os.close(self.lifeline_w)
             self.lifeline_w = None
+
+
+def _parent_death_signal(sig: int) -> None:
+    """prctl(PR_SET_PDEATHSIG, sig) on Linux; nothing elsewhere."""
+    try:
+        libc = ctypes.CDLL(None, use_errno=True)
+        libc.prctl(1, int(sig), 0, 0, 0)  # 1 = PR_SET_PDEATHSIG
+    except (OSError, AttributeError):
+        pass
 
 
 _SUPERVISION: Supervision | None = None
