@@ -24,6 +24,7 @@ wsgi_app = "server.app:create_app()"
 bind = [_settings.bind]
 workers = _settings.workers
 worker_class = _settings.worker_class
+asgi_loop = "uvloop"
 timeout = int(_settings.http_timeout_s)
 graceful_timeout = int(_settings.graceful_timeout_s)
 keepalive = 5

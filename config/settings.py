@@ -22,7 +22,10 @@ from typing import Any
 
 DEFAULT_CONFIG_PATH = "config/offload.toml"
 ENV_PREFIX = "OFFLOAD_"
-WORKER_CLASSES = ("uvicorn_worker.UvicornWorker", "asgi")
+# "asgi" is gunicorn's own ASGI worker (with uvloop): measured faster than
+# uvicorn's worker for POST /tasks here (bench/http_bench.py), and one
+# dependency fewer. uvicorn's stays selectable: pip install 'offload[uvicorn]'.
+WORKER_CLASSES = ("asgi", "uvicorn_worker.UvicornWorker")
 LOG_LEVELS = ("debug", "info", "warning", "error", "critical")
 
 
@@ -45,7 +48,7 @@ class Settings:
     bind: str = _setting("127.0.0.1:8000", "host:port (or unix:/path) the HTTP server listens on")
     workers: int = _setting(2, "number of HTTP worker processes", min=1)
     worker_class: str = _setting(
-        "uvicorn_worker.UvicornWorker", "gunicorn worker class for HTTP workers",
+        "asgi", "gunicorn worker class for HTTP workers",
         choices=WORKER_CLASSES,
     )
     app: str = _setting(
