@@ -22,7 +22,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from tests.support.procs import Env, ServerHandle, wait_for  # noqa: E402
+from tests.support.procs import Env, ServerHandle, wait_for
 
 SINGLE = '{"kind": "noop"}'
 BATCH = json.dumps({"tasks": [{"kind": "noop"}] * 100})
