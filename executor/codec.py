@@ -77,6 +77,11 @@ def _pack(value: object, name: str) -> bytes:
     try:
         return msgpack.packb(value, default=_default, use_bin_type=True, strict_types=False)
     except _Unencodable as exc:
+        if isinstance(exc.value, int):
+            raise TypeError(
+                f"argument {name!r} is an integer outside the 64-bit range msgpack carries; "
+                f"pass it as a str or a Decimal"
+            ) from None
         raise TypeError(
             f"argument {name!r} cannot be sent to an executor: a value of type "
             f"{type(exc.value).__module__}.{type(exc.value).__qualname__} is not encodable; "
@@ -95,12 +100,17 @@ def encode_call(
     the error message); without it they are called ``args[i]``. Raises
     ``TypeError`` naming the first argument that cannot be encoded.
     """
-    for i, value in enumerate(args):
-        name = names[i] if names is not None and i < len(names) else f"args[{i}]"
-        _pack(value, name)
-    for key, value in kwargs.items():
+    for key in kwargs:
         if not isinstance(key, str):
             raise TypeError(f"keyword argument names must be str, got {key!r}")
+    try:
+        # The common case packs once; only a failure is worth a second look.
+        return msgpack.packb([list(args), dict(kwargs)], default=_default, use_bin_type=True)
+    except (TypeError, OverflowError, ValueError):
+        pass
+    for i, value in enumerate(args):
+        _pack(value, names[i] if names is not None and i < len(names) else f"args[{i}]")
+    for key, value in kwargs.items():
         _pack(value, key)
     return _pack([list(args), dict(kwargs)], "args")
 

@@ -123,3 +123,27 @@ def test_hup_with_a_bad_edit_keeps_serving_on_the_old_settings(server: ServerHan
     rows = server.http("GET", "/queue/stats")[1]["executors"]
     assert len([e for e in rows if e["state"] in ("idle", "busy")]) == 2
     assert server.http("GET", "/readyz")[0] == 200
+
+
+def test_hup_shrinks_executors_and_records_reload_not_crash(env: Env) -> None:
+    env.write_config(executors=4)
+    srv = ServerHandle(env)
+    try:
+        def live() -> int:
+            rows = srv.http("GET", "/queue/stats")[1]["executors"]
+            return len([e for e in rows if e["state"] in ("idle", "busy")])
+
+        wait_for(lambda: live() == 4, 30)
+        running = srv.http("POST", "/tasks", {"kind": "sleep", "args": [1.0]})[1]["id"]
+        wait_for(lambda: srv.http("GET", f"/tasks/{running}")[1]["status"] == "running")
+        env.write_config(executors=2)
+        srv.signal(signal.SIGHUP)
+        assert srv.wait_task(running, 60)["status"] == "succeeded"  # finished on its old executor
+        wait_for(lambda: len(srv.http("GET", "/queue/stats")[1]["executors"]) == 2, 60,
+                 what="2 executors after HUP")
+        m = scrape(srv)
+        assert value(m, "offload_executor_restarts_total", reason="crash") == 0
+        assert value(m, "offload_executor_restarts_total", reason="reload") == 4
+        assert srv.http("GET", "/readyz")[1]["executors_wanted"] == 2
+    finally:
+        srv.stop()
