@@ -24,6 +24,7 @@ import json
 import os
 import secrets
 import sqlite3
+from collections import Counter
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from typing import Any, cast
@@ -72,7 +73,10 @@ _SCHEMA = (
     # only unfinished group members: "is an earlier one unfinished" is one probe.
     """CREATE INDEX tasks_group ON tasks (group_id, seq)
     WHERE group_id IS NOT NULL AND status IN ('pending', 'running', 'retrying')""",
-    """CREATE INDEX tasks_status ON tasks (status, seqno)""",
+    # Unfinished tasks by status, newest first (list, recover, counts). Finished
+    # statuses are counted in memory instead: indexing every finish costs ~30 us.
+    """CREATE INDEX tasks_unfinished ON tasks (status, seqno)
+    WHERE status IN ('pending', 'running', 'retrying')""",
     """CREATE INDEX tasks_finished ON tasks (finished_at)
     WHERE status IN ('succeeded', 'failed', 'cancelled')""",
 )
@@ -132,6 +136,10 @@ class SQLiteStore:
         self.path = path
         self._db: sqlite3.Connection | None = None
         self._in_batch = False
+        # Finished tasks per status, exact: counted once at open, then kept by
+        # the write methods (deltas applied only when their transaction commits).
+        self._finished: Counter[str] = Counter()
+        self._delta: Counter[str] = Counter()
         directory = os.path.dirname(os.path.abspath(path))
         try:
             os.makedirs(directory, exist_ok=True)
@@ -157,6 +165,9 @@ class SQLiteStore:
                     raise StoreError(
                         f"{path}: schema version {version}, but this offload reads version "
                         f"{SCHEMA_VERSION}; open it with the offload that wrote it")
+            self._finished.update(dict(self._db.execute(
+                "SELECT status, count(*) FROM tasks WHERE status IN"
+                " ('succeeded', 'failed', 'cancelled') GROUP BY status")))
         except (OSError, sqlite3.Error) as exc:
             self.close()
             raise StoreError(f"cannot open the SQLite store {path}: {exc}") from exc
@@ -191,7 +202,10 @@ class SQLiteStore:
         try:
             yield db
             db.execute("COMMIT")
+            self._finished.update(self._delta)
+            self._delta.clear()
         except BaseException as exc:
+            self._delta.clear()
             if db.in_transaction:
                 db.execute("ROLLBACK")
             if isinstance(exc, sqlite3.Error):
@@ -292,31 +306,25 @@ class SQLiteStore:
                 raise StoreError(f"task {o.id}: finish takes 'succeeded' or 'failed', "
                                  f"not {o.status!r}")
         by_id = {o.id: o for o in reversed(outcomes)}  # the first outcome of an id wins
-        ids = list(by_id)
+        rows = [(o.id, o.status, o.finished_at, o.started_at, o.result, _json(o.error),
+                 _json(o.progress)) for o in reversed(by_id.values())]
         out: list[TaskRecord] = []
         with self._write() as db:
-            for i in range(0, len(ids), _CHUNK):
-                chunk = ids[i:i + _CHUNK]
-                marks = ",".join("?" * len(chunk))
-                # INDEXED BY: without statistics the planner would walk every
-                # running task through tasks_status instead of probing the ids.
-                rows = db.execute(f"SELECT {_COLUMNS_NO_PAYLOAD} FROM tasks"
-                                  f" INDEXED BY tasks_id WHERE id IN ({marks})"
-                                  " AND status = 'running'", chunk).fetchall()
-                out.extend(_record(row) for row in rows)
-            for record in out:
-                o = by_id[record.id]
-                record.status, record.finished_at = o.status, o.finished_at
-                if o.started_at is not None:
-                    record.started_at = o.started_at
-                record.result, record.error, record.progress = o.result, o.error, o.progress
-                record.lease_owner = record.lease_expires_at = None
-            db.executemany(
-                "UPDATE tasks SET status = ?, finished_at = ?, started_at = ?, result = ?,"
-                " error = ?, progress = ?, lease_owner = NULL, lease_expires_at = NULL"
-                " WHERE id = ? AND status = 'running'",
-                [(r.status, r.finished_at, r.started_at, r.result, _json(r.error),
-                  _json(r.progress), r.id) for r in out])
+            # One UPDATE ... FROM (VALUES ...) per chunk: no SELECT first, one
+            # statement for the whole turn's outcomes (the pool's hot path).
+            for i in range(0, len(rows), _CHUNK):
+                chunk = rows[i:i + _CHUNK]
+                values = ",".join(["(?, ?, ?, ?, ?, ?, ?)"] * len(chunk))
+                params = [p for row in chunk for p in row]
+                done = [_record(row) for row in db.execute(
+                    "UPDATE tasks SET status = v.column2, finished_at = v.column3,"
+                    " started_at = coalesce(v.column4, tasks.started_at), result = v.column5,"
+                    " error = v.column6, progress = v.column7, lease_owner = NULL,"
+                    f" lease_expires_at = NULL FROM (VALUES {values}) AS v"
+                    " WHERE tasks.id = v.column1 AND tasks.status = 'running'"
+                    f" RETURNING {_COLUMNS_NO_PAYLOAD}", params).fetchall()]
+                self._delta.update(r.status for r in done)
+                out.extend(done)
         return out
 
     def reschedule(self, task_id: str, not_before: float, *, error: dict[str, Any] | None,
@@ -350,6 +358,8 @@ class SQLiteStore:
                 " lease_owner = NULL, lease_expires_at = NULL WHERE id = ?"
                 " AND (status IN ('pending', 'retrying') OR (status = 'running' AND ?))"
                 f" RETURNING {_COLUMNS}", (by, now, task_id, force)).fetchone()
+            if row is not None:
+                self._delta["cancelled"] += 1
         if row is not None:
             return _record(row)
         return self.get(task_id)
@@ -362,7 +372,10 @@ class SQLiteStore:
     def counts(self) -> dict[str, int]:
         """Number of tasks in each status, every status present (zeros included)."""
         counts: dict[str, int] = dict.fromkeys(STATUSES, 0)
-        counts.update(self._conn.execute("SELECT status, count(*) FROM tasks GROUP BY status"))
+        counts.update(self._finished)
+        counts.update(self._conn.execute(
+            "SELECT status, count(*) FROM tasks WHERE status IN ('pending', 'running',"
+            " 'retrying') GROUP BY status"))
         return counts
 
     def next_due(self) -> float | None:
@@ -390,6 +403,7 @@ class SQLiteStore:
                 " lease_owner = NULL, lease_expires_at = NULL"
                 f" WHERE {where} AND attempts >= max_retries + 1 RETURNING {_COLUMNS}",
                 (now, param)).fetchall()
+            self._delta["failed"] += len(rows)
             rows += db.execute(
                 "UPDATE tasks SET status = 'pending', lease_owner = NULL,"
                 f" lease_expires_at = NULL WHERE {where} RETURNING {_COLUMNS}",
@@ -400,10 +414,11 @@ class SQLiteStore:
         """Delete finished tasks with ``finished_at < older_than``; return how many.
         Durable on return."""
         with self._write() as db:
-            cursor = db.execute("DELETE FROM tasks INDEXED BY tasks_finished WHERE status IN"
-                                " ('succeeded', 'failed', 'cancelled') AND finished_at < ?",
-                                (older_than,))
-            return cursor.rowcount
+            gone = db.execute("DELETE FROM tasks INDEXED BY tasks_finished WHERE status IN"
+                              " ('succeeded', 'failed', 'cancelled') AND finished_at < ?"
+                              " RETURNING status", (older_than,)).fetchall()
+            self._delta.subtract(status for (status,) in gone)
+        return len(gone)
 
     def list(self, *, status: str | None = None, kind: str | None = None, limit: int = 50,
              cursor: str | None = None) -> tuple[list[TaskRecord], str | None]:

@@ -565,3 +565,27 @@ def test_sqlite_file_is_wal_with_full_sync_and_a_schema_version(tmp_path: Path) 
         db.close()
     finally:
         store.close()
+
+
+def test_counts_stay_exact_through_every_transition_and_reopen(
+        open_url: Callable[[], Store]) -> None:
+    store = open_url()
+    ids = [r.id for r in store.enqueue([new() for _ in range(6)], 1.0)]
+    claimed = store.claim(4, 2.0, "me", 10.0)
+    store.finish([Outcome(claimed[0].id, "succeeded", 3.0),
+                  Outcome(claimed[1].id, "failed", 3.0, error={"reason": "error",
+                                                               "message": "x",
+                                                               "traceback": ""})])
+    store.cancel(ids[5], "test", 3.0)
+    store.cancel(claimed[2].id, "test", 3.0, force=True)
+    with pytest.raises(RuntimeError), store.batch():  # a rolled-back batch counts nothing
+        store.finish([Outcome(claimed[3].id, "succeeded", 4.0)])
+        raise RuntimeError("roll back")
+    expected = {"pending": 1, "running": 1, "retrying": 0, "succeeded": 1, "failed": 1,
+                "cancelled": 2}
+    assert store.counts() == expected
+    assert store.purge(older_than=3.5) == 4
+    expected.update(succeeded=0, failed=0, cancelled=0)
+    assert store.counts() == expected
+    store.close()
+    assert open_url().counts() == expected
