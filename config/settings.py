@@ -68,7 +68,7 @@ class Settings:
     max_body_bytes: int = _setting(1_048_576, "largest HTTP request body accepted", min=1)
     max_frame_bytes: int = _setting(8_388_608, "largest frame on the pool socket and pipes",
                                     min=1024)
-    max_result_bytes: int = _setting(1_048_576, "largest encoded task result kept", min=0)
+    max_result_bytes: int = _setting(1_048_576, "largest encoded task result kept", min=64)
     default_max_retries: int = _setting(3, "retries after the first attempt, unless set per kind",
                                         min=0)
     default_timeout_s: float = _setting(300.0, "soft time limit of a task, unless set per kind",

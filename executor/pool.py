@@ -47,6 +47,7 @@ STEAL_AFTER_S = 0.1  # take a waiting task back from behind one running this lon
 LEASE_S = 300.0
 TICK_S = 0.05
 STATUS_WAIT_S = 1.0  # how long a dead executor's exit status may lag its EOF
+DUE_TIMER_MAX_S = 3600.0  # a far-off due time re-arms its timer on the way
 
 
 class Pool:
@@ -70,6 +71,7 @@ class Pool:
         self._generation = 0
         self._maybe_due = True
         self._next_due: float | None = None
+        self._due_timer: asyncio.TimerHandle | None = None
         self._finishes: list[tuple[Outcome, Inflight]] = []
         self._turn_scheduled = False
         self._stopping = False
@@ -371,6 +373,9 @@ class Pool:
         inf.started_at = time.time()
         if slot.state is ExecutorState.IDLE:
             slot.move(ExecutorState.BUSY)
+        if inf.cancelled_by is not None:  # cancelled with force while it waited in the pipe
+            slot.kill_reason = "cancelled"
+            self._kill(slot)
         self.metrics.observe_queue(inf.kind, max(0.0, inf.started_at -
                                                  max(inf.created_at, inf.not_before)))
 
@@ -504,6 +509,31 @@ class Pool:
             self._schedule_turn()
         elif self._next_due is None or when < self._next_due:
             self._next_due = when
+            self._arm_due_timer()
+
+    def _arm_due_timer(self) -> None:
+        """Wake when ``_next_due`` comes, not at the next tick: back-off waits and
+        delays would otherwise be up to TICK_S late, by a different amount each
+        time (enough to reorder two consecutive back-off waits). A time already
+        past is left to the tick (a due task held back by its group would spin)."""
+        if self._due_timer is not None:
+            self._due_timer.cancel()
+            self._due_timer = None
+        if self._next_due is None:
+            return
+        delay = self._next_due - time.time()
+        if delay > 0:  # +1 ms: the loop's timers may round down to the millisecond
+            self._due_timer = asyncio.get_running_loop().call_later(
+                min(delay + 0.001, DUE_TIMER_MAX_S), self._due)
+
+    def _due(self) -> None:
+        self._due_timer = None
+        if self._next_due is not None and time.time() >= self._next_due:
+            self._next_due = None
+            self._maybe_due = True
+            self._schedule_turn()
+        else:
+            self._arm_due_timer()
 
     def _schedule_turn(self) -> None:
         if not self._turn_scheduled:
@@ -538,7 +568,10 @@ class Pool:
         claimed = self.store.claim(capacity, now, self.owner, LEASE_S)
         if len(claimed) < capacity:
             self._maybe_due = False
-            self._next_due = self.store.next_due()
+            next_due = self.store.next_due()
+            if next_due != self._next_due:
+                self._next_due = next_due
+                self._arm_due_timer()
         if not claimed:
             return
         # Fill the emptiest executors first: idle ones get a task before any
@@ -649,15 +682,33 @@ class Pool:
         self._maybe_due = True
         self._schedule_turn()
 
+    def take_back(self, task_id: str) -> bool:
+        """Take ``task_id`` back to pending if it only waits in an executor's pipe.
+
+        True if it is pending again (the store says so); False if it is not
+        handed out here, has started, or its executor is taking it right now.
+        """
+        entry = self.inflight.get(task_id)
+        if entry is None or entry[1].started_at is not None:
+            return False
+        self._steal(entry[0])
+        return task_id not in self.inflight
+
     def cancel_running(self, task_id: str, by: str) -> bool:
-        """Kill the executor running ``task_id``; False if it is not running here."""
+        """Kill the executor running ``task_id``; False if it is not running here.
+
+        A task still waiting behind another one in the pipe (it could not be
+        taken back) is not the executor's to lose yet: it is killed when it
+        starts (``_on_started``), so the task running before it is spared.
+        """
         entry = self.inflight.get(task_id)
         if entry is None:
             return False
         slot, inf = entry
         inf.cancelled_by = by
-        slot.kill_reason = "cancelled"
-        self._kill(slot)
+        if inf.started_at is not None or inf is slot.inflight[0]:
+            slot.kill_reason = "cancelled"
+            self._kill(slot)
         return True
 
     def executor_rows(self) -> list[dict[str, Any]]:

@@ -90,9 +90,19 @@ class Requests:
                 or timeout_s <= 0:
             raise Invalid("invalid", f"{where}.timeout_s must be a number > 0",
                           f"{where}.timeout_s")
+        priority = raw.get("priority") or 0
+        if isinstance(priority, bool) or not isinstance(priority, int):
+            raise Invalid("invalid", f"{where}.priority must be an integer", f"{where}.priority")
+        not_before = raw.get("not_before") or 0.0
+        if isinstance(not_before, bool) or not isinstance(not_before, (int, float)) \
+                or not math.isfinite(not_before) or not_before < 0:
+            # Refused here: the store cannot hold NaN, and a failed enqueue
+            # fails every submission committed in the same loop turn.
+            raise Invalid("invalid", f"{where}.not_before must be a time in seconds since "
+                                     f"the epoch", f"{where}.not_before")
         return NewTask(kind=kind, payload=payload, max_retries=max_retries,
-                       timeout_s=float(timeout_s), priority=int(raw.get("priority") or 0),
-                       not_before=float(raw.get("not_before") or 0.0),
+                       timeout_s=float(timeout_s), priority=priority,
+                       not_before=float(not_before),
                        group_id=raw.get("group_id"), seq=int(raw.get("seq") or 0),
                        idempotency_key=raw.get("idempotency_key"), ref=ref)
 
@@ -136,8 +146,13 @@ class Requests:
             raise Invalid("not_found", f"no task with id {task_id!r}", "id")
         entry = self.pool.inflight.get(task_id)
         if entry is not None and rec.status == "running":
-            rec.started_at = entry[1].started_at or rec.started_at
-            rec.progress = entry[1].progress or rec.progress
+            inf = entry[1]
+            if inf.started_at is None:
+                # Claimed, but only waiting in an executor's pipe (prefetch): to
+                # its owner it has not started, and this attempt may never count.
+                rec.status, rec.started_at, rec.attempts = "pending", None, rec.attempts - 1
+            else:
+                rec.started_at, rec.progress = inf.started_at, inf.progress or rec.progress
         return rec
 
     def op_get(self, conn: ClientConn, req_id: int, args: dict[str, Any]) -> object:
@@ -192,6 +207,12 @@ class Requests:
     def op_cancel(self, conn: ClientConn, req_id: int, args: dict[str, Any]) -> object:
         rec = self._record(args.get("id"))
         force, by = bool(args.get("force")), str(args.get("by") or "api")
+        # A task only waiting in a busy executor's pipe (prefetch) has not started:
+        # take it back, and it is cancelled like any pending task, without a kill.
+        self.pool.take_back(rec.id)
+        stored = self.pool.store.get(rec.id)
+        assert stored is not None
+        rec = stored  # decide on the store's status, not the displayed one
         if rec.status in FINISHED:
             raise Invalid("conflict", f"task {rec.id} already ended: {rec.status}", "id")
         if rec.status == "running" and not force:

@@ -22,7 +22,9 @@ class RetryPolicy:
 
     def delay_s(self, attempt: int, rng: random.Random | None = None) -> float:
         """Seconds to wait after failed attempt number ``attempt`` (1-based)."""
-        d = min(self.backoff_max_s, self.backoff_s * (2 ** max(0, attempt - 1)))
+        # The exponent stops at 64: 2**1024 no longer converts to a float, and
+        # max_retries is the submitter's choice (a poison task must still fail).
+        d = min(self.backoff_max_s, self.backoff_s * 2.0 ** min(max(0, attempt - 1), 64))
         r = (rng or random).random()
         return d / 2 + r * d / 2
 

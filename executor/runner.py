@@ -23,6 +23,7 @@ from __future__ import annotations
 import asyncio
 import fcntl
 import inspect
+import math
 import os
 import random
 import resource
@@ -88,6 +89,16 @@ def _error(reason: str, exc: BaseException) -> dict[str, str]:
             "traceback": "".join(traceback.format_exception(exc))}
 
 
+def _retry_delay_s(value: object) -> float | None:
+    """``Retry.delay_s`` as the pool can use it: a finite number of seconds
+    (negative means now); anything else (``None``, NaN, a string) means the
+    kind's back-off. Checked here, where user values are, not in the pool."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        return None
+    delay = float(value)
+    return max(0.0, delay) if math.isfinite(delay) else None
+
+
 def _call(fn: Any, args: list[Any], kwargs: dict[str, Any]) -> Any:
     result = fn(*args, **kwargs)
     if inspect.isawaitable(result):
@@ -140,7 +151,7 @@ def _run_one(desc: dict[str, Any], registry: Registry, limits: Limits,
         done["error"] = _error("memory", exc)
     except Retry as exc:
         done["error"] = _error("error", exc)
-        done["retry_delay_s"] = exc.delay_s
+        done["retry_delay_s"] = _retry_delay_s(exc.delay_s)
     except UnknownKind as exc:
         done["error"] = _error("error", exc)
         done["retryable"] = False

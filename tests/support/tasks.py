@@ -8,10 +8,13 @@ from __future__ import annotations
 
 import asyncio
 import ctypes
+import datetime as dt
+import decimal
 import os
 import signal
 import subprocess
 import time
+import uuid
 from pathlib import Path
 
 from executor import Retry, TaskTimeout, progress, task
@@ -104,11 +107,11 @@ def flaky(name: str, succeed_on: int) -> int:
 
 
 @task(name="ask_retry", max_retries=1)
-def ask_retry(name: str) -> str:
-    """Ask for one retry, then succeed."""
+def ask_retry(name: str, delay_s: object = 0.3) -> str:
+    """Ask for one retry (after ``delay_s``, whatever it is), then succeed."""
     _append(name, str(time.time()))
     if len((_trace_dir() / name).read_text().split()) < 2:
-        raise Retry(delay_s=0.3)
+        raise Retry(delay_s=delay_s)  # type: ignore[arg-type]  # tests pass bad ones too
     return "second time lucky"
 
 
@@ -174,3 +177,37 @@ def slow_progress(steps: int, seconds: float) -> str:
         time.sleep(seconds)
         progress(i / steps, f"step {i} of {steps}")
     return "done"
+
+
+@task(name="flaky_slow", max_retries=3, retry_backoff_s=1.0, retry_backoff_max_s=10)
+def flaky_slow(name: str, succeed_on: int) -> int:
+    """``flaky`` with a back-off long enough to see the task wait in ``retrying``."""
+    return flaky(name, succeed_on)
+
+
+@task(name="gate", max_retries=0)
+def gate(name: str, value: str = "", limit_s: float = 30.0) -> str:
+    """Block until the trace file ``name`` exists (the test opens the gate), then
+    append ``value`` to ``gate.log`` if given. Gives up after ``limit_s``."""
+    deadline = time.monotonic() + limit_s
+    while not (_trace_dir() / name).exists():
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"nobody opened the gate {name!r}")
+        time.sleep(0.01)
+    if value:
+        _append("gate.log", value)
+    return "opened"
+
+
+@task(name="typed_values", max_retries=0)
+def typed_values(seed: int) -> dict[str, object]:
+    """Return values of every extension type of ``executor.codec``, built here."""
+    return {
+        "naive": dt.datetime(2024, 2, 29, 12, 30, 15, 123456),
+        "aware": dt.datetime(2024, 2, 29, 12, 30, tzinfo=dt.timezone(dt.timedelta(hours=-5))),
+        "day": dt.date(2024, 2, 29),
+        "uuid": uuid.UUID(int=seed),
+        "amount": decimal.Decimal("12345678901234567890.0001"),
+        "raw": bytes(range(8)),
+        "nested": [{"when": dt.date(2000, 1, seed % 28 + 1)}, (1, 2)],
+    }
