@@ -113,7 +113,7 @@ class Requests:
         now = time.time()
         specs = [self._spec(i, raw, now) for i, raw in enumerate(tasks)]
         self._submits.append((conn, req_id, specs))
-        self.pool._schedule_turn()
+        self.pool.schedule_turn()
         return _DEFERRED
 
     def flush_submits(self) -> None:
@@ -144,7 +144,7 @@ class Requests:
         rec = self.pool.store.get(task_id)
         if rec is None:
             raise Invalid("not_found", f"no task with id {task_id!r}", "id")
-        entry = self.pool.inflight.get(task_id)
+        entry = self.pool.fleet.inflight.get(task_id)
         if entry is not None and rec.status == "running":
             inf = entry[1]
             if inf.started_at is None:
@@ -209,7 +209,7 @@ class Requests:
         force, by = bool(args.get("force")), str(args.get("by") or "api")
         # A task only waiting in a busy executor's pipe (prefetch) has not started:
         # take it back, and it is cancelled like any pending task, without a kill.
-        self.pool.take_back(rec.id)
+        self.pool.fleet.take_back(rec.id)
         stored = self.pool.store.get(rec.id)
         assert stored is not None
         rec = stored  # decide on the store's status, not the displayed one
@@ -222,7 +222,7 @@ class Requests:
         if after is None or after.status != "cancelled":
             raise Invalid("conflict", f"task {rec.id} could not be cancelled", "id")
         if rec.status == "running":
-            self.pool.cancel_running(rec.id, by)
+            self.pool.fleet.cancel_running(rec.id, by)
         self.pool.metrics.task_finished(after.kind, "cancelled")
         self.task_finished(after)
         return record_to_wire(after)
@@ -231,24 +231,20 @@ class Requests:
         counts = self.pool.store.counts()
         self.pool.metrics.set_queue_depth(counts)
         return {"counts": counts, "queue_depth": counts["pending"] + counts["retrying"],
-                "executors": self.pool.executor_rows()}
+                "executors": self.pool.fleet.rows()}
 
     def op_kinds(self, conn: ClientConn, req_id: int, args: dict[str, Any]) -> object:
         return {"kinds": self.pool.manifest}
 
     def op_health(self, conn: ClientConn, req_id: int, args: dict[str, Any]) -> object:
-        up = sum(1 for s in self.pool.slots.values()
+        up = sum(1 for s in self.pool.fleet.slots.values()
                  if s.pid is not None and s.state.value in ("idle", "busy"))
         return {"executors_up": up, "executors_wanted": self.pool.settings.executors}
 
     def op_metrics(self, conn: ClientConn, req_id: int, args: dict[str, Any]) -> object:
         pool = self.pool
         pool.metrics.set_queue_depth(pool.store.counts())
-        states: dict[str, int] = {}
-        for slot in pool.slots.values():
-            if slot.state.value != "dead":
-                states[slot.state.value] = states.get(slot.state.value, 0) + 1
-        pool.metrics.set_executors(states)
+        pool.metrics.set_executors(pool.fleet.states())
         return {"text": pool.metrics.render().decode()}
 
     def op_observe_http(self, conn: ClientConn, req_id: int, args: dict[str, Any]) -> object:
