@@ -4,6 +4,7 @@ Public names for task code: ``task``, ``BackgroundTasks``, ``BackgroundTask``,
 ``progress``, ``Retry``, ``TaskTimeout``. The rest is the pool's machinery.
 """
 
+from executor.background import BackgroundTask, BackgroundTasks
 from executor.context import progress
 from executor.errors import (
     OffloadError,
@@ -16,6 +17,8 @@ from executor.errors import (
 from executor.registry import Registry, task
 
 __all__ = [
+    "BackgroundTask",
+    "BackgroundTasks",
     "OffloadError",
     "PoolError",
     "PoolUnavailable",

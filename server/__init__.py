@@ -5,14 +5,42 @@ Public names:
 - ``create_app(settings=None, *, app=None)``: offload's ASGI app; with
   ``app``, your ASGI app serves every path offload does not.
 - ``mount(app, settings=None)``: the same, app first.
+- ``Client``, ``AsyncClient``: the HTTP client of this API (``client``),
+  and its errors ``ClientError``, ``InvalidRequest``, ``Unauthorized``,
+  ``NotFound``, ``Conflict``, ``Unavailable``, ``WaitTimeout``.
+- ``server.fastapi.OffloadTasks`` (imported on its own: it needs FastAPI):
+  offload's ``BackgroundTasks`` as a FastAPI dependency.
 
 Modules: ``app`` (routing, auth, lifespan), ``routes`` (handlers),
 ``validate`` (request validation), ``records`` (record JSON), ``http``
 (body reading, JSON responses), ``pool`` (pool link and metrics shipping),
-``lifespan`` (startup/shutdown, shared with a mounted app), ``errors``.
+``lifespan`` (startup/shutdown, shared with a mounted app), ``errors``,
+``client`` (the HTTP client), ``fastapi`` (the FastAPI dependency).
 """
 
 from server.app import create_app, mount
+from server.client import (
+    AsyncClient,
+    Client,
+    ClientError,
+    Conflict,
+    InvalidRequest,
+    NotFound,
+    Unauthorized,
+    Unavailable,
+    WaitTimeout,
+)
 
-# ``Client`` (the HTTP client of this API) joins this map when it lands.
-__all__ = ["create_app", "mount"]
+__all__ = [
+    "AsyncClient",
+    "Client",
+    "ClientError",
+    "Conflict",
+    "InvalidRequest",
+    "NotFound",
+    "Unauthorized",
+    "Unavailable",
+    "WaitTimeout",
+    "create_app",
+    "mount",
+]

@@ -1,9 +1,11 @@
 """The HTTP worker's link to the pool: a lazy ``PoolClient`` and the metrics shipper.
 
-One ``PoolLink`` per app. The client is made on first use *inside the
-running event loop* (never at import or in the gunicorn master, whose
-loop-less fork would share a socket), and made again if the app is later
-driven by another loop (tests). The shipper hands the buffered HTTP
+One ``PoolLink`` per app. Its client is the process's shared one
+(``executor.shared.shared_client``), so the worker's offload routes and the
+``BackgroundTasks`` of the app served beside them use one connection. It is
+made on first use *inside the running event loop* (never at import or in the
+gunicorn master, whose loop-less fork would share a socket), and another
+loop (tests) gets another client. The shipper hands the buffered HTTP
 observations to the pool (op ``observe_http``) about every second, and once
 more on ``stop``; a failed shipment is dropped, never retried and never
 surfaced to a request.
@@ -20,6 +22,7 @@ from config.paths import socket_path_for
 from config.settings import Settings
 from executor.client import PoolClient
 from executor.errors import PoolError, PoolUnavailable
+from executor.shared import shared_client, use_settings
 from metrics import HttpObservations
 from server.errors import from_pool_error, from_pool_unavailable
 
@@ -37,20 +40,22 @@ class PoolLink:
     """
 
     def __init__(self, settings: Settings, observations: HttpObservations) -> None:
+        self.settings = settings
         self.path = socket_path_for(settings)
-        self.max_frame_bytes = settings.max_frame_bytes
         self.call_timeout_s = settings.http_timeout_s
         self.observations = observations
         self._client: PoolClient | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
         self._shipper: asyncio.Task[None] | None = None
+        # BackgroundTasks() made in this process submit to this app's pool.
+        use_settings(settings)
 
     def client(self) -> PoolClient:
-        """This loop's client, made (and the shipper started) on first use."""
+        """This loop's shared client; the shipper starts on first use in a loop."""
         loop = asyncio.get_running_loop()
         client = self._client
         if client is None or self._loop is not loop:
-            client = self._client = PoolClient(self.path, self.max_frame_bytes)
+            client = self._client = shared_client(self.settings)
             self._loop = loop
             self._shipper = loop.create_task(self._ship_forever(), name="offload-observe-http")
         return client
@@ -86,7 +91,10 @@ class PoolLink:
             await self.ship()
 
     async def stop(self) -> None:
-        """Stop the shipper, ship what is left, close the client. Idempotent."""
+        """Stop the shipper, ship what is left, close the client. Idempotent.
+
+        Closing the shared client is safe: anyone calling it later reconnects.
+        """
         shipper, self._shipper = self._shipper, None
         same_loop = self._loop is asyncio.get_running_loop()
         if shipper is not None and same_loop and not shipper.done():

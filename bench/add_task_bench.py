@@ -1,0 +1,117 @@
+"""Benchmark a route that adds one background call: offload vs Starlette (in-process).
+
+One offload server under real gunicorn (2 HTTP workers, 2 executors, SQLite)
+serves ``bench/add_task_app.py``; wrk drives each route in turn with the same
+load (keep-alive connections), in the same run:
+
+- ``inprocess``: Starlette's ``BackgroundTasks``, run in the HTTP worker after
+  the response (a plain ``def`` goes to Starlette's thread pool);
+- ``offload``: offload's ``BackgroundTasks``, submitted to the pool after the
+  response (one socket round trip, one group-committed store write), run by
+  an executor.
+
+Each is measured with a plain ``def`` no-op and an ``async def`` no-op. For
+offload it also waits until every submitted call has run and prints how long
+the executors needed after the load stopped (their backlog). wrk comes from
+Debian: ``apt-get install wrk``.
+
+Usage: .venv/bin/python bench/add_task_bench.py [--seconds 10] [--connections 50] [--rounds 2]
+"""
+
+from __future__ import annotations
+
+import argparse
+import re
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from tests.support.procs import Env, ServerHandle, wait_for
+
+VARIANTS = [("sync", "inprocess"), ("sync", "offload"), ("async", "inprocess"),
+            ("async", "offload")]
+
+
+def run_wrk(url: str, seconds: float, connections: int) -> dict[str, float]:
+    """One wrk run; requests/s, p50/p99 in ms, requests and non-2xx answers."""
+    out = subprocess.run(["wrk", "-t2", f"-c{connections}", f"-d{int(seconds)}s", "--latency",
+                          url], capture_output=True, text=True, check=True).stdout
+    found = re.search(r"Requests/sec:\s+([\d.]+)", out)
+    total = re.search(r"(\d+) requests in", out)
+    if found is None or total is None:
+        raise RuntimeError(f"cannot read wrk's output:\n{out}")
+    non2xx = re.search(r"Non-2xx or 3xx responses: (\d+)", out)
+    errors = re.search(r"Socket errors: .*", out)
+    result = {"rps": float(found.group(1)), "requests": int(total.group(1)),
+              "non2xx": int(non2xx.group(1)) if non2xx else 0,
+              "socket_errors": 1 if errors else 0}
+    for p in ("50", "99"):
+        m = re.search(rf"\s{p}(?:\.000)?%\s+([\d.]+)(us|ms|s)\b", out)
+        scale = {"us": 1e-3, "ms": 1.0, "s": 1000.0}[m.group(2)] if m else float("nan")
+        result[f"p{p}_ms"] = float(m.group(1)) * scale if m else float("nan")
+    return result
+
+
+def finished_count(server: ServerHandle) -> int:
+    counts = server.http("GET", "/queue/stats")[1]["counts"]
+    return int(counts["succeeded"] + counts["failed"] + counts["cancelled"])
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--seconds", type=float, default=10)
+    parser.add_argument("--connections", type=int, default=50)
+    parser.add_argument("--rounds", type=int, default=2)
+    opts = parser.parse_args()
+    if shutil.which("wrk") is None:
+        sys.exit("wrk is needed: apt-get install wrk")
+
+    tmp = Path(tempfile.mkdtemp(prefix="offload-addtask-"))
+    env = Env(tmp, app="bench.add_task_app:app", task_modules=["bench.add_task_app"],
+              workers=2, executors=2, log_level="warning")
+    server = ServerHandle(env)
+    results: dict[tuple[str, str], list[dict[str, float]]] = {v: [] for v in VARIANTS}
+    try:
+        for fn, variant in VARIANTS:  # warm up every route and the pool
+            run_wrk(f"{env.url}/{variant}/{fn}", 2, opts.connections)
+        wait_for(lambda: server.http("GET", "/queue/stats")[1]["queue_depth"] == 0, 120,
+                 what="the warm-up backlog to drain")
+        for _ in range(opts.rounds):
+            for fn, variant in VARIANTS:
+                before = finished_count(server)
+                r = run_wrk(f"{env.url}/{variant}/{fn}", opts.seconds, opts.connections)
+                if variant == "offload":
+                    stopped = time.monotonic()
+                    wait_for(lambda b=before, n=r["requests"]: finished_count(server) - b >= n,
+                             300, interval_s=0.2, what="every submitted call to run")
+                    r["drain_s"] = time.monotonic() - stopped
+                    r["ran"] = finished_count(server) - before
+                results[(fn, variant)].append(r)
+                print(f"  {variant:9} {fn:5}  {r['rps']:8,.0f} req/s  p50 {r['p50_ms']:6.2f} ms"
+                      f"  p99 {r['p99_ms']:6.2f} ms  non-2xx {r['non2xx']:.0f}"
+                      + (f"  executors done {r['drain_s']:.1f} s after the load"
+                         if "drain_s" in r else ""), flush=True)
+        counts = server.http("GET", "/queue/stats")[1]["counts"]
+    finally:
+        server.stop()
+        shutil.rmtree(tmp, ignore_errors=True)
+
+    print(f"\nmedian of {opts.rounds} round(s), wrk -t2 -c{opts.connections} "
+          f"-d{int(opts.seconds)}s, 2 HTTP workers, 2 executors:")
+    print(f"{'task':6} {'variant':10} {'req/s':>9} {'p50 ms':>8} {'p99 ms':>8}")
+    for fn, variant in VARIANTS:
+        rs = results[(fn, variant)]
+        print(f"{fn:6} {variant:10} {statistics.median(r['rps'] for r in rs):9,.0f} "
+              f"{statistics.median(r['p50_ms'] for r in rs):8.2f} "
+              f"{statistics.median(r['p99_ms'] for r in rs):8.2f}")
+    print(f"store after the run: {counts}")
+
+
+if __name__ == "__main__":
+    main()

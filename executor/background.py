@@ -1,0 +1,298 @@
+"""``BackgroundTasks``: the FastAPI/Starlette ``add_task`` API, run durably by offload.
+
+::
+
+    from executor import BackgroundTasks
+
+    tasks = BackgroundTasks()
+    tasks.add_task(send_email, user.email, subject="Welcome")
+    tasks.add_task(audit, "signup", user.id)
+    return JSONResponse({"id": user.id}, status_code=201, background=tasks)
+
+Contract:
+
+- ``add_task(fn, *args, **kwargs)`` checks the call at once and raises
+  ``TypeError`` saying why and what to do if an executor could not make it:
+  ``fn`` must be a module-level function (sync or ``async def``) importable
+  by its module path, so no lambdas, closures, bound methods of instances
+  or functions of ``__main__``; the arguments must fit ``fn``'s signature
+  and be encodable (``executor.codec``; the message names the argument).
+- Each call becomes one task, with its own record, id and retries. Its kind
+  is the ``@task`` kind when ``fn`` is registered, else ``module.qualname``
+  (sent with ``ref="module:qualname"``, so any importable function works).
+- The calls of one ``BackgroundTasks`` run in the order added, one after
+  another: a call starts once the previous one has finished, retries
+  included; one that fails for good does not stop the next.
+- ``await tasks()`` submits every pending call in one request, all or
+  nothing. **The calls are durable only once it has returned**; until then
+  they live in this process's memory. It raises ``PoolUnavailable`` if the
+  pool cannot be reached for ``UNAVAILABLE_RETRY_S`` seconds (or
+  ``PoolError``); the calls then stay pending, and awaiting again never
+  duplicates one (each call carries an idempotency key).
+
+Starlette runs ``Response(background=tasks)`` after sending the response, so
+that is when the calls are submitted; for FastAPI's dependency injection use
+``server.fastapi.OffloadTasks``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import functools
+import importlib
+import inspect
+import time
+import uuid
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any, ParamSpec, Protocol
+
+from config.settings import Settings
+from executor.client import PoolClient
+from executor.codec import encode_call
+from executor.errors import PoolUnavailable
+from executor.registry import task_def
+from executor.shared import shared_client
+
+P = ParamSpec("P")
+
+SUBMIT_TIMEOUT_S = 30.0
+"""How long one submit may wait for the pool's reply."""
+UNAVAILABLE_RETRY_S = 5.0
+"""How long ``__call__`` keeps retrying an unreachable pool (it respawns in seconds)."""
+_RETRY_FIRST_S = 0.05
+_RETRY_MAX_S = 0.5
+
+
+class CallLike(Protocol):
+    """A Starlette/Lilya-style ``BackgroundTask``: a function and its arguments."""
+
+    @property
+    def func(self) -> Callable[..., Any]: ...
+    @property
+    def args(self) -> Sequence[Any]: ...
+    @property
+    def kwargs(self) -> Mapping[str, Any]: ...
+
+
+@dataclass(frozen=True, slots=True)
+class _Target:
+    """What an executor needs to find a function again, worked out once per function."""
+
+    kind: str
+    ref: str
+    names: tuple[str, ...]  # positional parameter names, for error messages
+    signature: inspect.Signature | None
+    options: tuple[tuple[str, Any], ...]  # the @task options the pool cannot know otherwise
+
+
+@dataclass(frozen=True, slots=True)
+class _Call:
+    kind: str
+    ref: str
+    payload: bytes
+    options: tuple[tuple[str, Any], ...]
+
+
+def _refuse(fn: object, why: str, todo: str) -> TypeError:
+    name = getattr(fn, "__qualname__", None) or type(fn).__name__
+    return TypeError(f"add_task({name}): {why}; {todo}")
+
+
+_MODULE_LEVEL = ("define it at module level in a module the executors can import "
+                 "(e.g. one listed in task_modules)")
+
+
+def _target(fn: Callable[..., Any]) -> _Target:
+    """Check that an executor can re-create ``fn`` and describe it. Raises ``TypeError``."""
+    if isinstance(fn, functools.partial):
+        raise _refuse(fn, "functools.partial objects cannot be sent to an executor",
+                      "pass the function and all its arguments to add_task")
+    owner: object = None
+    if inspect.ismethod(fn):
+        owner = fn.__self__
+        if not isinstance(owner, type):
+            raise _refuse(fn, "bound methods cannot be re-created in an executor",
+                          "use a module-level function and pass the object's id")
+    elif inspect.isbuiltin(fn):
+        if not inspect.ismodule(fn.__self__):
+            raise _refuse(fn, "bound methods cannot be re-created in an executor",
+                          "use a module-level function and pass the object's id")
+    elif inspect.isclass(fn):
+        raise _refuse(fn, "a class is not a function", "call a module-level function that "
+                      "builds and uses the object, and pass it plain arguments")
+    elif not inspect.isfunction(fn):
+        raise _refuse(fn, f"{type(fn).__name__} objects are not functions and cannot be "
+                      "re-created in an executor", "wrap the call in a module-level function")
+    return _describe(fn, owner)
+
+
+@functools.lru_cache(maxsize=1024)
+def _describe(fn: Callable[..., Any], owner: object) -> _Target:
+    module, qualname = getattr(fn, "__module__", None), fn.__qualname__
+    if fn.__name__ == "<lambda>":
+        raise _refuse(fn, "lambdas cannot be imported by an executor", _MODULE_LEVEL)
+    if "<locals>" in qualname:
+        raise _refuse(fn, "nested functions and closures cannot be imported by an executor",
+                      _MODULE_LEVEL + ", and pass what it captured as arguments")
+    if module == "__main__":
+        raise _refuse(fn, "functions defined in __main__ (the script that was run) cannot be "
+                      "imported by an executor", "move it into an importable module")
+    if not module:
+        raise _refuse(fn, "it has no __module__ to import it from", _MODULE_LEVEL)
+    if inspect.isgeneratorfunction(fn) or inspect.isasyncgenfunction(fn):
+        raise _refuse(fn, "generator functions return a generator, which cannot be sent back",
+                      "use a function that does the work and returns a plain value")
+    try:
+        found: Any = importlib.import_module(module)
+        for part in qualname.split("."):
+            found = getattr(found, part)
+    except Exception as exc:
+        raise _refuse(fn, f"{module}:{qualname} cannot be imported ({exc})",
+                      _MODULE_LEVEL) from None
+    same = (found is fn if owner is None else
+            getattr(found, "__func__", None) is getattr(fn, "__func__", fn)
+            and getattr(found, "__self__", None) is owner)
+    if not same:
+        raise _refuse(fn, f"importing {module}:{qualname} gives another object than this "
+                      "function (was it replaced, or decorated without functools.wraps?)",
+                      "pass the function the module exposes under that name")
+    try:
+        signature: inspect.Signature | None = inspect.signature(fn)
+    except (TypeError, ValueError):  # some builtins have none
+        signature = None
+    names = () if signature is None else tuple(
+        p.name for p in signature.parameters.values()
+        if p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD))
+    ref = f"{module}:{qualname}"
+    d = task_def(fn)
+    options: tuple[tuple[str, Any], ...] = ()
+    if d is not None:
+        options = tuple((k, v) for k, v in (("max_retries", d.options.max_retries),
+                                             ("timeout_s", d.options.timeout_s))
+                        if v is not None)
+    return _Target(d.kind if d is not None else f"{module}.{qualname}", ref, names,
+                   signature, options)
+
+
+def _prepare(fn: Callable[..., Any], args: Sequence[Any], kwargs: Mapping[str, Any]) -> _Call:
+    target = _target(fn)
+    if target.signature is not None:
+        try:
+            target.signature.bind(*args, **kwargs)
+        except TypeError as exc:
+            raise TypeError(f"add_task({target.ref}): {exc}; the call would fail in the "
+                            "executor") from None
+    try:
+        payload = encode_call(args, kwargs, target.names)
+    except TypeError as exc:
+        raise TypeError(f"add_task({target.ref}): {exc}") from None
+    return _Call(target.kind, target.ref, payload, target.options)
+
+
+class BackgroundTask:
+    """One call ``func(*args, **kwargs)``, checked when made (as ``add_task`` checks).
+
+    Shaped like Starlette's ``BackgroundTask``: ``Response(background=task)``
+    submits it alone after the response; ``task_id`` is set once submitted.
+    """
+
+    def __init__(self, func: Callable[P, Any], *args: P.args, **kwargs: P.kwargs) -> None:
+        self.func = func
+        self.args = args
+        self.kwargs = kwargs
+        self.task_id: str | None = None
+        self._call = _prepare(func, args, kwargs)
+
+    async def __call__(self) -> None:
+        """Submit this call; durable on return. Raises like ``BackgroundTasks.__call__``."""
+        tasks = BackgroundTasks([self])
+        await tasks()
+        self.task_id = tasks.task_ids[0]
+
+
+class BackgroundTasks:
+    """Calls to run in executors after the response, in order; see the module docstring.
+
+    ``tasks`` are ``BackgroundTask``-shaped objects (offload's, Starlette's,
+    Lilya's: anything with ``func``, ``args`` and ``kwargs``), added in
+    order. ``settings`` pick the pool; by default the one of the offload
+    app serving this process (``executor.shared.default_settings``).
+
+    ``len()`` counts every call added; ``pending_count()`` those not yet
+    submitted; ``task_ids`` holds the ids of the submitted ones, in order.
+    Not for concurrent use by several coroutines.
+    """
+
+    def __init__(self, tasks: Sequence[CallLike] | None = None, *,
+                 settings: Settings | None = None) -> None:
+        self.settings = settings
+        self.group_id = uuid.uuid4().hex
+        self.task_ids: list[str] = []
+        self._pending: list[tuple[int, _Call]] = []
+        self._added = 0
+        for t in tasks or ():
+            if isinstance(t, BackgroundTask):
+                self._append(t._call)
+            elif all(hasattr(t, a) for a in ("func", "args", "kwargs")):
+                self._append(_prepare(t.func, t.args, t.kwargs))
+            else:
+                raise TypeError(f"BackgroundTasks() takes BackgroundTask(fn, *args, **kwargs) "
+                                f"objects, got {type(t).__name__}")
+
+    def add_task(self, fn: Callable[P, Any], *args: P.args, **kwargs: P.kwargs) -> None:
+        """Add the call ``fn(*args, **kwargs)``. Raises ``TypeError`` if an executor
+        could not make it (see the module docstring); nothing is added then."""
+        self._append(_prepare(fn, args, kwargs))
+
+    def _append(self, call: _Call) -> None:
+        self._pending.append((self._added, call))
+        self._added += 1
+
+    def __len__(self) -> int:
+        return self._added
+
+    def pending_count(self) -> int:
+        """Calls added but not yet submitted."""
+        return len(self._pending)
+
+    def __repr__(self) -> str:
+        return (f"<BackgroundTasks group={self.group_id} added={self._added} "
+                f"pending={len(self._pending)}>")
+
+    def _spec(self, seq: int, call: _Call) -> dict[str, Any]:
+        spec: dict[str, Any] = {"kind": call.kind, "payload": call.payload, "ref": call.ref,
+                                "group_id": self.group_id, "seq": seq,
+                                "idempotency_key": f"bg:{self.group_id}:{seq}"}
+        spec.update(call.options)
+        return spec
+
+    async def __call__(self) -> None:
+        """Submit every pending call in one request; durable when this returns.
+
+        Raises ``PoolUnavailable`` (after retrying for ``UNAVAILABLE_RETRY_S``)
+        or ``PoolError``; the calls then stay pending and may be submitted
+        again without duplicates.
+        """
+        batch = list(self._pending)
+        if not batch:
+            return
+        specs = [self._spec(seq, call) for seq, call in batch]
+        reply = await _submit(shared_client(self.settings), specs)
+        self.task_ids.extend(str(r["id"]) for r in reply["tasks"])
+        del self._pending[:len(batch)]  # calls added meanwhile stay pending
+
+
+async def _submit(client: PoolClient, specs: list[dict[str, Any]]) -> Any:
+    deadline = time.monotonic() + UNAVAILABLE_RETRY_S
+    delay_s = _RETRY_FIRST_S
+    while True:
+        try:
+            return await client.call("submit", {"tasks": specs}, SUBMIT_TIMEOUT_S)
+        except PoolUnavailable:
+            # The pool is respawned within seconds, and every call carries an
+            # idempotency key: retrying cannot duplicate a call already stored.
+            if time.monotonic() + delay_s > deadline:
+                raise
+            await asyncio.sleep(delay_s)
+            delay_s = min(delay_s * 2, _RETRY_MAX_S)

@@ -1,0 +1,89 @@
+"""One pool client per process and event loop, shared by everything in it.
+
+The HTTP worker's offload routes (``server.pool.PoolLink``) and every
+``BackgroundTasks`` flushed in that worker call ``shared_client``, so a
+worker holds one pipelined connection to the pool, whatever it serves.
+
+A client is made on first use *inside the running loop* (never at import,
+never in a process about to fork) and belongs to that loop: another loop
+gets its own, and a loop that is garbage-collected takes its clients with
+it. A forked child starts with no clients at all.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import weakref
+
+from config.paths import socket_path_for
+from config.settings import Settings, load_settings
+from executor.client import PoolClient
+
+# loop -> socket path -> client. Weak on the loop: tests make and drop loops.
+_clients: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, dict[str, PoolClient]] = (
+    weakref.WeakKeyDictionary()
+)
+_pid = os.getpid()
+_default: Settings | None = None
+# id(settings) -> (settings, socket path): socket_path_for hashes a path, and
+# BackgroundTasks ask for every flush. Settings objects are few and long-lived.
+_paths: dict[int, tuple[Settings, str]] = {}
+_MAX_PATHS = 64
+
+
+def use_settings(settings: Settings) -> None:
+    """Make ``settings`` this process's default for ``shared_client()``.
+
+    offload's HTTP app calls this with its own settings, so a
+    ``BackgroundTasks()`` in a route served beside it talks to the same pool
+    even when the app was built with ``create_app(settings)``.
+    """
+    global _default
+    _default = settings
+
+
+def default_settings() -> Settings:
+    """The settings given to ``use_settings``, else ``load_settings()`` (loaded once).
+
+    Raises ``ConfigError`` if the settings cannot be loaded.
+    """
+    global _default
+    if _default is None:
+        _default = load_settings()
+    return _default
+
+
+def shared_client(settings: Settings | None = None) -> PoolClient:
+    """This process's ``PoolClient`` for ``settings``' pool, on the running loop.
+
+    ``settings`` default to ``default_settings()``. Made on first use and
+    cached per (socket path, loop); nothing connects until its first call.
+    Raises ``RuntimeError`` outside a running event loop.
+    """
+    global _pid
+    loop = asyncio.get_running_loop()
+    if os.getpid() != _pid:  # forked: the parent's clients are not ours
+        _clients.clear()
+        _pid = os.getpid()
+    if settings is None:
+        settings = default_settings()
+    path = _socket_path(settings)
+    per_loop = _clients.get(loop)
+    if per_loop is None:
+        per_loop = _clients[loop] = {}
+    client = per_loop.get(path)
+    if client is None:
+        client = per_loop[path] = PoolClient(path, settings.max_frame_bytes)
+    return client
+
+
+def _socket_path(settings: Settings) -> str:
+    known = _paths.get(id(settings))
+    if known is not None and known[0] is settings:
+        return known[1]
+    if len(_paths) >= _MAX_PATHS:
+        _paths.clear()
+    path = socket_path_for(settings)
+    _paths[id(settings)] = (settings, path)
+    return path

@@ -1,0 +1,174 @@
+"""offload's ``BackgroundTasks`` in real FastAPI and Starlette apps, under real gunicorn.
+
+One server for the module (``tests.support.webapps``, 3 executors, so calls
+that were not ordered would run side by side). Every test writes its own
+trace file; a trace line is ``"<label> <task id>"``, so the file gives the
+order in which calls ran and their ids.
+"""
+
+from __future__ import annotations
+
+import itertools
+import uuid
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+
+from tests.support.procs import Env, ServerHandle, running, wait_for
+
+STEP = "tests.support.webapps.step"
+PREFIXES = ["/fa/steps", "/st/steps"]  # FastAPI (OffloadTasks) and Starlette (background=)
+
+
+@pytest.fixture(scope="module")
+def web(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServerHandle]:
+    env = Env(tmp_path_factory.mktemp("webapps"), app="tests.support.webapps:fastapi_app",
+              executors=3, task_modules=["tests.support.tasks", "tests.support.webapps"])
+    with running(lambda: ServerHandle(env)) as server:
+        yield server
+
+
+def new_trace() -> str:
+    return f"trace-{uuid.uuid4().hex[:12]}"
+
+
+def trace_lines(web: ServerHandle, trace: str, n: int) -> list[tuple[str, str]]:
+    """Wait until the trace has ``n`` lines; return them as (label, task id)."""
+    lines = wait_for(lambda: (got := web.env.trace(trace)) and len(got) >= n and got,
+                     30, what=f"{n} lines in {trace}")
+    return [(label, task_id) for label, task_id in (line.split(" ", 1) for line in lines)]
+
+
+def record(web: ServerHandle, task_id: str) -> dict[str, Any]:
+    status, rec, _ = web.http("GET", f"/tasks/{task_id}")
+    assert status == 200, rec
+    return rec
+
+
+def post(web: ServerHandle, path: str, body: dict[str, Any]) -> dict[str, Any]:
+    status, answer, _ = web.http("POST", path, body)
+    assert status == 201, answer
+    return answer
+
+
+@pytest.mark.parametrize("path", PREFIXES)
+def test_the_response_arrives_before_a_slow_call_finishes(web: ServerHandle, path: str) -> None:
+    trace = new_trace()
+    release = web.env.trace_dir / f"{trace}.release"
+    post(web, path, {"steps": [["blocked", trace, "slow", str(release)]]})
+    # The call cannot finish before `release` exists, and it is only created
+    # now, after the response arrived: the response did not wait for the call.
+    [(label, task_id)] = trace_lines(web, trace, 1)
+    assert label == "slow-start"
+    assert record(web, task_id)["status"] == "running"
+    release.touch()
+    done = web.wait_task(task_id)
+    assert done["status"] == "succeeded" and done["result"] == "slow"
+    assert [lbl for lbl, _ in trace_lines(web, trace, 2)] == ["slow-start", "slow-end"]
+
+
+@pytest.mark.parametrize("path", PREFIXES)
+def test_calls_run_in_the_order_added_each_with_its_own_record(web: ServerHandle,
+                                                              path: str) -> None:
+    trace = new_trace()
+    # The first call is the slowest: unordered, the others would overtake it.
+    post(web, path, {"steps": [["step", trace, "a", 0.3], ["async_step", trace, "b"],
+                               ["step", trace, "c", 0.1], ["step", trace, "d"]]})
+    lines = trace_lines(web, trace, 4)
+    assert [label for label, _ in lines] == ["a", "b", "c", "d"]
+    ids = [task_id for _, task_id in lines]
+    assert len(set(ids)) == 4
+    for (label, task_id), kind in zip(lines, [STEP, "tests.support.webapps.async_step",
+                                              STEP, STEP], strict=True):
+        rec = web.wait_task(task_id)
+        assert (rec["kind"], rec["status"], rec["attempts"], rec["result"]) == (
+            kind, "succeeded", 1, label)
+    recs = [record(web, i) for i in ids]
+    # Each started only once the one before it had finished.
+    for before, after in itertools.pairwise(recs):
+        assert before["finished_at"] <= after["started_at"]
+
+
+@pytest.mark.parametrize("path", PREFIXES)
+def test_a_failing_call_does_not_stop_the_next_and_its_retries_come_first(
+        web: ServerHandle, path: str) -> None:
+    trace = new_trace()
+    post(web, path, {"steps": [["step", trace, "a"], ["fail", trace, "b"],
+                               ["step", trace, "c"]]})
+    lines = wait_for(lambda: (got := web.env.trace(trace)) and got[-1].startswith("c ") and got,
+                     30, what="the third call")
+    labels = [line.split()[0] for line in lines]
+    failed = record(web, lines[1].split()[1])
+    assert failed["status"] == "failed" and failed["error"]["reason"] == "error"
+    assert "b fails on purpose" in failed["error"]["message"]
+    # every attempt of b (the retries included) ran before c started
+    assert labels == ["a"] + ["b"] * (failed["max_retries"] + 1) + ["c"]
+    assert failed["attempts"] == failed["max_retries"] + 1
+    assert web.wait_task(lines[-1].split()[1])["status"] == "succeeded"
+
+
+def test_a_retried_call_is_waited_for(web: ServerHandle) -> None:
+    trace = new_trace()
+    post(web, "/fa/steps", {"steps": [["flaky", trace, "b", 3], ["step", trace, "c"]]})
+    lines = trace_lines(web, trace, 4)
+    assert [label for label, _ in lines] == ["b", "b", "b", "c"]
+    flaky = record(web, lines[0][1])
+    assert (flaky["status"], flaky["attempts"], flaky["result"]) == ("succeeded", 3, 3)
+
+
+def test_a_crashing_call_is_recorded_and_the_next_still_runs(web: ServerHandle) -> None:
+    trace = new_trace()
+    # Flushed inside the route: the ids come back in the response, every call durable.
+    ids = post(web, "/fa/steps/explicit", {"steps": [["step", trace, "a"], ["segfault"],
+                                                     ["step", trace, "c"]]})["ids"]
+    assert len(ids) == 3
+    crashed = web.wait_task(ids[1])
+    assert (crashed["kind"], crashed["status"], crashed["error"]["reason"]) == (
+        "segfault", "failed", "crash")
+    assert "SIGSEGV" in crashed["error"]["message"]
+    assert web.wait_task(ids[2])["status"] == "succeeded"
+    assert trace_lines(web, trace, 2) == [("a", ids[0]), ("c", ids[2])]
+    assert crashed["started_at"] >= record(web, ids[0])["finished_at"]
+    assert record(web, ids[2])["started_at"] >= crashed["finished_at"]
+
+
+def test_a_route_returning_its_own_response_background_loses_no_call(
+        web: ServerHandle) -> None:
+    trace = new_trace()
+    status, body, _ = web.http("POST", "/fa/pitfall", {
+        "trace": trace, "steps": [["step", trace, "a"], ["step", trace, "b"]]})
+    assert (status, body) == (201, {"added": 2})
+    lines = wait_for(lambda: (got := web.env.trace(trace)) and len(got) >= 3 and got,
+                     30, what="the response's task and both offload calls")
+    labels = [line.split()[0] for line in lines]
+    assert labels == ["response-background", "a", "b"]
+    # The pitfall is real in the installed FastAPI (fastapi/fastapi#11215): its
+    # own injected BackgroundTasks was dropped. (offload's calls are submitted
+    # after the response's background task ran, so it would be in the trace.)
+    assert "fastapi-injected" not in labels
+
+
+def test_a_route_that_raises_submits_nothing(web: ServerHandle) -> None:
+    trace = new_trace()
+    status, _, _ = web.http("POST", "/fa/raises", {"steps": [["unwanted", trace, "x"]]})
+    assert status == 409
+    # The dependency's exit code ran before the 409 was sent: had it submitted
+    # the call, the call would be in the store by now.
+    status, page, _ = web.http("GET", "/tasks?kind=tests.support.webapps.unwanted_step")
+    assert status == 200 and page["tasks"] == []
+
+
+def test_a_single_starlette_style_background_task(web: ServerHandle) -> None:
+    trace = new_trace()
+    post(web, "/st/task", {"trace": trace, "label": "solo"})
+    [(label, task_id)] = trace_lines(web, trace, 1)
+    assert label == "solo"
+    assert web.wait_task(task_id)["kind"] == STEP
+
+
+def test_offload_routes_and_the_app_are_served_side_by_side(web: ServerHandle) -> None:
+    assert web.http("GET", "/healthz")[0] == 200
+    assert web.http("GET", "/queue/stats")[0] == 200
+    assert web.http("GET", "/fa/nothing-here")[0] == 404
+
