@@ -18,11 +18,13 @@ code, EOF on the lifeline fd -> graceful stop.
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
 import logging
 import os
 import signal
 import time
 import uuid
+from collections.abc import Callable
 from typing import Any
 
 from config import ConfigError, Settings, load_settings, socket_path_for
@@ -64,6 +66,11 @@ class Pool:
         self._reloading = False
         self._last_renew = 0.0
         self._last_purge = 0.0
+        # Group commit, pipelined: submissions commit without fsync on the loop;
+        # one thread fsyncs, and their replies go out once it has (after_sync).
+        self._fsync = concurrent.futures.ThreadPoolExecutor(1, "offload-fsync")
+        self._syncing = False
+        self._sync_next: list[Callable[[BaseException | None], None]] = []
 
     # -- lifecycle -------------------------------------------------------------
 
@@ -154,6 +161,9 @@ class Pool:
         while self.fleet.slots and time.monotonic() < deadline:
             await asyncio.sleep(TICK_S)
         self._flush_turn()
+        while self._syncing or self._sync_next:
+            await asyncio.sleep(0.005)
+        self._fsync.shutdown()
         self.fleet.close()
         self.store.close()
         log.info("pool stopped")
@@ -304,6 +314,31 @@ class Pool:
                 log.info("purged %d finished task(s) older than %g s", purged, ttl)
 
     # -- used by requests --------------------------------------------------------
+
+    def after_sync(self, callback: Callable[[BaseException | None], None]) -> None:
+        """Call ``callback(None)`` once everything committed so far is on disk
+        (``callback(error)`` if the fsync failed). At most one fsync runs at a
+        time; callbacks that arrive meanwhile share the next one."""
+        self._sync_next.append(callback)
+        if not self._syncing:
+            self._start_sync()
+
+    def _start_sync(self) -> None:
+        batch, self._sync_next = self._sync_next, []
+        self._syncing = True
+        fut = asyncio.get_running_loop().run_in_executor(self._fsync, self.store.sync)
+        fut.add_done_callback(lambda f: self._synced(f, batch))
+
+    def _synced(self, fut: asyncio.Future[None],
+                batch: list[Callable[[BaseException | None], None]]) -> None:
+        self._syncing = False
+        error = fut.exception()
+        if error is not None:
+            log.error("fsync of the store failed: %s", error)
+        for callback in batch:
+            callback(error)
+        if self._sync_next:
+            self._start_sync()
 
     def tasks_enqueued(self, records: list[TaskRecord]) -> None:
         """New tasks are stored: count them and hand them out this turn."""

@@ -117,23 +117,36 @@ class Requests:
         return _DEFERRED
 
     def flush_submits(self) -> None:
-        """Commit every queued submission in one transaction, then reply to each."""
+        """Commit every queued submission in one transaction; reply to each once
+        the commit is on disk (the fsync runs off the loop, see ``Pool.after_sync``)
+        but hand the tasks out at once: running a task early is harmless."""
         if not self._submits:
             return
         batch, self._submits = self._submits, []
         try:
             records = self.pool.store.enqueue([t for _, _, specs in batch for t in specs],
-                                              time.time())
+                                              time.time(), sync=False)
         except Exception as exc:
             log.exception("enqueue failed")
             for conn, req_id, _ in batch:
                 conn.fail(req_id, "internal", f"the store refused the tasks: {exc}")
             return
+        replies = []
         pos = 0
         for conn, req_id, specs in batch:
             mine = records[pos:pos + len(specs)]
             pos += len(specs)
-            conn.reply(req_id, {"tasks": [record_to_wire(r) for r in mine]})
+            replies.append((conn, req_id, {"tasks": [record_to_wire(r) for r in mine]}))
+
+        def acknowledge(error: BaseException | None) -> None:
+            for conn, req_id, result in replies:
+                if error is None:
+                    conn.reply(req_id, result)
+                else:
+                    conn.fail(req_id, "internal", f"the tasks could not be made durable: "
+                                                  f"{error}")
+
+        self.pool.after_sync(acknowledge)
         self.pool.tasks_enqueued(records)
 
     # -- reads -------------------------------------------------------------------

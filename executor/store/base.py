@@ -91,8 +91,10 @@ class Outcome:
 class Store(Protocol):
     """A task store. See the module docstring for the transitions."""
 
-    def enqueue(self, tasks: Sequence[NewTask], now: float) -> list[TaskRecord]:
-        """Insert ``tasks`` in one transaction, all or nothing; durable on return.
+    def enqueue(self, tasks: Sequence[NewTask], now: float, *, sync: bool = True
+                ) -> list[TaskRecord]:
+        """Insert ``tasks`` in one transaction, all or nothing; durable on return,
+        or with ``sync=False`` only once ``sync()`` has returned after it.
 
         A task whose ``idempotency_key`` is already known is not inserted: the
         existing record is returned in its place. Records come back in input order.
@@ -161,6 +163,11 @@ class Store(Protocol):
     def purge(self, older_than: float) -> int:
         """Delete finished tasks whose ``finished_at`` is before ``older_than``;
         return the count."""
+        ...
+
+    def sync(self) -> None:
+        """Make every committed change durable against power loss. Blocking,
+        and safe to call from another thread than the writer's."""
         ...
 
     def batch(self) -> AbstractContextManager[None]:

@@ -135,6 +135,7 @@ class SQLiteStore:
     def __init__(self, path: str) -> None:
         self.path = path
         self._db: sqlite3.Connection | None = None
+        self._wal_fd: int | None = None
         self._in_batch = False
         # Finished tasks per status, exact: counted once at open, then kept by
         # the write methods (deltas applied only when their transaction commits).
@@ -234,8 +235,13 @@ class SQLiteStore:
         rows = self._conn.execute(f"SELECT {_COLUMNS} FROM tasks WHERE {where}", params)
         return [_record(row) for row in rows]
 
-    def enqueue(self, tasks: Sequence[NewTask], now: float) -> list[TaskRecord]:
+    def enqueue(self, tasks: Sequence[NewTask], now: float, *, sync: bool = True
+                ) -> list[TaskRecord]:
         """Insert ``tasks`` in one transaction, all or nothing; durable on return.
+
+        With ``sync=False`` the commit survives a crash of this process but
+        reaches the disk only with the next ``sync()``: the caller must call
+        it before it acknowledges the tasks (the pool does, off its loop).
 
         A known ``idempotency_key`` (stored, or earlier in this batch) returns
         the existing record instead of inserting. Records come back in input
@@ -246,7 +252,7 @@ class SQLiteStore:
         prefix = f"{int(now * 1000):012x}"
         out: list[TaskRecord] = []
         rows: list[tuple[Any, ...]] = []
-        with self._write(power_safe=True):
+        with self._write(power_safe=sync):
             by_key: dict[str, TaskRecord] = {}
             for i in range(0, len(keys), _CHUNK):
                 chunk = keys[i:i + _CHUNK]
@@ -450,8 +456,29 @@ class SQLiteStore:
         rows = rows[:limit]
         return [_record(row) for row in rows], str(rows[-1][-1]) if more else None
 
+    def sync(self) -> None:
+        """Make every committed change durable against power loss (fdatasync of
+        the WAL, as ``synchronous=FULL`` does at each commit). Blocks; touches
+        only its own file descriptor, so another thread may call it while this
+        one keeps writing."""
+        wal = self.path + "-wal"
+        try:
+            ino = os.stat(wal).st_ino
+        except FileNotFoundError:
+            return  # checkpointed and removed: the main file was synced first
+        fd = self._wal_fd
+        if fd is None or os.fstat(fd).st_ino != ino:
+            fd = os.open(wal, os.O_RDONLY)
+            old, self._wal_fd = self._wal_fd, fd
+            if old is not None:
+                os.close(old)
+        os.fdatasync(fd)
+
     def close(self) -> None:
         """Close the file. Idempotent; any later call raises StoreError."""
+        if self._wal_fd is not None:
+            os.close(self._wal_fd)
+            self._wal_fd = None
         if self._db is not None:
             db, self._db = self._db, None
             db.close()
