@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import os
 import socket
 import struct
 
 import msgpack
+import pytest
 
 from executor.protocol import FrameReader, FrameType, encode
 from tests.support.procs import PoolHandle
@@ -63,3 +65,37 @@ def test_unknown_op_and_unknown_kind_keep_the_connection(pool: PoolHandle) -> No
     assert "did you mean: echo" in got[2]["error"]["message"]
     assert got[2]["error"]["field"] == "tasks[0].kind"
     assert got[3]["ok"] is True
+
+
+def test_a_peer_with_another_uid_is_refused(pool: PoolHandle) -> None:
+    """Even with the directory and socket opened up, another user's connection
+    is closed by the pool's SO_PEERCRED check."""
+    if os.getuid() != 0:
+        pytest.skip("needs root to connect as another user")
+    run_dir = os.path.dirname(pool.env.socket_path)
+    os.chmod(run_dir, 0o755)
+    os.chmod(pool.env.socket_path, 0o666)
+    try:
+        child = os.fork()
+        if child == 0:  # pragma: no cover - runs in the child
+            code = 1
+            try:
+                os.setuid(65534)
+                with socket.socket(socket.AF_UNIX) as s:
+                    s.settimeout(10)
+                    s.connect(pool.env.socket_path)
+                    try:
+                        s.sendall(encode(FrameType.REQUEST,
+                                         {"id": 1, "op": "health", "args": {}}))
+                        answer = s.recv(65536)
+                    except (ConnectionResetError, BrokenPipeError):
+                        answer = b""
+                    code = 0 if answer == b"" else 2  # closed without an answer
+            finally:
+                os._exit(code)
+        _, status = os.waitpid(child, 0)
+        assert os.waitstatus_to_exitcode(status) == 0
+    finally:
+        os.chmod(run_dir, 0o700)
+        os.chmod(pool.env.socket_path, 0o600)
+    assert pool.call("health")["executors_up"] >= 1

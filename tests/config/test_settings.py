@@ -1,0 +1,80 @@
+"""Settings: declared once, loaded from offload.toml and OFFLOAD_*, refused loudly."""
+
+from __future__ import annotations
+
+import dataclasses
+from pathlib import Path
+
+import pytest
+
+from config import ConfigError, Settings, load_settings, run_dir_for, socket_path_for
+
+
+def write(tmp_path: Path, text: str) -> Path:
+    path = tmp_path / "offload.toml"
+    path.write_text(text)
+    return path
+
+
+def test_defaults_without_a_file(tmp_path: Path) -> None:
+    s = load_settings(None, environ={"OFFLOAD_CONFIG": str(write(tmp_path, ""))})
+    assert s == Settings()
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        s.executors = 3  # type: ignore[misc]
+
+
+def test_file_then_environment_precedence(tmp_path: Path) -> None:
+    path = write(tmp_path, 'executors = 3\nworkers = 4\ntask_modules = ["a.tasks"]\n')
+    s = load_settings(path, environ={"OFFLOAD_EXECUTORS": "5",
+                                     "OFFLOAD_TASK_MODULES": "app.tasks, app.reports"})
+    assert (s.executors, s.workers) == (5, 4)
+    assert s.task_modules == ["app.tasks", "app.reports"]
+
+
+def test_unknown_key_names_the_file_and_lists_accepted_keys(tmp_path: Path) -> None:
+    path = write(tmp_path, "executers = 3\n")
+    with pytest.raises(ConfigError) as err:
+        load_settings(path, environ={})
+    assert str(path) in str(err.value) and "'executers'" in str(err.value)
+    assert "executors" in str(err.value)
+
+
+@pytest.mark.parametrize(("line", "accepted"), [
+    ('executors = "many"', "an integer >= 1"),
+    ("executors = 0", "an integer >= 1"),
+    ("default_timeout_s = -1", "a number >= 0.001"),
+    ('worker_class = "sync"', "one of: asgi"),
+    ('task_modules = "app.tasks"', "a list of strings"),
+    ("workers = true", "an integer"),
+])
+def test_bad_values_name_file_key_value_and_accepted(tmp_path: Path, line: str,
+                                                     accepted: str) -> None:
+    path = write(tmp_path, line + "\n")
+    with pytest.raises(ConfigError) as err:
+        load_settings(path, environ={})
+    key = line.split(" = ")[0]
+    message = str(err.value)
+    assert str(path) in message and f"'{key}'" in message and accepted in message
+
+
+def test_bad_environment_value_names_the_variable(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match=r"OFFLOAD_WORKERS .*'lots'.*an integer"):
+        load_settings(write(tmp_path, ""), environ={"OFFLOAD_WORKERS": "lots"})
+
+
+def test_store_url_and_broken_toml_and_missing_explicit_file(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match=r"store_url.*sqlite:///"):
+        load_settings(write(tmp_path, 'store_url = "postgres://x"\n'), environ={})
+    with pytest.raises(ConfigError, match="cannot read the file"):
+        load_settings(write(tmp_path, "executors = \n"), environ={})
+    with pytest.raises(ConfigError, match="not found"):
+        load_settings(None, environ={"OFFLOAD_CONFIG": str(tmp_path / "nope.toml")})
+
+
+def test_run_dir_is_private_per_store(tmp_path: Path) -> None:
+    a = load_settings(write(tmp_path, 'store_url = "sqlite:///a.db"\n'), environ={})
+    b = load_settings(write(tmp_path, 'store_url = "sqlite:///b.db"\n'), environ={})
+    assert run_dir_for(a) != run_dir_for(b)
+    assert socket_path_for(a).startswith(run_dir_for(a))
+    c = load_settings(write(tmp_path, f'run_dir = "{tmp_path}/run"\n'), environ={})
+    assert run_dir_for(c) == f"{tmp_path}/run"
