@@ -63,10 +63,15 @@ def bench(worker_class: str, seconds: float, connections: int) -> None:
     try:
         base = server.http("GET", "/queue/stats")[1]["counts"]
         stored_before = sum(base.values())
+        def drain() -> float:
+            t0 = time.time()
+            wait_for(lambda: server.http("GET", "/queue/stats")[1]["queue_depth"] == 0, 600)
+            return time.time() - t0
+
         single = run_wrk(env.url + "/tasks", lua(SINGLE, "/tasks"), seconds, connections)
         print(f"[{worker_class}] POST /tasks: {single['rps']:,.0f} accepted/s "
               f"(p50 {single['p50_ms']:.2f} ms, p99 {single['p99_ms']:.2f} ms, "
-              f"non-202: {single['errors']})")
+              f"non-202: {single['errors']}); executors drained the rest in {drain():.1f} s")
         batch = run_wrk(env.url + "/tasks/batch", lua(BATCH, "/tasks/batch"), seconds,
                         max(2, connections // 4))
         print(f"[{worker_class}] POST /tasks/batch (100/batch): "
@@ -83,9 +88,7 @@ def bench(worker_class: str, seconds: float, connections: int) -> None:
         n = stored()
         print(f"[{worker_class}] accepted {accepted:,} tasks, {n:,} in the store "
               f"({'every accepted task stored' if n >= accepted else 'MISSING TASKS'})")
-        t0 = time.time()
-        wait_for(lambda: server.http("GET", "/queue/stats")[1]["queue_depth"] == 0, 600)
-        print(f"[{worker_class}] drained the backlog in {time.time() - t0:.1f} s")
+        print(f"[{worker_class}] executors drained the batch backlog in {drain():.1f} s")
     finally:
         server.stop()
 

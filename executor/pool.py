@@ -259,6 +259,9 @@ class Pool:
         """End of a loop turn: commit submissions and outcomes, then hand out work."""
         self._turn_scheduled = False
         self.requests.flush_submits()
+        if not self._finishes and (self.stopping or not self._maybe_due
+                                   or not self.fleet.room()):
+            return  # nothing to write: no transaction at all
         with self.store.batch():  # one commit for this turn's outcomes and claims
             if self._finishes:
                 batch, self._finishes = self._finishes, []
