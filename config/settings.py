@@ -22,12 +22,12 @@ from typing import Any
 
 DEFAULT_CONFIG_PATH = "config/offload.toml"
 ENV_PREFIX = "OFFLOAD_"
-# uvicorn's gunicorn worker is the default: POST /tasks measured the same as
-# gunicorn's own "asgi" worker with its C parser (2,732 vs 2,736/s, mean of 3
-# alternating rounds, wrk -c64), with ~10% less CPU per request in the HTTP
-# workers, installed from wheels, and out of beta. "asgi" stays selectable
-# (pip install 'offload[asgi]' for its C parser).
-WORKER_CLASSES = ("uvicorn_worker.UvicornWorker", "asgi")
+# gunicorn's own "asgi" worker (with its C parser, gunicorn_h1c) is the
+# default. POST /tasks measured a tie with uvicorn's worker (2,736 vs 2,732/s,
+# mean of 3 alternating rounds, wrk -c64), but on kill -HUP uvicorn's worker
+# reset connections while old workers shut down (2 of 8 test runs), gunicorn's
+# never (0 of 8). Live reload without errors decides.
+WORKER_CLASSES = ("asgi", "uvicorn_worker.UvicornWorker")
 LOG_LEVELS = ("debug", "info", "warning", "error", "critical")
 
 
@@ -50,7 +50,7 @@ class Settings:
     bind: str = _setting("127.0.0.1:8000", "host:port (or unix:/path) the HTTP server listens on")
     workers: int = _setting(2, "number of HTTP worker processes", min=1)
     worker_class: str = _setting(
-        "uvicorn_worker.UvicornWorker", "gunicorn worker class for HTTP workers",
+        "asgi", "gunicorn worker class for HTTP workers",
         choices=WORKER_CLASSES,
     )
     app: str = _setting(

@@ -14,7 +14,6 @@ surfaced to a request.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 from typing import Any
 
@@ -30,6 +29,7 @@ log = logging.getLogger("offload.server")
 
 SHIP_INTERVAL_S = 1.0
 SHIP_TIMEOUT_S = 5.0
+STOP_STEP_S = 1.0  # each step of the worker's shutdown (last ship, close)
 
 
 class PoolLink:
@@ -97,12 +97,18 @@ class PoolLink:
         """
         shipper, self._shipper = self._shipper, None
         same_loop = self._loop is asyncio.get_running_loop()
-        if shipper is not None and same_loop and not shipper.done():
+        if shipper is not None and not shipper.done():
+            # Cancelled, not awaited: under gunicorn's asgi worker, awaiting it
+            # here (its sleep already over) stalled until the worker's 30 s
+            # lifespan timeout woke the loop. The last ship below does its job.
             shipper.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await shipper
         if self._client is not None and same_loop:
-            await self.ship()
-            await self._client.close()
+            # Bounded: a worker must never hang in shutdown because the pool is
+            # gone or slow (gunicorn would wait out its lifespan timeout, 30 s).
+            for step in (self.ship, self._client.close):
+                try:
+                    await asyncio.wait_for(step(), STOP_STEP_S)
+                except (TimeoutError, OSError) as exc:
+                    log.debug("offload shutdown step %s gave up: %r", step.__name__, exc)
         self._client = None
         self._loop = None

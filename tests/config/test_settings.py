@@ -43,7 +43,7 @@ def test_unknown_key_names_the_file_and_lists_accepted_keys(tmp_path: Path) -> N
     ('executors = "many"', "an integer >= 1"),
     ("executors = 0", "an integer >= 1"),
     ("default_timeout_s = -1", "a number >= 0.001"),
-    ('worker_class = "sync"', "one of: uvicorn_worker.UvicornWorker, asgi"),
+    ('worker_class = "sync"', "one of: asgi, uvicorn_worker.UvicornWorker"),
     ('task_modules = "app.tasks"', "a list of strings"),
     ("workers = true", "an integer"),
 ])
