@@ -5,5 +5,7 @@ Public names: ``Settings``, ``load_settings``, ``ConfigError``, ``run_dir_for``.
 
 from config.paths import run_dir_for, socket_path_for
 from config.settings import ConfigError, Settings, describe, load_settings
+from config.startup import start_process
 
-__all__ = ["ConfigError", "Settings", "describe", "load_settings", "run_dir_for", "socket_path_for"]
+__all__ = ["ConfigError", "Settings", "describe", "load_settings", "run_dir_for",
+           "socket_path_for", "start_process"]

@@ -12,7 +12,7 @@ import sys
 
 import uvloop
 
-from config import ConfigError, load_settings
+from config import start_process
 from executor.pool import Pool
 
 
@@ -22,13 +22,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--config", default=None, help="path of offload.toml")
     parser.add_argument("--lifeline-fd", type=int, default=None, help=argparse.SUPPRESS)
     opts = parser.parse_args(argv)
-    try:
-        settings = load_settings(opts.config)
-    except ConfigError as exc:
-        print(f"offload: {exc}", file=sys.stderr)
-        return 2
-    logging.basicConfig(level=settings.log_level.upper(),
-                        format="[%(asctime)s] [%(process)d] [%(levelname)s] %(name)s: %(message)s")
+    settings = start_process(opts.config)
     try:
         uvloop.run(Pool(settings, opts.config, opts.lifeline_fd).run())
     except RuntimeError as exc:  # task code that does not import, mostly

@@ -30,7 +30,7 @@ import subprocess
 import sys
 import time
 
-from config import ConfigError, load_settings
+from config import start_process
 
 log = logging.getLogger("offload.keeper")
 
@@ -139,13 +139,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--lifeline-fd", type=int, required=True)
     parser.add_argument("--config", default=None)
     opts = parser.parse_args(argv)
-    try:
-        settings = load_settings(opts.config)
-    except ConfigError as exc:
-        print(f"offload: {exc}", file=sys.stderr)
-        return 2
-    logging.basicConfig(level=settings.log_level.upper(),
-                        format="[%(asctime)s] [%(process)d] [%(levelname)s] %(name)s: %(message)s")
+    settings = start_process(opts.config)
     return Keeper(opts.lifeline_fd, opts.config, settings.graceful_timeout_s).run()
 
 

@@ -92,13 +92,24 @@ def task_def(fn: object) -> TaskDef | None:
     return found if isinstance(found, TaskDef) else None
 
 
+def import_object(spec: str) -> object:
+    """Import ``module:qualname`` (dots allowed in both parts) and return it.
+
+    Raises ``ImportError`` or ``AttributeError`` (also for a spec without ``:``).
+    """
+    module_name, _, qualname = spec.partition(":")
+    if not module_name or not qualname:
+        raise ImportError(f"{spec!r} is not of the form module:attribute")
+    obj: Any = importlib.import_module(module_name)
+    for part in qualname.split("."):
+        obj = getattr(obj, part)
+    return obj
+
+
 def resolve_ref(ref: str) -> Callable[..., Any]:
     """Import ``module:qualname`` and return the function. Raises ``UnknownKind``."""
-    module_name, _, qualname = ref.partition(":")
     try:
-        obj: Any = importlib.import_module(module_name)
-        for part in qualname.split("."):
-            obj = getattr(obj, part)
+        obj = import_object(ref)
     except (ImportError, AttributeError) as exc:
         raise UnknownKind(f"cannot import task function {ref!r}: {exc}") from exc
     if not callable(obj):

@@ -14,12 +14,12 @@ has. Their requests are not counted in offload's HTTP metrics either.
 from __future__ import annotations
 
 import hmac
-import importlib
 import logging
 from collections.abc import Awaitable, Callable
 from time import perf_counter
 
 from config.settings import ConfigError, Settings, load_settings
+from executor.registry import import_object
 from metrics import HttpObservations
 from server import lifespan
 from server.errors import ApiError
@@ -155,9 +155,7 @@ def import_app(spec: str) -> ASGIApp:
     if not module_name or not attr:
         raise ConfigError(f"key 'app' has value {spec!r}; accepted: module:attribute")
     try:
-        obj: object = importlib.import_module(module_name)
-        for part in attr.split("."):
-            obj = getattr(obj, part)
+        obj = import_object(spec)
     except (ImportError, AttributeError) as exc:
         raise ConfigError(f"key 'app' has value {spec!r}: cannot import it: {exc}") from exc
     if not callable(obj):
