@@ -253,3 +253,20 @@ def test_pool_down_exposition() -> None:
     assert samples(text) == {"offload_pool_up": {lab(): 0}}
     assert b"# TYPE offload_pool_up gauge" in text
     assert CONTENT_TYPE.startswith("text/plain")
+
+
+def test_worker_restarts_leave_no_trace_in_the_exposition() -> None:
+    """HTTP workers hand their observations to the pool, which keeps one set of
+    series whatever the number of workers that ever lived: 500 workers (as
+    after hundreds of restarts) produce the same series as one, and the sums
+    are exact. With multiprocess files this is where scrapes slow down."""
+    one, many = PoolMetrics(), PoolMetrics()
+    sample = ["POST", "/tasks", 202, 0.003]
+    one.observe_http([sample] * 500)
+    for _ in range(500):
+        buffer = HttpObservations()  # a new worker process each time
+        buffer.record(*sample)  # type: ignore[arg-type]
+        many.observe_http(buffer.drain())
+    assert len(many.render().splitlines()) == len(one.render().splitlines())
+    total = samples(many.render())["offload_http_requests_total"]
+    assert total[lab(method="POST", route="/tasks", status="202")] == 500
