@@ -39,7 +39,6 @@ from __future__ import annotations
 
 import asyncio
 import functools
-import importlib
 import inspect
 import time
 import uuid
@@ -51,7 +50,7 @@ from config.settings import Settings
 from executor.client import PoolClient
 from executor.codec import encode_call
 from executor.errors import PoolUnavailable
-from executor.registry import task_def
+from executor.registry import import_object, task_def
 from executor.shared import shared_client
 
 P = ParamSpec("P")
@@ -144,9 +143,7 @@ def _describe(fn: Callable[..., Any], owner: object) -> _Target:
         raise _refuse(fn, "generator functions return a generator, which cannot be sent back",
                       "use a function that does the work and returns a plain value")
     try:
-        found: Any = importlib.import_module(module)
-        for part in qualname.split("."):
-            found = getattr(found, part)
+        found: Any = import_object(f"{module}:{qualname}")
     except Exception as exc:
         raise _refuse(fn, f"{module}:{qualname} cannot be imported ({exc})",
                       _MODULE_LEVEL) from None
