@@ -15,6 +15,7 @@ from typing import Any
 from executor.errors import PoolError, PoolUnavailable
 from executor.protocol import (
     DEFAULT_MAX_FRAME_BYTES,
+    HEADER_SIZE,
     FrameReader,
     FrameType,
     ProtocolError,
@@ -116,7 +117,7 @@ class PoolClient:
         fut: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
         conn.waiters[req_id] = fut
         frame = encode(FrameType.REQUEST, {"id": req_id, "op": op, "args": args or {}})
-        if len(frame) - 8 > self.max_frame_bytes:
+        if len(frame) - HEADER_SIZE > self.max_frame_bytes:
             conn.waiters.pop(req_id, None)
             raise PoolError("frame_too_large",
                             f"request of {len(frame)} bytes exceeds {self.max_frame_bytes}")

@@ -52,9 +52,6 @@ class FleetOwner(Protocol):
     def release(self, inf: Inflight) -> None:
         """A task that never started goes back to pending, attempt not counted."""
 
-    def cancelled(self, task_id: str) -> None:
-        """A task cancelled with force is gone with its executor."""
-
     def schedule_turn(self) -> None:
         """Something changed: run the end-of-turn work (commit, dispatch) soon."""
 
@@ -487,8 +484,8 @@ class Fleet:
         for inf in list(slot.inflight):
             self.inflight.pop(inf.id, None)
             if slot.kill_reason == "cancelled" and inf.cancelled_by:
-                self.owner.cancelled(inf.id)
-            elif slot.kill_reason == "shutdown":
+                continue  # the cancel request already recorded it and answered waiters
+            if slot.kill_reason == "shutdown":
                 self.owner.release(inf)
             elif slot.kill_reason == "timeout":
                 limit = inf.timeout_s + self.settings.kill_grace_s

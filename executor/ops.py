@@ -33,8 +33,6 @@ from typing import Any
 
 from executor.store.base import TaskRecord
 
-OPS = ("submit", "get", "list", "cancel", "stats", "kinds", "health", "metrics", "observe_http")
-
 _WIRE_FIELDS = ("id", "kind", "status", "attempts", "max_retries", "timeout_s", "priority",
                 "not_before", "created_at", "started_at", "finished_at", "result", "error",
                 "progress", "cancelled_by", "group_id", "seq", "idempotency_key")

@@ -204,15 +204,10 @@ class Pool:
             self.store.reschedule(inf.id, now + delay, error=error, count_attempt=True)
             self.metrics.task_retried(inf.kind)
             self.note_due(now + delay)
-            self.requests.task_changed(inf.id)
             return
         self._finishes.append((Outcome(inf.id, "failed", now, inf.started_at, None, error,
                                        inf.progress), inf))
         self.schedule_turn()
-
-    def cancelled(self, task_id: str) -> None:
-        """A task cancelled with force went down with its executor."""
-        self.requests.task_changed(task_id)
 
     # -- scheduling ----------------------------------------------------------------
 

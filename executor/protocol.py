@@ -82,7 +82,9 @@ class ProtocolError(Exception):
 
 
 def encode(ftype: FrameType, body: dict[str, Any]) -> bytes:
-    """Return one complete frame. Raises ``ProtocolError`` if the body is too large."""
+    """Return one complete frame (header + msgpack body). The size limit is the
+    reader's to enforce; a writer that wants to refuse early compares
+    ``len(frame) - HEADER_SIZE`` with its ``max_frame_bytes``."""
     payload = msgpack.packb(body, use_bin_type=True)
     return HEADER.pack(MAGIC, VERSION, ftype, len(payload)) + payload
 

@@ -197,12 +197,6 @@ class Requests:
             handle.cancel()
             conn.reply(req_id, record_to_wire(rec))
 
-    def task_changed(self, task_id: str) -> None:
-        """A task changed without finishing: waiters keep waiting (hook for later use)."""
-        rec = self.pool.store.get(task_id)
-        if rec is not None and rec.status in FINISHED:
-            self.task_finished(rec)
-
     def op_list(self, conn: ClientConn, req_id: int, args: dict[str, Any]) -> object:
         status, kind = args.get("status"), args.get("kind")
         if status is not None and status not in STATUSES:

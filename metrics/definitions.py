@@ -13,6 +13,7 @@ from __future__ import annotations
 import math
 from collections import Counter as Tally
 from collections.abc import Iterable, Mapping, Sequence
+from typing import Any
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 from prometheus_client import values as _values
@@ -103,36 +104,47 @@ class PoolMetrics:
                                  ["method", "route"], buckets=HTTP_BUCKETS_S, registry=r)
         self._pool_up = Gauge(POOL_UP_NAME, POOL_UP_HELP, registry=r)
         self._depth_statuses: set[str] = set()
+        # labels() takes a lock and builds a key on every call; the pool records
+        # several samples per task, always for the same few label sets.
+        self._children: dict[tuple[int, tuple[str, ...]], Any] = {}
         # Fixed vocabularies start at 0 so rate() and absent() work from the first scrape.
         for state in EXECUTOR_STATES:
             self._executors.labels(state=state).set(0)
         for reason in RESTART_REASONS:
             self._restarts.labels(reason=reason)
 
+    def _child(self, metric: Any, *values: str) -> Any:
+        """``metric.labels(*values)``, looked up once per label set."""
+        key = (id(metric), values)
+        child = self._children.get(key)
+        if child is None:
+            child = self._children[key] = metric.labels(*values)
+        return child
+
     def task_submitted(self, kind: str, n: int = 1) -> None:
         """Called once tasks are durably accepted (``n`` for a batch of one kind)."""
-        self._submitted.labels(kind=kind).inc(n)
+        self._child(self._submitted, kind).inc(n)
 
     def task_finished(self, kind: str, outcome: str) -> None:
         """Called when a task reaches succeeded, failed (retries exhausted) or cancelled."""
-        self._finished.labels(kind=kind, outcome=_check(outcome, OUTCOMES, "outcome")).inc()
+        self._child(self._finished, kind, _check(outcome, OUTCOMES, "outcome")).inc()
 
     def task_failed_attempt(self, kind: str, reason: str) -> None:
         """Called for every failed attempt, whether or not it will be retried."""
         reason = _check(reason, FAILURE_REASONS, "failure reason")
-        self._failures.labels(kind=kind, reason=reason).inc()
+        self._child(self._failures, kind, reason).inc()
 
     def task_retried(self, kind: str) -> None:
         """Called when a failed attempt is scheduled to run again."""
-        self._retries.labels(kind=kind).inc()
+        self._child(self._retries, kind).inc()
 
     def observe_run(self, kind: str, seconds: float) -> None:
         """Called when an attempt ends (any outcome), with its run time."""
-        self._run_s.labels(kind=kind).observe(seconds)
+        self._child(self._run_s, kind).observe(seconds)
 
     def observe_queue(self, kind: str, seconds: float) -> None:
         """Called when an attempt starts, with the time since it became runnable."""
-        self._queue_s.labels(kind=kind).observe(seconds)
+        self._child(self._queue_s, kind).observe(seconds)
 
     def set_queue_depth(self, counts: Mapping[str, int]) -> None:
         """Called after store counts are refreshed; statuses seen before but absent go to 0."""

@@ -44,8 +44,8 @@ from urllib.parse import quote
 import httpx
 
 from executor.errors import OffloadError
+from executor.store.base import FINISHED
 
-FINISHED = frozenset({"succeeded", "failed", "cancelled"})
 LONG_POLL_S = 20.0
 """Default longest single ``?wait=`` (the server's ``long_poll_max_s`` defaults to 60)."""
 DEFAULT_TIMEOUT_S = 10.0
@@ -212,7 +212,18 @@ def _options(delay_s: float | None, eta: float | None, priority: int | None,
             "timeout_s": timeout_s, "idempotency_key": idempotency_key}
 
 
-class Client:
+class _Endpoint:
+    """What both clients share: where the API is and how long to wait for it."""
+
+    def __init__(self, base_url: str, timeout_s: float, long_poll_s: float) -> None:
+        if not long_poll_s > 0:
+            raise ValueError(f"long_poll_s must be > 0, got {long_poll_s!r}")
+        self.base_url = base_url.rstrip("/")
+        self.timeout_s = timeout_s
+        self.long_poll_s = long_poll_s
+
+
+class Client(_Endpoint):
     """Synchronous client of the task API at ``base_url``; see the module docstring.
 
     ``timeout_s`` bounds each request (long polls get theirs on top);
@@ -224,11 +235,7 @@ class Client:
     def __init__(self, base_url: str, token: str | None = None, *,
                  timeout_s: float = DEFAULT_TIMEOUT_S, long_poll_s: float = LONG_POLL_S,
                  transport: httpx.BaseTransport | None = None) -> None:
-        if not long_poll_s > 0:
-            raise ValueError(f"long_poll_s must be > 0, got {long_poll_s!r}")
-        self.base_url = base_url.rstrip("/")
-        self.timeout_s = timeout_s
-        self.long_poll_s = long_poll_s
+        super().__init__(base_url, timeout_s, long_poll_s)
         self._http = httpx.Client(base_url=self.base_url, headers=_headers(token),
                                   timeout=timeout_s, transport=transport)
 
@@ -294,17 +301,13 @@ class Client:
         self.close()
 
 
-class AsyncClient:
+class AsyncClient(_Endpoint):
     """``Client`` for asyncio: the same constructor and methods, as coroutines."""
 
     def __init__(self, base_url: str, token: str | None = None, *,
                  timeout_s: float = DEFAULT_TIMEOUT_S, long_poll_s: float = LONG_POLL_S,
                  transport: httpx.AsyncBaseTransport | None = None) -> None:
-        if not long_poll_s > 0:
-            raise ValueError(f"long_poll_s must be > 0, got {long_poll_s!r}")
-        self.base_url = base_url.rstrip("/")
-        self.timeout_s = timeout_s
-        self.long_poll_s = long_poll_s
+        super().__init__(base_url, timeout_s, long_poll_s)
         self._http = httpx.AsyncClient(base_url=self.base_url, headers=_headers(token),
                                        timeout=timeout_s, transport=transport)
 

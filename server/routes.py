@@ -36,13 +36,18 @@ class Routes:
         self.long_poll_max_s = settings.long_poll_max_s
         self._pool_down = pool_down_exposition()  # built once: it never changes
 
-    async def submit(self, req: Request) -> Response:
-        """``POST /tasks``: 202, ``Location`` and the record, once stored."""
+    async def _body(self, req: Request, keep: int) -> Any:
+        """The request's JSON body, refused if over the size or nesting limits
+        (``keep``: path segments of the too-deep field to name)."""
         body, raw = await read_json(req, self.max_body_bytes)
-        deep = validate.too_deep(raw, body, keep=1)
+        deep = validate.too_deep(raw, body, keep=keep)
         if deep is not None:
             raise _too_deep(deep)
-        spec = validate.spec(body, time.time())
+        return body
+
+    async def submit(self, req: Request) -> Response:
+        """``POST /tasks``: 202, ``Location`` and the record, once stored."""
+        spec = validate.spec(await self._body(req, keep=1), time.time())
         if req.idempotency_key is not None:
             key = validate.idempotency_key(req.idempotency_key, "Idempotency-Key")
             if spec.get("idempotency_key", key) != key:
@@ -56,11 +61,7 @@ class Routes:
 
     async def submit_batch(self, req: Request) -> Response:
         """``POST /tasks/batch``: 202 and every record, all or nothing."""
-        body, raw = await read_json(req, self.max_body_bytes)
-        deep = validate.too_deep(raw, body, keep=3)
-        if deep is not None:
-            raise _too_deep(deep)
-        specs = validate.batch(body, time.time())
+        specs = validate.batch(await self._body(req, keep=3), time.time())
         result = await self.link.call("submit", {"tasks": specs})
         return json_response(202, {"tasks": [records.to_json(w) for w in result["tasks"]]})
 
