@@ -95,6 +95,9 @@ class Settings:
         30.0, "on stop, how long running tasks may finish before they are killed", min=0.0
     )
     http_timeout_s: float = _setting(60.0, "gunicorn worker timeout", min=1.0)
+    http_max_requests: int = _setting(
+        0, "restart an HTTP worker after about this many requests (0 = never)", min=0
+    )
     result_ttl_s: float = _setting(
         604_800.0, "finished task records are purged after this many seconds", min=1.0
     )

@@ -147,3 +147,40 @@ def test_hup_shrinks_executors_and_records_reload_not_crash(env: Env) -> None:
         assert srv.http("GET", "/readyz")[1]["executors_wanted"] == 2
     finally:
         srv.stop()
+
+
+def test_many_http_worker_restarts_keep_counts_exact_and_series_flat(env: Env) -> None:
+    """Workers restart every couple of requests (gunicorn max_requests): after
+    dozens of real restarts, every request is counted once and the scrape has
+    no more series than after the first few (nothing is kept per worker)."""
+    env.write_config(workers=2, http_max_requests=2)
+    srv = ServerHandle(env)
+    try:
+        def posts() -> float:
+            return sum(v for k, v in scrape(srv)["offload_http_requests_total"].items()
+                       if dict(k)["route"] == "/tasks" and dict(k)["method"] == "POST")
+
+        def series() -> int:
+            status, text, _ = srv.http("GET", "/metrics")
+            return len([ln for ln in text.splitlines() if ln and not ln.startswith("#")])
+
+        sent = 0
+
+        def post_until(workers: int) -> bool:
+            nonlocal sent
+            status, _, _ = srv.http("POST", "/tasks", {"kind": "echo", "args": [sent]})
+            assert status == 202
+            sent += 1
+            seen.update(p for p in session_pids(srv.pid) if p != srv.pid and _is_worker(p))
+            return len(seen) >= workers
+
+        seen: set[int] = set()
+        wait_for(lambda: post_until(4), 60, what="the first worker restarts")
+        wait_for(lambda: posts() == sent, 30, what="every POST to be counted")
+        first = series()
+        # The master respawns a worker about once a second: ~20 more restarts.
+        wait_for(lambda: post_until(24), 120, interval_s=0.01, what="24 workers to have served")
+        wait_for(lambda: posts() == sent, 30, what="every POST to be counted")
+        assert series() == first
+    finally:
+        srv.stop()
