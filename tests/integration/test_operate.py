@@ -161,7 +161,7 @@ def test_many_http_worker_restarts_keep_counts_exact_and_series_flat(env: Env) -
                        if dict(k)["route"] == "/tasks" and dict(k)["method"] == "POST")
 
         def series() -> int:
-            status, text, _ = srv.http("GET", "/metrics")
+            _, text, _ = srv.http("GET", "/metrics")
             return len([ln for ln in text.splitlines() if ln and not ln.startswith("#")])
 
         sent = 0
