@@ -36,8 +36,8 @@ class ConfigError(Exception):
 
 
 def _setting(default: Any, help: str, *, min: float | None = None,
-             choices: tuple[str, ...] | None = None) -> Any:
-    meta = {"help": help, "min": min, "choices": choices}
+             max: float | None = None, choices: tuple[str, ...] | None = None) -> Any:
+    meta = {"help": help, "min": min, "max": max, "choices": choices}
     if isinstance(default, list):
         return field(default_factory=lambda: list(default), metadata=meta)
     return field(default=default, metadata=meta)
@@ -91,6 +91,10 @@ class Settings:
         0, "hard address-space limit per executor; a task passing it fails 'memory' (0 = off)",
         min=0,
     )
+    executor_nice: int = _setting(
+        10, "how much lower the executors' CPU priority is than the HTTP workers' and the "
+        "pool's (added to their nice value; 0 = the same)", min=0, max=19,
+    )
     graceful_timeout_s: float = _setting(
         30.0, "on stop, how long running tasks may finish before they are killed", min=0.0
     )
@@ -124,7 +128,9 @@ def _accepted(f: dataclasses.Field[Any]) -> str:
     if meta["choices"]:
         return "one of: " + ", ".join(meta["choices"])
     text = _type_name(f)
-    if meta["min"] is not None:
+    if meta["min"] is not None and meta["max"] is not None:
+        text += f" from {meta['min']:g} to {meta['max']:g}"
+    elif meta["min"] is not None:
         text += f" >= {meta['min']:g}"
     return text
 
@@ -153,6 +159,8 @@ def _coerce(f: dataclasses.Field[Any], value: Any, from_env: bool) -> Any:
         raise ValueError
     meta = f.metadata
     if meta["min"] is not None and value < meta["min"]:
+        raise ValueError
+    if meta["max"] is not None and value > meta["max"]:
         raise ValueError
     if meta["choices"] and value not in meta["choices"]:
         raise ValueError

@@ -1,7 +1,7 @@
 """offload's executor side: task registration, the pool and its executors.
 
 Public names for task code: ``task``, ``BackgroundTasks``, ``BackgroundTask``,
-``progress``, ``Retry``, ``TaskTimeout``. The rest is the pool's machinery.
+``drain_background``, ``progress``, ``Retry``, ``TaskTimeout``. The rest is the pool's machinery.
 """
 
 from executor.background import BackgroundTask, BackgroundTasks
@@ -15,6 +15,7 @@ from executor.errors import (
     UnknownKind,
 )
 from executor.registry import Registry, task
+from executor.shared import drain_background
 
 __all__ = [
     "BackgroundTask",
@@ -26,6 +27,7 @@ __all__ = [
     "Retry",
     "TaskTimeout",
     "UnknownKind",
+    "drain_background",
     "progress",
     "task",
 ]

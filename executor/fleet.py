@@ -174,7 +174,7 @@ class Fleet:
         s = self.settings
         return {"max_tasks": s.max_tasks_per_executor, "max_memory_mb": s.max_memory_mb,
                 "memory_limit_mb": s.memory_limit_mb, "max_result_bytes": s.max_result_bytes,
-                "max_frame_bytes": s.max_frame_bytes}
+                "max_frame_bytes": s.max_frame_bytes, "nice": s.executor_nice}
 
     def _spawn(self) -> None:
         assert self.template is not None

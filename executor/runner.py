@@ -60,6 +60,7 @@ class Limits:
     memory_limit_mb: int = 0
     max_result_bytes: int = 1_048_576
     max_frame_bytes: int = 8 * 1024 * 1024
+    nice: int = 0  # added to the executor's nice value (lower CPU priority)
 
 
 def rss_mb() -> float:
@@ -210,6 +211,8 @@ def run_executor(rfd: int, wfd: int, registry: Registry, limits: Limits) -> NoRe
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     signal.signal(signal.SIGPIPE, signal.SIG_DFL)
     signal.signal(signal.SIGHUP, signal.SIG_DFL)
+    if limits.nice:
+        os.nice(limits.nice)
     if limits.memory_limit_mb:
         cap = limits.memory_limit_mb * 1024 * 1024
         resource.setrlimit(resource.RLIMIT_AS, (cap, cap))

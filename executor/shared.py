@@ -8,20 +8,32 @@ A client is made on first use *inside the running loop* (never at import,
 never in a process about to fork) and belongs to that loop: another loop
 gets its own, and a loop that is garbage-collected takes its clients with
 it. A forked child starts with no clients at all.
+
+Each client has an ``Outbox`` (``shared_outbox``) where ``BackgroundTasks``
+hand off their calls; ``drain_background`` waits until they are stored.
 """
 
 from __future__ import annotations
 
 import asyncio
+import atexit
+import logging
 import os
 import weakref
 
 from config.paths import socket_path_for
 from config.settings import Settings, load_settings
 from executor.client import PoolClient
+from executor.outbox import Outbox
+
+log = logging.getLogger("offload.background")
 
 # loop -> socket path -> client. Weak on the loop: tests make and drop loops.
 _clients: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, dict[str, PoolClient]] = (
+    weakref.WeakKeyDictionary()
+)
+# loop -> socket path -> outbox, alike.
+_outboxes: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, dict[str, Outbox]] = (
     weakref.WeakKeyDictionary()
 )
 _pid = os.getpid()
@@ -65,6 +77,7 @@ def shared_client(settings: Settings | None = None) -> PoolClient:
     loop = asyncio.get_running_loop()
     if os.getpid() != _pid:  # forked: the parent's clients are not ours
         _clients.clear()
+        _outboxes.clear()
         _pid = os.getpid()
     if settings is None:
         settings = default_settings()
@@ -76,6 +89,48 @@ def shared_client(settings: Settings | None = None) -> PoolClient:
     if client is None:
         client = per_loop[path] = PoolClient(path, settings.max_frame_bytes)
     return client
+
+
+def shared_outbox(settings: Settings | None = None) -> Outbox:
+    """This process's ``Outbox`` for ``settings``' pool, on the running loop.
+
+    Made on first use beside ``shared_client(settings)``, whose connection it
+    uses. Raises ``RuntimeError`` outside a running event loop.
+    """
+    client = shared_client(settings)
+    per_loop = _outboxes.setdefault(asyncio.get_running_loop(), {})
+    outbox = per_loop.get(client.path)
+    if outbox is None:
+        outbox = per_loop[client.path] = Outbox(client, client.max_frame_bytes)
+    return outbox
+
+
+async def drain_background(timeout_s: float = 10.0) -> int:
+    """Wait until the background calls handed off on this loop are stored.
+
+    Waits at most ``timeout_s`` in all; returns how many calls are still
+    waiting (and logs them as an error when there are any). offload's HTTP
+    app calls this at shutdown; call it in your own app's shutdown when it
+    runs outside offload's server.
+    """
+    outboxes = list(_outboxes.get(asyncio.get_running_loop(), {}).values())
+    left = 0
+    deadline = asyncio.get_running_loop().time() + timeout_s
+    for outbox in outboxes:
+        left += await outbox.drain(max(0.0, deadline - asyncio.get_running_loop().time()))
+    if left:
+        log.error("%d background call(s) were not stored within %g s and will be lost "
+                  "when this process exits", left, timeout_s)
+    return left
+
+
+@atexit.register
+def _report_lost() -> None:
+    left = sum(o.queued_calls() for per_loop in list(_outboxes.values())
+               for o in per_loop.values())
+    if left and os.getpid() == _pid:
+        log.error("exiting with %d background call(s) not stored: they are lost "
+                  "(await executor.drain_background() at shutdown)", left)
 
 
 def _socket_path(settings: Settings) -> str:

@@ -14,21 +14,20 @@ FastAPI only injects *its own* ``BackgroundTasks`` for a parameter annotated
 route does not return a ``Response`` with a ``background`` of its own: in
 that case the injected tasks are silently dropped (fastapi/fastapi#11215).
 ``OffloadTasks`` does not go through that path at all. It is a dependency
-with ``yield`` whose exit code submits the pending calls (``await tasks()``),
-whatever the route returned, so a route's own
-``JSONResponse(..., background=...)`` cannot lose them.
+with ``yield`` whose exit code hands the pending calls to the process's
+outbox (``await tasks()``, which does not wait for the pool), whatever the
+route returned, so a route's own ``JSONResponse(..., background=...)``
+cannot lose them.
 
-When the calls are submitted: in the dependency's exit code, which FastAPI
+When the calls are handed off: in the dependency's exit code, which FastAPI
 runs after the response has been sent (since 0.118; from 0.106 to 0.117,
-just before it is sent). If the route raises, the calls are discarded, as
-FastAPI and Starlette discard the background tasks of a failed request. If
-the response's own in-process background task raises *after* the route
-returned, the calls are still submitted. A route that wants its calls
-stored before it answers awaits ``tasks()`` itself; the exit code then has
-nothing left to do.
-
-If the pool cannot be reached, the exit code logs how many calls were lost
-and raises ``PoolUnavailable``, which the server logs as well.
+just before it is sent, which costs the response nothing since the hand-off
+does not wait). If the route raises, the calls are discarded, as FastAPI
+and Starlette discard the background tasks of a failed request. If the
+response's own in-process background task raises *after* the route
+returned, the calls are still handed off. A route that wants its calls
+stored before it answers awaits ``tasks.submit()`` itself; the exit code
+then has nothing left to do.
 
 FastAPI is optional for offload: this module is the only one that imports it.
 """
@@ -75,18 +74,9 @@ def _watch_endpoint(scope: MutableMapping[str, Any]) -> _Endpoint:
     return endpoint
 
 
-async def _flush(tasks: BackgroundTasks, request: Request) -> None:
-    try:
-        await tasks()
-    except Exception:
-        log.error("%d background call(s) of %s %s were not submitted to the pool and are lost",
-                  tasks.pending_count(), request.method, request.url.path)
-        raise
-
-
 async def offload_tasks(request: Request) -> AsyncIterator[BackgroundTasks]:
     """The dependency behind ``OffloadTasks``: a fresh ``BackgroundTasks`` per
-    request, submitted in the dependency's exit code (see the module docstring)."""
+    request, handed off in the dependency's exit code (see the module docstring)."""
     tasks = BackgroundTasks()
     endpoint = _watch_endpoint(request.scope)
     try:
@@ -94,11 +84,12 @@ async def offload_tasks(request: Request) -> AsyncIterator[BackgroundTasks]:
     except BaseException:
         if endpoint.returned and tasks.pending_count():
             try:
-                await _flush(tasks, request)
+                await tasks()
             except Exception:
-                log.exception("submitting background calls failed")
+                log.exception("%d background call(s) of %s %s were not handed off and are "
+                              "lost", tasks.pending_count(), request.method, request.url.path)
         raise
-    await _flush(tasks, request)
+    await tasks()
 
 
 OffloadTasks = Annotated[BackgroundTasks, Depends(offload_tasks)]

@@ -5,7 +5,9 @@ One ``PoolLink`` per app. Its client is the process's shared one
 ``BackgroundTasks`` of the app served beside them use one connection. It is
 made on first use *inside the running event loop* (never at import or in the
 gunicorn master, whose loop-less fork would share a socket), and another
-loop (tests) gets another client. The shipper hands the buffered HTTP
+loop (tests) gets another client. At shutdown the link first waits (up to
+``DRAIN_TIMEOUT_S``) until the background calls handed off in this worker
+are stored (``executor.drain_background``). The shipper hands the buffered HTTP
 observations to the pool (op ``observe_http``) about every second, and once
 more on ``stop``; a failed shipment is dropped, never retried and never
 surfaced to a request.
@@ -21,7 +23,7 @@ from config.paths import socket_path_for
 from config.settings import Settings
 from executor.client import PoolClient
 from executor.errors import PoolError, PoolUnavailable
-from executor.shared import shared_client, use_settings
+from executor.shared import drain_background, shared_client, use_settings
 from metrics import HttpObservations
 from server.errors import from_pool_error, from_pool_unavailable
 
@@ -30,6 +32,7 @@ log = logging.getLogger("offload.server")
 SHIP_INTERVAL_S = 1.0
 SHIP_TIMEOUT_S = 5.0
 STOP_STEP_S = 1.0  # each step of the worker's shutdown (last ship, close)
+DRAIN_TIMEOUT_S = 10.0  # background calls still queued in the worker's outbox
 
 
 class PoolLink:
@@ -91,7 +94,8 @@ class PoolLink:
             await self.ship()
 
     async def stop(self) -> None:
-        """Stop the shipper, ship what is left, close the client. Idempotent.
+        """Store the worker's queued background calls, stop the shipper, ship
+        what is left, close the client. Idempotent.
 
         Closing the shared client is safe: anyone calling it later reconnects.
         """
@@ -102,6 +106,8 @@ class PoolLink:
             # here (its sleep already over) stalled until the worker's 30 s
             # lifespan timeout woke the loop. The last ship below does its job.
             shipper.cancel()
+        if same_loop:
+            await drain_background(DRAIN_TIMEOUT_S)
         if self._client is not None and same_loop:
             # Bounded: a worker must never hang in shutdown because the pool is
             # gone or slow (gunicorn would wait out its lifespan timeout, 30 s).

@@ -19,12 +19,11 @@ import starlette.background
 from fastapi import FastAPI, HTTPException
 from fastapi.responses import JSONResponse
 
-import executor.background as background
 from config.settings import Settings
 from executor import BackgroundTask, BackgroundTasks, PoolError, PoolUnavailable
 from executor import shared as shared_mod
 from executor.codec import decode_call
-from executor.shared import shared_client
+from executor.shared import drain_background, shared_client
 from server import create_app
 from server.fastapi import OffloadTasks
 from tests.server.fakepool import FakePool
@@ -199,30 +198,34 @@ def fake(run_dir: str) -> Iterator[FakePool]:
     pool.stop()
 
 
-def test_call_submits_everything_in_one_request_and_clears(run_dir: str,
-                                                           fake: FakePool) -> None:
+def test_calls_are_handed_off_at_once_and_stored_in_order(run_dir: str,
+                                                          fake: FakePool) -> None:
     settings = Settings(run_dir=run_dir)
 
-    async def go() -> BackgroundTasks:
+    async def go() -> tuple[BackgroundTasks, int, int]:
         tasks = BackgroundTasks(settings=settings)
         await tasks()  # nothing pending: nothing sent
         tasks.add_task(helper, 1)
         tasks.add_task(helper, 2)
-        await tasks()
+        await tasks()  # returns before the pool has them
+        handed_off = tasks.pending_count()
         tasks.add_task(helper, 3)
-        await tasks()
-        return tasks
+        ids = await tasks.submit()  # waits until stored
+        assert ids == tasks.task_ids
+        return tasks, handed_off, len(fake.tasks)
 
-    tasks = asyncio.run(go())
+    tasks, handed_off, stored = asyncio.run(go())
+    assert handed_off == 2 and stored == 3
     submits = [args["tasks"] for op, args in fake.calls if op == "submit"]
-    assert [len(s) for s in submits] == [2, 1]
+    # handed off in the same loop turn: one request for all three
+    assert [len(s) for s in submits] == [3]
     assert [s["seq"] for batch in submits for s in batch] == [0, 1, 2]
     assert tasks.pending_count() == 0 and len(tasks) == 3
     assert tasks.task_ids == list(fake.tasks)
 
 
-def test_a_refused_submit_keeps_the_calls_for_another_try(
-        run_dir: str, fake: FakePool) -> None:
+def test_a_refused_call_is_dropped_and_submit_raises(
+        run_dir: str, fake: FakePool, caplog: pytest.LogCaptureFixture) -> None:
     settings = Settings(run_dir=run_dir)
     fake.errors["submit"] = {"code": "invalid", "message": "not now"}
 
@@ -230,14 +233,16 @@ def test_a_refused_submit_keeps_the_calls_for_another_try(
         tasks = BackgroundTasks(settings=settings)
         tasks.add_task(helper, 1)
         with pytest.raises(PoolError, match="not now"):
-            await tasks()
-        assert tasks.pending_count() == 1
-        await tasks()
+            await tasks.submit()
+        assert tasks.pending_count() == 0
+        tasks.add_task(helper, 2)
+        await tasks.submit()
         return tasks
 
     tasks = asyncio.run(go())
-    assert tasks.pending_count() == 0 and tasks.task_ids == list(fake.tasks)
-    assert len(fake.tasks) == 1
+    assert tasks.task_ids == list(fake.tasks) and len(fake.tasks) == 1
+    assert "refused 1 background call(s) of tests.executor.test_background_unit.helper" in (
+        caplog.text)
 
 
 def test_resubmitting_the_same_calls_is_deduplicated(run_dir: str, fake: FakePool) -> None:
@@ -247,37 +252,42 @@ def test_resubmitting_the_same_calls_is_deduplicated(run_dir: str, fake: FakePoo
         tasks = BackgroundTasks(settings=settings)
         tasks.add_task(helper, 1)
         pending = list(tasks._pending)
-        await tasks()
+        await tasks.submit()
         tasks._pending = pending  # as if the first reply had been lost
-        await tasks()
-        return tasks.task_ids
+        return await tasks.submit()
 
     ids = asyncio.run(go())
     assert len(ids) == 2 and ids[0] == ids[1] and len(fake.tasks) == 1
 
 
-def test_a_single_background_task_submits_itself(run_dir: str, fake: FakePool,
-                                                 monkeypatch: pytest.MonkeyPatch) -> None:
+def test_a_single_background_task_hands_itself_off(run_dir: str, fake: FakePool,
+                                                   monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(shared_mod, "_default", Settings(run_dir=run_dir))
     task = BackgroundTask(helper, 7)
-    asyncio.run(task())
-    assert task.task_id is not None and list(fake.tasks) == [task.task_id]
+    other = BackgroundTask(helper, 8)
+
+    async def go() -> str:
+        await task()
+        assert await drain_background(5) == 0
+        return await other.submit()
+
+    other_id = asyncio.run(go())
+    assert task.task_id is not None and list(fake.tasks) == [task.task_id, other_id]
     assert decode_call(fake.payloads[task.task_id]) == ([7], {})
 
 
-def test_unreachable_pool_raises_and_keeps_the_calls(run_dir: str,
-                                                     monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(background, "UNAVAILABLE_RETRY_S", 0.2)
+def test_unreachable_pool_submit_raises_and_keeps_the_calls(run_dir: str) -> None:
     settings = Settings(run_dir=run_dir)  # nobody listens there
 
-    async def go() -> BackgroundTasks:
+    async def go() -> tuple[int, int]:
         tasks = BackgroundTasks(settings=settings)
         tasks.add_task(helper, 1)
-        with pytest.raises(PoolUnavailable):
-            await tasks()
-        return tasks
+        with pytest.raises(PoolUnavailable, match="stay queued"):
+            await tasks.submit(timeout_s=0.2)
+        return tasks.pending_count(), await drain_background(0.1)
 
-    assert asyncio.run(go()).pending_count() == 1
+    assert asyncio.run(go()) == (1, 1)
+    shared_mod._outboxes.clear()  # that loop is gone; nothing to report at exit
 
 
 # -- the shared client ---------------------------------------------------------
@@ -337,7 +347,9 @@ def test_dependency_submits_even_when_the_route_returns_its_own_background(
     async def go() -> int:
         transport = httpx.ASGITransport(fastapi_app, raise_app_exceptions=False)
         async with httpx.AsyncClient(transport=transport, base_url="http://t") as client:
-            return (await client.post("/own-response")).status_code
+            status = (await client.post("/own-response")).status_code
+        await drain_background(5)
+        return status
 
     assert run(go()) == 200
     # after the response (and its own background task), the call was submitted
@@ -351,6 +363,7 @@ def test_dependency_submits_when_the_responses_own_background_fails(
         transport = httpx.ASGITransport(fastapi_app, raise_app_exceptions=False)
         async with httpx.AsyncClient(transport=transport, base_url="http://t") as client:
             await client.post("/failing-background")
+        await drain_background(5)
 
     run(go())
     assert [op for op, _ in fake.calls] == ["submit"]
@@ -361,7 +374,9 @@ def test_dependency_discards_the_calls_of_a_route_that_raises(
     async def go() -> int:
         transport = httpx.ASGITransport(fastapi_app, raise_app_exceptions=False)
         async with httpx.AsyncClient(transport=transport, base_url="http://t") as client:
-            return (await client.post("/raises")).status_code
+            status = (await client.post("/raises")).status_code
+        await drain_background(5)
+        return status
 
     assert run(go()) == 409
     assert fake.calls == []

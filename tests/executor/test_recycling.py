@@ -1,5 +1,6 @@
 """Executor recycling with real executors: after max_tasks_per_executor tasks,
-when resident memory passes max_memory_mb, and the hard address-space limit."""
+when resident memory passes max_memory_mb, and the hard address-space limit;
+and the executors' lower CPU priority (executor_nice)."""
 
 from __future__ import annotations
 
@@ -48,3 +49,15 @@ def test_address_space_limit_fails_the_task_with_memory(
     assert pool.popen.poll() is None
     assert pool.wait(pool.submit("alloc_mb", 50))["status"] == "succeeded"
     assert pool.wait(pool.submit("noop"))["status"] == "succeeded"
+
+
+def _nice(pid: int) -> int:
+    with open(f"/proc/{pid}/stat") as f:
+        return int(f.read().rsplit(")", 1)[1].split()[16])  # field 19, "nice"
+
+
+def test_executors_run_at_lower_cpu_priority_than_the_pool(
+        make_pool: Callable[..., PoolHandle]) -> None:
+    pool = make_pool(executors=1, executor_nice=7)
+    executor = result(pool.wait(pool.submit("pid")))
+    assert _nice(executor) - _nice(pool.pid) == 7

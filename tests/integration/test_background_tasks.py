@@ -9,8 +9,12 @@ order in which calls ran and their ids.
 from __future__ import annotations
 
 import itertools
+import os
+import signal
+import time
 import uuid
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -172,3 +176,31 @@ def test_offload_routes_and_the_app_are_served_side_by_side(web: ServerHandle) -
     assert web.http("GET", "/queue/stats")[0] == 200
     assert web.http("GET", "/fa/nothing-here")[0] == 404
 
+
+
+def test_calls_handed_off_while_the_pool_is_frozen_are_stored_as_the_worker_stops(
+        tmp_path: Path) -> None:
+    """The hand-off after the response never waits for the pool; a worker that
+    stops first stores what its outbox still holds."""
+    env = Env(tmp_path, app="tests.support.webapps:fastapi_app", workers=1, executors=1,
+              task_modules=["tests.support.tasks", "tests.support.webapps"])
+    trace = new_trace()
+    with running(lambda: ServerHandle(env)) as server:
+        pool = server.pool_pid()
+        assert pool is not None
+        os.kill(pool, signal.SIGSTOP)
+        try:
+            for n, path in enumerate(PREFIXES * 2):  # answered while the pool cannot store
+                post(server, path, {"steps": [["step", trace, f"call{n}"]]})
+            server.signal(signal.SIGTERM)  # the worker drains its outbox as it stops
+            time.sleep(0.5)  # not a measurement: the worker is then waiting on the pool
+        finally:
+            os.kill(pool, signal.SIGCONT)
+        server.popen.wait(60)
+        log = server.output()
+    assert "were not stored" not in log and "not stored: they are lost" not in log
+    with running(lambda: ServerHandle(env)) as server:  # same store: the calls run now
+        lines = trace_lines(server, trace, 4)
+        status, page, _ = server.http("GET", f"/tasks?kind={STEP}&limit=100")
+    assert sorted(label for label, _ in lines) == ["call0", "call1", "call2", "call3"]
+    assert status == 200 and len(page["tasks"]) == 4  # each stored once

@@ -11,7 +11,7 @@ user's. Each appends ``"<label> <task id>"`` to a trace file in
 Routes take ``{"steps": [[name, *args], ...]}`` and add one call per step:
 
 - ``POST /fa/steps``: ``OffloadTasks``, flushed by the dependency's exit code.
-- ``POST /fa/steps/explicit``: ``await tasks()`` in the route; returns the ids.
+- ``POST /fa/steps/explicit``: ``await tasks.submit()`` in the route; returns the ids.
 - ``POST /fa/pitfall``: returns its own ``JSONResponse(background=...)`` (an
   in-process Starlette task) and also adds to FastAPI's injected
   ``BackgroundTasks``, which FastAPI then drops (fastapi/fastapi#11215).
@@ -127,8 +127,7 @@ def fa_steps(tasks: OffloadTasks, steps: Steps) -> dict[str, int]:
 @fastapi_app.post("/fa/steps/explicit", status_code=201)
 async def fa_steps_explicit(tasks: OffloadTasks, steps: Steps) -> dict[str, list[str]]:
     _add_steps(tasks, steps)
-    await tasks()
-    return {"ids": tasks.task_ids}
+    return {"ids": await tasks.submit()}
 
 
 @fastapi_app.post("/fa/pitfall")

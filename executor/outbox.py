@@ -1,0 +1,196 @@
+"""The outbox: background calls handed off after a response, stored in batches.
+
+``BackgroundTasks`` used to submit its calls itself and wait for the pool's
+durable acknowledgement, holding the request's connection meanwhile (about
+10 ms under load). Nothing waits for that acknowledgement: the response has
+already gone. So each process (per event loop and pool) keeps one
+``Outbox``; ``put`` queues the calls and returns at once, and a single
+sender submits everything queued in one request per round trip, the way
+the pool group-commits. Under load one submit carries the calls of many
+requests; idle, a call leaves in the same loop turn.
+
+Contract:
+
+- Calls are kept, in the order put, until the pool has stored them. When
+  the pool cannot be reached they wait and are sent again (with back-off)
+  for as long as the process lives; each call carries an idempotency key,
+  so a re-send after a lost reply never stores one twice.
+- A call the pool refuses (``PoolError``) is dropped with an error log
+  naming it; it never blocks the calls behind it. A refused batch is
+  re-sent one ``put`` at a time, so only the bad one is dropped.
+- ``put`` waits only while ``MAX_QUEUED_CALLS`` calls are already queued
+  (back-pressure on a pool that is down for long), never for the pool.
+- ``drain`` waits, within a deadline, until everything queued is stored;
+  offload's HTTP app drains at lifespan shutdown, and
+  ``executor.drain_background()`` does it for other hosts. Calls still
+  queued when the process exits are lost, and logged as such.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from collections import deque
+from dataclasses import dataclass, field
+from typing import Any
+
+from executor.client import PoolClient
+from executor.errors import PoolError, PoolUnavailable
+
+log = logging.getLogger("offload.background")
+
+MAX_QUEUED_CALLS = 10_000
+"""Calls queued per outbox before ``put`` waits for room."""
+MAX_BATCH_CALLS = 1_000
+"""Calls per submit request at most."""
+SUBMIT_TIMEOUT_S = 30.0
+"""How long one submit may wait for the pool's reply before it is sent again."""
+_RETRY_FIRST_S = 0.05
+_RETRY_MAX_S = 1.0
+
+
+@dataclass(slots=True)
+class _Put:
+    specs: list[dict[str, Any]]
+    stored: asyncio.Future[list[str]]
+    size: int = field(default=0)
+
+
+class Outbox:
+    """Calls of this process waiting to be stored by the pool behind ``client``.
+
+    Belongs to the running loop it was made in (``executor.shared``).
+    """
+
+    def __init__(self, client: PoolClient, max_frame_bytes: int) -> None:
+        self.client = client
+        self.max_batch_bytes = max(1, max_frame_bytes // 2)
+        self._queue: deque[_Put] = deque()
+        self._queued_calls = 0
+        self._sender: asyncio.Task[None] | None = None
+        self._room = asyncio.Event()
+        self._room.set()
+        self._idle = asyncio.Event()
+        self._idle.set()
+
+    def queued_calls(self) -> int:
+        """Calls put and not yet stored (or dropped)."""
+        return self._queued_calls
+
+    async def put(self, specs: list[dict[str, Any]]) -> asyncio.Future[list[str]]:
+        """Queue the submit specs ``specs``; they are sent together, in order.
+
+        Returns a future of their task ids, set once they are stored, or
+        failed with ``PoolError`` if the pool refused them. Waits only while
+        the outbox is full.
+        """
+        while self._queued_calls >= MAX_QUEUED_CALLS:
+            self._room.clear()
+            await self._room.wait()
+        stored: asyncio.Future[list[str]] = asyncio.get_running_loop().create_future()
+        # Nobody may await it (``BackgroundTasks()`` does not); its error is logged here.
+        stored.add_done_callback(_consume)
+        size = sum(len(s.get("payload") or b"") + 256 for s in specs)
+        self._queue.append(_Put(specs, stored, size))
+        self._queued_calls += len(specs)
+        self._idle.clear()
+        if self._sender is None or self._sender.done():
+            self._sender = asyncio.get_running_loop().create_task(
+                self._send_all(), name="offload-outbox")
+        return stored
+
+    async def drain(self, timeout_s: float) -> int:
+        """Wait until every queued call is stored, at most ``timeout_s``.
+
+        Returns how many calls are still queued (0 when all are stored).
+        """
+        if self._queued_calls:
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._idle.wait(), timeout_s)
+        return self._queued_calls
+
+    def _take(self) -> list[_Put]:
+        batch: list[_Put] = []
+        calls = size = 0
+        while self._queue:
+            head = self._queue[0]
+            if batch and (calls + len(head.specs) > MAX_BATCH_CALLS
+                          or size + head.size > self.max_batch_bytes):
+                break
+            batch.append(self._queue.popleft())
+            calls += len(head.specs)
+            size += head.size
+        return batch
+
+    async def _send_all(self) -> None:
+        """The sender: one submit at a time, until the queue is empty."""
+        await asyncio.sleep(0)  # let this loop turn's other responses put theirs too
+        while self._queue:
+            batch = self._take()
+            try:
+                if len(batch) == 1:
+                    await self._send(batch)
+                else:
+                    try:
+                        await self._send(batch)
+                    except PoolError:  # one bad put spoils a batch: try them one by one
+                        for put in batch:
+                            try:
+                                await self._send([put])
+                            except PoolError as exc:
+                                self._refused(put, exc)
+            except PoolError as exc:
+                self._refused(batch[0], exc)
+            except BaseException:
+                # Cancelled (loop closing): the unsent puts stay queued, uncounted.
+                self._queue.extendleft(reversed([p for p in batch if not p.stored.done()]))
+                raise
+        self._idle.set()
+
+    async def _send(self, batch: list[_Put]) -> None:
+        """Submit ``batch`` until the pool answers; retry while it is unreachable."""
+        specs = [s for put in batch for s in put.specs]
+        delay_s = _RETRY_FIRST_S
+        down_since: float | None = None
+        while True:
+            try:
+                reply = await self.client.call("submit", {"tasks": specs}, SUBMIT_TIMEOUT_S)
+                break
+            except PoolUnavailable as exc:
+                if down_since is None:
+                    down_since = time.monotonic()
+                    log.warning("pool unreachable (%s); %d background call(s) wait in this "
+                                "process and will be sent again", exc, self._queued_calls)
+                await asyncio.sleep(delay_s)
+                delay_s = min(delay_s * 2, _RETRY_MAX_S)
+        if down_since is not None:
+            log.warning("pool reachable again after %.1f s; background calls sent",
+                        time.monotonic() - down_since)
+        ids = [str(r["id"]) for r in reply["tasks"]]
+        at = 0
+        for put in batch:
+            n = len(put.specs)
+            self._done(put)
+            if not put.stored.done():
+                put.stored.set_result(ids[at:at + n])
+            at += n
+
+    def _refused(self, put: _Put, exc: PoolError) -> None:
+        kinds = ", ".join(sorted({str(s.get("kind")) for s in put.specs}))
+        log.error("the pool refused %d background call(s) of %s; dropped: %s",
+                  len(put.specs), kinds, exc)
+        self._done(put)
+        if not put.stored.done():
+            put.stored.set_exception(exc)
+
+    def _done(self, put: _Put) -> None:
+        self._queued_calls -= len(put.specs)
+        if self._queued_calls < MAX_QUEUED_CALLS:
+            self._room.set()
+
+
+def _consume(fut: asyncio.Future[list[str]]) -> None:
+    if not fut.cancelled():
+        fut.exception()  # mark retrieved: the refusal was logged by the outbox
