@@ -4,7 +4,8 @@ Every request is ``{"id": int, "op": str, "args": map}``; the reply carries
 the same id. Errors are ``{"code", "message", "field"}`` (see
 ``executor.errors.PoolError``). A *record* is ``record_to_wire(TaskRecord)``.
 
-``submit``  args ``{"tasks": [spec, ...]}`` -> ``{"tasks": [record, ...]}``.
+``submit``  args ``{"tasks": [spec, ...], "reply"?: "ids"}`` -> ``{"tasks": [record, ...]}``
+    (``{"ids": [str, ...]}`` with ``"reply": "ids"``, as the outbox asks).
     All or nothing, durable before the reply. A spec is ``{"kind": str,
     "payload": bytes}`` (``executor.codec.encode_call``) plus optional
     ``max_retries``, ``timeout_s``, ``priority``, ``not_before`` (epoch s),

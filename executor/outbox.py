@@ -156,7 +156,8 @@ class Outbox:
         down_since: float | None = None
         while True:
             try:
-                reply = await self.client.call("submit", {"tasks": specs}, SUBMIT_TIMEOUT_S)
+                reply = await self.client.call("submit", {"tasks": specs, "reply": "ids"},
+                                               SUBMIT_TIMEOUT_S)
                 break
             except PoolUnavailable as exc:
                 if down_since is None:
@@ -168,7 +169,7 @@ class Outbox:
         if down_since is not None:
             log.warning("pool reachable again after %.1f s; background calls sent",
                         time.monotonic() - down_since)
-        ids = [str(r["id"]) for r in reply["tasks"]]
+        ids = [str(i) for i in reply["ids"]]
         at = 0
         for put in batch:
             n = len(put.specs)

@@ -22,6 +22,7 @@ import concurrent.futures
 import logging
 import os
 import signal
+import sys
 import time
 import uuid
 from collections.abc import Callable
@@ -40,6 +41,11 @@ log = logging.getLogger("offload.pool")
 
 LEASE_S = 300.0
 TICK_S = 0.05
+# The fsync thread needs the GIL twice per group commit (to start, and to hand
+# the result back); with the default 5 ms switch interval it waited behind a
+# busy loop for up to that long each time. 0.5 ms: +10 % single POST /tasks
+# (2,980/2,993 -> 3,304/3,302 per s, wrk -c64, two runs each).
+GIL_SWITCH_S = 0.0005
 DUE_TIMER_MAX_S = 3600.0  # a far-off due time re-arms its timer on the way
 
 
@@ -82,6 +88,7 @@ class Pool:
     async def run(self) -> None:
         """Serve until a stop is requested, then stop gracefully."""
         loop = asyncio.get_running_loop()
+        sys.setswitchinterval(GIL_SWITCH_S)
         self._stopped = asyncio.Event()
         recovered = self.store.recover(time.time(), everything=True)
         if recovered:

@@ -40,7 +40,7 @@ class Requests:
 
     def __init__(self, pool: Pool) -> None:
         self.pool = pool
-        self._submits: list[tuple[ClientConn, int, list[NewTask]]] = []
+        self._submits: list[tuple[ClientConn, int, list[NewTask], bool]] = []
         self._waiters: dict[str, list[tuple[ClientConn, int, asyncio.TimerHandle]]] = {}
 
     def handle(self, conn: ClientConn, req_id: int, op: str, args: dict[str, Any]) -> None:
@@ -112,7 +112,7 @@ class Requests:
             raise Invalid("invalid", "tasks must be a non-empty list", "tasks")
         now = time.time()
         specs = [self._spec(i, raw, now) for i, raw in enumerate(tasks)]
-        self._submits.append((conn, req_id, specs))
+        self._submits.append((conn, req_id, specs, args.get("reply") == "ids"))
         self.pool.schedule_turn()
         return _DEFERRED
 
@@ -124,19 +124,20 @@ class Requests:
             return
         batch, self._submits = self._submits, []
         try:
-            records = self.pool.store.enqueue([t for _, _, specs in batch for t in specs],
+            records = self.pool.store.enqueue([t for _, _, specs, _ in batch for t in specs],
                                               time.time(), sync=False)
         except Exception as exc:
             log.exception("enqueue failed")
-            for conn, req_id, _ in batch:
+            for conn, req_id, _, _ in batch:
                 conn.fail(req_id, "internal", f"the store refused the tasks: {exc}")
             return
         replies = []
         pos = 0
-        for conn, req_id, specs in batch:
+        for conn, req_id, specs, ids_only in batch:
             mine = records[pos:pos + len(specs)]
             pos += len(specs)
-            replies.append((conn, req_id, {"tasks": [record_to_wire(r) for r in mine]}))
+            replies.append((conn, req_id, {"ids": [r.id for r in mine]} if ids_only
+                            else {"tasks": [record_to_wire(r) for r in mine]}))
 
         def acknowledge(error: BaseException | None) -> None:
             for conn, req_id, result in replies:

@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import json
 import os
-import secrets
 import sqlite3
 from collections import Counter
 from collections.abc import Iterator, Sequence
@@ -255,6 +254,7 @@ class SQLiteStore:
         """
         keys = list({t.idempotency_key for t in tasks if t.idempotency_key is not None})
         prefix = f"{int(now * 1000):012x}"
+        suffixes = os.urandom(8 * len(tasks)).hex()  # one system call for the batch
         out: list[TaskRecord] = []
         rows: list[tuple[Any, ...]] = []
         with self._write(power_safe=sync):
@@ -264,13 +264,13 @@ class SQLiteStore:
                 marks = ",".join("?" * len(chunk))
                 for record in self._select(f"idempotency_key IN ({marks})", chunk):
                     by_key[cast(str, record.idempotency_key)] = record
-            for t in tasks:
+            for i, t in enumerate(tasks):
                 if t.idempotency_key is not None and t.idempotency_key in by_key:
                     out.append(by_key[t.idempotency_key])
                     continue
                 not_before = t.not_before or now
                 record = TaskRecord(
-                    id=prefix + secrets.token_hex(8), kind=t.kind, status="pending",
+                    id=prefix + suffixes[16 * i:16 * i + 16], kind=t.kind, status="pending",
                     attempts=0, max_retries=t.max_retries, timeout_s=t.timeout_s,
                     priority=t.priority, not_before=not_before, created_at=now,
                     payload=t.payload, group_id=t.group_id, seq=t.seq,

@@ -99,3 +99,14 @@ def test_a_peer_with_another_uid_is_refused(pool: PoolHandle) -> None:
         os.chmod(run_dir, 0o700)
         os.chmod(pool.env.socket_path, 0o600)
     assert pool.call("health")["executors_up"] >= 1
+
+
+def test_submit_can_answer_with_ids_only_and_keys_deduplicate(pool: PoolHandle) -> None:
+    """The outbox's form of ``submit``: ids, not records; a re-send stores nothing new."""
+    specs = [{"kind": "echo", "payload": msgpack.packb([[n], {}]),
+              "idempotency_key": f"bg:test:{n}"} for n in range(3)]
+    first = pool.call("submit", {"tasks": specs, "reply": "ids"})
+    again = pool.call("submit", {"tasks": specs, "reply": "ids"})
+    assert set(first) == {"ids"} and len(first["ids"]) == 3 and again == first
+    assert [pool.wait(i)["status"] for i in first["ids"]] == ["succeeded"] * 3
+    assert pool.call("stats")["counts"]["succeeded"] == 3

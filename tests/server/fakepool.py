@@ -147,6 +147,8 @@ class FakePool:
             if key is not None:
                 self.by_key[key] = rec["id"]
             out.append(rec)
+        if args.get("reply") == "ids":
+            return {"ids": [r["id"] for r in out]}
         return {"tasks": out}
 
     def _get(self, task_id: str) -> dict[str, Any]:
