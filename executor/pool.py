@@ -25,6 +25,7 @@ import signal
 import sys
 import time
 import uuid
+from collections import Counter
 from collections.abc import Callable
 from typing import Any
 
@@ -347,7 +348,7 @@ class Pool:
 
     def tasks_enqueued(self, records: list[TaskRecord]) -> None:
         """New tasks are stored: count them and hand them out this turn."""
-        for rec in records:
-            self.metrics.task_submitted(rec.kind)
+        for kind, n in Counter(rec.kind for rec in records).items():
+            self.metrics.task_submitted(kind, n)
         self._maybe_due = True
         self.schedule_turn()

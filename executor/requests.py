@@ -65,46 +65,51 @@ class Requests:
     # -- submit ------------------------------------------------------------------
 
     def _spec(self, i: int, raw: Any, now: float) -> NewTask:
-        where = f"tasks[{i}]"
+        # Hot path (every submitted task): no strings built unless refused.
         if not isinstance(raw, dict):
-            raise Invalid("invalid", f"{where} must be a map", where)
-        unknown = set(raw) - _SPEC_KEYS
-        if unknown:
-            raise Invalid("invalid", f"{where} has unknown field(s): {sorted(unknown)}", where)
-        kind, payload, ref = raw.get("kind"), raw.get("payload", b""), raw.get("ref")
+            raise _bad(i, "", "must be a map")
+        if not raw.keys() <= _SPEC_KEYS:
+            raise _bad(i, "", f"has unknown field(s): {sorted(set(raw) - _SPEC_KEYS)}")
+        get = raw.get
+        kind, payload, ref = get("kind"), get("payload", b""), get("ref")
         if not isinstance(kind, str) or not kind:
-            raise Invalid("invalid", f"{where}.kind must be a non-empty string", f"{where}.kind")
+            raise _bad(i, ".kind", "must be a non-empty string")
         manifest = self.pool.manifest
-        if kind not in manifest and not ref:
-            raise Invalid("unknown_kind", unknown_kind_message(kind, manifest), f"{where}.kind")
+        opts = manifest.get(kind)
+        if opts is None:
+            if not ref:
+                raise Invalid("unknown_kind", unknown_kind_message(kind, manifest),
+                              f"tasks[{i}].kind")
+            opts = {}
         if not isinstance(payload, bytes):
-            raise Invalid("invalid", f"{where}.payload must be bytes", f"{where}.payload")
-        opts = manifest.get(kind, {})
-        s = self.pool.settings
-        max_retries = _pick(raw, opts, "max_retries", s.default_max_retries)
-        timeout_s = _pick(raw, opts, "timeout_s", s.default_timeout_s)
-        if not isinstance(max_retries, int) or max_retries < 0:
-            raise Invalid("invalid", f"{where}.max_retries must be an integer >= 0",
-                          f"{where}.max_retries")
-        if not isinstance(timeout_s, (int, float)) or not math.isfinite(timeout_s) \
-                or timeout_s <= 0:
-            raise Invalid("invalid", f"{where}.timeout_s must be a number > 0",
-                          f"{where}.timeout_s")
-        priority = raw.get("priority") or 0
-        if isinstance(priority, bool) or not isinstance(priority, int):
-            raise Invalid("invalid", f"{where}.priority must be an integer", f"{where}.priority")
-        not_before = raw.get("not_before") or 0.0
+            raise _bad(i, ".payload", "must be bytes")
+        max_retries = get("max_retries")
+        if max_retries is None:
+            max_retries = opts.get("max_retries")
+            if max_retries is None:
+                max_retries = self.pool.settings.default_max_retries
+        timeout_s = get("timeout_s")
+        if timeout_s is None:
+            timeout_s = opts.get("timeout_s")
+            if timeout_s is None:
+                timeout_s = self.pool.settings.default_timeout_s
+        if type(max_retries) is not int or max_retries < 0:
+            raise _bad(i, ".max_retries", "must be an integer >= 0")
+        if isinstance(timeout_s, bool) or not isinstance(timeout_s, (int, float)) \
+                or not math.isfinite(timeout_s) or timeout_s <= 0:
+            raise _bad(i, ".timeout_s", "must be a number > 0")
+        priority = get("priority") or 0
+        if type(priority) is not int:
+            raise _bad(i, ".priority", "must be an integer")
+        not_before = get("not_before") or 0.0
         if isinstance(not_before, bool) or not isinstance(not_before, (int, float)) \
                 or not math.isfinite(not_before) or not_before < 0:
             # Refused here: the store cannot hold NaN, and a failed enqueue
             # fails every submission committed in the same loop turn.
-            raise Invalid("invalid", f"{where}.not_before must be a time in seconds since "
-                                     f"the epoch", f"{where}.not_before")
-        return NewTask(kind=kind, payload=payload, max_retries=max_retries,
-                       timeout_s=float(timeout_s), priority=priority,
-                       not_before=float(not_before),
-                       group_id=raw.get("group_id"), seq=int(raw.get("seq") or 0),
-                       idempotency_key=raw.get("idempotency_key"), ref=ref)
+            raise _bad(i, ".not_before", "must be a time in seconds since the epoch")
+        return NewTask(kind, payload, max_retries, float(timeout_s), priority,
+                       float(not_before), get("group_id"), int(get("seq") or 0),
+                       get("idempotency_key"), ref)
 
     def op_submit(self, conn: ClientConn, req_id: int, args: dict[str, Any]) -> object:
         tasks = args.get("tasks")
@@ -269,9 +274,6 @@ class Requests:
 _DEFERRED = object()
 
 
-def _pick(raw: dict[str, Any], opts: dict[str, Any], key: str, default: Any) -> Any:
-    if raw.get(key) is not None:
-        return raw[key]
-    if opts.get(key) is not None:
-        return opts[key]
-    return default
+def _bad(i: int, field: str, what: str) -> Invalid:
+    where = f"tasks[{i}]{field}"
+    return Invalid("invalid", f"{where} {what}", where)
