@@ -32,6 +32,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from bench.cpu import describe, per_unit, snapshot
 from tests.support.procs import Env, ServerHandle, wait_for
 
 VARIANTS = [("sync", "inprocess"), ("sync", "offload"), ("async", "inprocess"),
@@ -85,7 +86,9 @@ def main() -> None:
         for _ in range(opts.rounds):
             for fn, variant in VARIANTS:
                 before = finished_count(server)
+                cpu_before = snapshot(server)
                 r = run_wrk(f"{env.url}/{variant}/{fn}", opts.seconds, opts.connections)
+                cpu = per_unit(cpu_before, snapshot(server), int(r["requests"]))
                 if variant == "offload":
                     stopped = time.monotonic()
                     wait_for(lambda b=before, n=r["requests"]: finished_count(server) - b >= n,
@@ -96,7 +99,8 @@ def main() -> None:
                 print(f"  {variant:9} {fn:5}  {r['rps']:8,.0f} req/s  p50 {r['p50_ms']:6.2f} ms"
                       f"  p99 {r['p99_ms']:6.2f} ms  non-2xx {r['non2xx']:.0f}"
                       + (f"  executors done {r['drain_s']:.1f} s after the load"
-                         if "drain_s" in r else ""), flush=True)
+                         if "drain_s" in r else "")
+                      + f"\n            {describe(cpu, 'request')}", flush=True)
         counts = server.http("GET", "/queue/stats")[1]["counts"]
     finally:
         server.stop()

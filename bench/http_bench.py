@@ -22,6 +22,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from bench.cpu import describe, per_unit, snapshot
 from tests.support.procs import Env, ServerHandle, wait_for
 
 SINGLE = '{"kind": "noop"}'
@@ -68,16 +69,22 @@ def bench(worker_class: str, seconds: float, connections: int) -> None:
             wait_for(lambda: server.http("GET", "/queue/stats")[1]["queue_depth"] == 0, 600)
             return time.time() - t0
 
+        cpu_before = snapshot(server)
         single = run_wrk(env.url + "/tasks", lua(SINGLE, "/tasks"), seconds, connections)
+        cpu = per_unit(cpu_before, snapshot(server), int(single["requests"]))
         print(f"[{worker_class}] POST /tasks: {single['rps']:,.0f} accepted/s "
               f"(p50 {single['p50_ms']:.2f} ms, p99 {single['p99_ms']:.2f} ms, "
               f"non-202: {single['errors']}); executors drained the rest in {drain():.1f} s")
+        print(f"[{worker_class}]   {describe(cpu, 'request')}")
+        cpu_before = snapshot(server)
         batch = run_wrk(env.url + "/tasks/batch", lua(BATCH, "/tasks/batch"), seconds,
                         max(2, connections // 4))
+        cpu = per_unit(cpu_before, snapshot(server), int(batch["requests"]) * 100)
         print(f"[{worker_class}] POST /tasks/batch (100/batch): "
               f"{batch['rps'] * 100:,.0f} tasks/s accepted ({batch['rps']:,.0f} batches/s, "
               f"p50 {batch['p50_ms']:.2f} ms, p99 {batch['p99_ms']:.2f} ms, "
               f"non-202: {batch['errors']})")
+        print(f"[{worker_class}]   {describe(cpu, 'task')}")
         accepted = (single["requests"] - single["errors"]) + (batch["requests"] -
                                                               batch["errors"]) * 100
 
