@@ -99,7 +99,7 @@ def _group_id() -> str:
     """32 hex digits: milliseconds since the epoch, then 80 random bits.
 
     Time-ordered, so the store's group and idempotency-key indexes grow at
-    their right edge instead of at random pages (measured: +~10 % hand-offs/s).
+    their right edge instead of at random pages.
     """
     return f"{time.time_ns() // 1_000_000:012x}{os.urandom(10).hex()}"
 
