@@ -209,21 +209,22 @@ class BackgroundTask:
         self.func = func
         self.args = args
         self.kwargs = kwargs
-        self.task_id: str | None = None
         self._call = _prepare(func, args, kwargs)
+        self._tasks = BackgroundTasks([self])
+
+    @property
+    def task_id(self) -> str | None:
+        """The call's task id once stored, else ``None``."""
+        return self._tasks.task_ids[0] if self._tasks.task_ids else None
 
     async def __call__(self) -> None:
         """Hand this call off, as ``BackgroundTasks.__call__`` does."""
-        tasks = BackgroundTasks([self])
-        await tasks()
-        tasks._when_stored(lambda ids: setattr(self, "task_id", ids[0]))
+        await self._tasks()
 
     async def submit(self, timeout_s: float = STORE_TIMEOUT_S) -> str:
         """Hand this call off and return its id once stored; raises as
         ``BackgroundTasks.submit`` does."""
-        tasks = BackgroundTasks([self])
-        self.task_id = (await tasks.submit(timeout_s))[0]
-        return self.task_id
+        return (await self._tasks.submit(timeout_s))[0]
 
 
 class BackgroundTasks:
@@ -306,12 +307,6 @@ class BackgroundTasks:
         self._handed_calls -= n
         if not fut.cancelled() and fut.exception() is None:
             self.task_ids.extend(fut.result())
-
-    def _when_stored(self, callback: Callable[[list[str]], None]) -> None:
-        """Call ``callback(ids)`` once the calls handed off last are stored."""
-        if self._handed:
-            self._handed[-1].add_done_callback(
-                lambda f: None if f.cancelled() or f.exception() else callback(f.result()))
 
     async def submit(self, timeout_s: float = STORE_TIMEOUT_S) -> list[str]:
         """Hand off the pending calls and wait until every call handed off is

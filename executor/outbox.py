@@ -33,7 +33,7 @@ import contextlib
 import logging
 import time
 from collections import deque
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 from executor.client import PoolClient
@@ -55,7 +55,7 @@ _RETRY_MAX_S = 1.0
 class _Put:
     specs: list[dict[str, Any]]
     stored: asyncio.Future[list[str]]
-    size: int = field(default=0)
+    size: int  # bytes it adds to a submit frame, about
 
 
 class Outbox:
@@ -64,9 +64,9 @@ class Outbox:
     Belongs to the running loop it was made in (``executor.shared``).
     """
 
-    def __init__(self, client: PoolClient, max_frame_bytes: int) -> None:
+    def __init__(self, client: PoolClient) -> None:
         self.client = client
-        self.max_batch_bytes = max(1, max_frame_bytes // 2)
+        self.max_batch_bytes = max(1, client.max_frame_bytes // 2)
         self._queue: deque[_Put] = deque()
         self._queued_calls = 0
         self._sender: asyncio.Task[None] | None = None
@@ -90,8 +90,6 @@ class Outbox:
             self._room.clear()
             await self._room.wait()
         stored: asyncio.Future[list[str]] = asyncio.get_running_loop().create_future()
-        # Nobody may await it (``BackgroundTasks()`` does not); its error is logged here.
-        stored.add_done_callback(_consume)
         size = sum(len(s.get("payload") or b"") + 256 for s in specs)
         self._queue.append(_Put(specs, stored, size))
         self._queued_calls += len(specs)
@@ -130,19 +128,17 @@ class Outbox:
         while self._queue:
             batch = self._take()
             try:
-                if len(batch) == 1:
+                try:
                     await self._send(batch)
-                else:
-                    try:
-                        await self._send(batch)
-                    except PoolError:  # one bad put spoils a batch: try them one by one
-                        for put in batch:
-                            try:
-                                await self._send([put])
-                            except PoolError as exc:
-                                self._refused(put, exc)
-            except PoolError as exc:
-                self._refused(batch[0], exc)
+                except PoolError as exc:
+                    if len(batch) == 1:
+                        self._refused(batch[0], exc)
+                        continue
+                    for put in batch:  # one bad put spoils a batch: try them one by one
+                        try:
+                            await self._send([put])
+                        except PoolError as one:
+                            self._refused(put, one)
             except BaseException:
                 # Cancelled (loop closing): the unsent puts stay queued, uncounted.
                 self._queue.extendleft(reversed([p for p in batch if not p.stored.done()]))
@@ -185,13 +181,10 @@ class Outbox:
         self._done(put)
         if not put.stored.done():
             put.stored.set_exception(exc)
+            # Nobody may await it (``BackgroundTasks()`` does not): it is logged above.
+            put.stored.exception()
 
     def _done(self, put: _Put) -> None:
         self._queued_calls -= len(put.specs)
         if self._queued_calls < MAX_QUEUED_CALLS:
             self._room.set()
-
-
-def _consume(fut: asyncio.Future[list[str]]) -> None:
-    if not fut.cancelled():
-        fut.exception()  # mark retrieved: the refusal was logged by the outbox

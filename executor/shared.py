@@ -28,11 +28,8 @@ from executor.outbox import Outbox
 
 log = logging.getLogger("offload.background")
 
-# loop -> socket path -> client. Weak on the loop: tests make and drop loops.
-_clients: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, dict[str, PoolClient]] = (
-    weakref.WeakKeyDictionary()
-)
-# loop -> socket path -> outbox, alike.
+# loop -> socket path -> outbox (which holds the client). Weak on the loop:
+# tests make and drop loops.
 _outboxes: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, dict[str, Outbox]] = (
     weakref.WeakKeyDictionary()
 )
@@ -73,35 +70,28 @@ def shared_client(settings: Settings | None = None) -> PoolClient:
     cached per (socket path, loop); nothing connects until its first call.
     Raises ``RuntimeError`` outside a running event loop.
     """
+    return shared_outbox(settings).client
+
+
+def shared_outbox(settings: Settings | None = None) -> Outbox:
+    """This process's ``Outbox`` for ``settings``' pool, on the running loop,
+    made on first use with the shared client it sends through. Raises
+    ``RuntimeError`` outside a running event loop.
+    """
     global _pid
     loop = asyncio.get_running_loop()
     if os.getpid() != _pid:  # forked: the parent's clients are not ours
-        _clients.clear()
         _outboxes.clear()
         _pid = os.getpid()
     if settings is None:
         settings = default_settings()
     path = _socket_path(settings)
-    per_loop = _clients.get(loop)
+    per_loop = _outboxes.get(loop)
     if per_loop is None:
-        per_loop = _clients[loop] = {}
-    client = per_loop.get(path)
-    if client is None:
-        client = per_loop[path] = PoolClient(path, settings.max_frame_bytes)
-    return client
-
-
-def shared_outbox(settings: Settings | None = None) -> Outbox:
-    """This process's ``Outbox`` for ``settings``' pool, on the running loop.
-
-    Made on first use beside ``shared_client(settings)``, whose connection it
-    uses. Raises ``RuntimeError`` outside a running event loop.
-    """
-    client = shared_client(settings)
-    per_loop = _outboxes.setdefault(asyncio.get_running_loop(), {})
-    outbox = per_loop.get(client.path)
+        per_loop = _outboxes[loop] = {}
+    outbox = per_loop.get(path)
     if outbox is None:
-        outbox = per_loop[client.path] = Outbox(client, client.max_frame_bytes)
+        outbox = per_loop[path] = Outbox(PoolClient(path, settings.max_frame_bytes))
     return outbox
 
 
@@ -113,11 +103,11 @@ async def drain_background(timeout_s: float = 10.0) -> int:
     app calls this at shutdown; call it in your own app's shutdown when it
     runs outside offload's server.
     """
-    outboxes = list(_outboxes.get(asyncio.get_running_loop(), {}).values())
+    loop = asyncio.get_running_loop()
     left = 0
-    deadline = asyncio.get_running_loop().time() + timeout_s
-    for outbox in outboxes:
-        left += await outbox.drain(max(0.0, deadline - asyncio.get_running_loop().time()))
+    deadline = loop.time() + timeout_s
+    for outbox in list(_outboxes.get(loop, {}).values()):
+        left += await outbox.drain(max(0.0, deadline - loop.time()))
     if left:
         log.error("%d background call(s) were not stored within %g s and will be lost "
                   "when this process exits", left, timeout_s)

@@ -15,6 +15,7 @@ import pytest
 from config.settings import Settings
 from executor import outbox as outbox_mod
 from executor.background import BackgroundTasks
+from executor.codec import decode_call
 from executor.shared import drain_background, shared_outbox
 from tests.server.fakepool import FakePool
 
@@ -56,7 +57,6 @@ def fake(fake_path: str) -> Iterator[FakePool]:
 
 def submitted(fake: FakePool) -> list[list[int]]:
     """The ``x`` of every submitted call, per submit request."""
-    from executor.codec import decode_call
     return [[decode_call(s["payload"])[0][0] for s in args["tasks"]]
             for op, args in fake.calls if op == "submit"]
 
