@@ -32,11 +32,7 @@ BATCH = json.dumps({"tasks": [{"kind": "noop"}] * 100})
 def lua(body: str, path: str) -> str:
     return (f'wrk.method = "POST"\nwrk.path = "{path}"\n'
             f'wrk.headers["Content-Type"] = "application/json"\n'
-            f"wrk.body = [[{body}]]\n"
-            "local accepted = 0\n"
-            "response = function(status, headers, body)\n"
-            "  if status == 202 then accepted = accepted + 1 end\n"
-            "end\n")
+            f"wrk.body = [[{body}]]\n")
 
 
 def run_wrk(url: str, script: str, seconds: float, connections: int) -> dict[str, float]:

@@ -233,12 +233,18 @@ class Fleet:
     # -- handing out tasks -------------------------------------------------------------
 
     def room(self) -> list[tuple[Slot, int]]:
-        """``(slot, free places)`` of live executors, or ``[]`` when none needs tasks
-        yet (claims are batched: an executor is refilled when few tasks wait)."""
+        """``places()``, or ``[]`` when no executor needs tasks yet (claims are
+        batched: an executor is refilled when few tasks wait)."""
         live = self.live()
         if all(len(s.inflight) > REFILL_AT for s in live):
             return []
-        return [(s, (1 if s.hold else PREFETCH + 1) - len(s.inflight)) for s in live]
+        return self.places(live)
+
+    def places(self, live: list[Slot] | None = None) -> list[tuple[Slot, int]]:
+        """``(slot, free places)`` of every live executor: one behind a slow task
+        (``hold``), else ``PREFETCH`` behind the running one."""
+        return [(s, (1 if s.hold else PREFETCH + 1) - len(s.inflight))
+                for s in (self.live() if live is None else live)]
 
     def hand_out(self, room: list[tuple[Slot, int]], claimed: list[TaskRecord]
                  ) -> list[TaskRecord]:

@@ -2,11 +2,12 @@
 
 It runs an asyncio loop (uvloop) and does three things:
 
-* answers requests from the socket (``executor.requests``), committing every
-  submission that arrived in one loop turn in one transaction (group commit);
-* at the end of each loop turn, commits the outcomes that arrived and claims
-  due tasks for the executors (``executor.fleet`` hands them out, keeps a
-  few waiting in each executor's pipe, and reports how each one ended);
+* answers requests from the socket (``executor.requests``);
+* at the end of each loop turn, commits in one transaction (group commit)
+  the submissions and outcomes that arrived and the claims of due tasks for
+  the executors (``executor.fleet`` hands them out, keeps a few waiting in
+  each executor's pipe, and reports how each one ended); a new task that
+  can run at once is stored already claimed;
 * applies the retry policy to failed attempts, runs the timers (due tasks,
   lease renewal, purge of expired results).
 
@@ -35,7 +36,7 @@ from executor.listener import listen
 from executor.requests import Requests
 from executor.retry import RetryPolicy, should_retry
 from executor.slots import Inflight
-from executor.store import Outcome, Store, TaskRecord, open_store
+from executor.store import NewTask, Outcome, Store, TaskRecord, open_store
 from metrics import PoolMetrics
 
 log = logging.getLogger("offload.pool")
@@ -259,22 +260,58 @@ class Pool:
             asyncio.get_running_loop().call_soon(self._flush_turn)
 
     def _flush_turn(self) -> None:
-        """End of a loop turn: commit submissions and outcomes, then hand out work."""
+        """End of a loop turn: one transaction stores the turn's submissions,
+        outcomes and claims; the submitters are answered once it is on disk."""
         self._turn_scheduled = False
-        self.requests.flush_submits()
-        if not self._finishes and (self.stopping or not self._maybe_due
-                                   or not self.fleet.room()):
+        submits = self.requests.take_submits()
+        if not submits and not self._finishes and (self.stopping or not self._maybe_due
+                                                   or not self.fleet.room()):
             return  # nothing to write: no transaction at all
-        with self.store.batch():  # one commit for this turn's outcomes and claims
-            if self._finishes:
-                batch, self._finishes = self._finishes, []
-                records = self.store.finish([o for o, _ in batch])
-                for rec in records:
-                    self.metrics.task_finished(rec.kind, rec.status)
-                    self.requests.task_finished(rec)
-                    if rec.group_id is not None:
-                        self._maybe_due = True
-            self._dispatch()
+        acknowledge = None
+        try:
+            with self.store.batch():
+                if submits:
+                    acknowledge = self.requests.store_submits(submits)
+                if self._finishes:
+                    batch, self._finishes = self._finishes, []
+                    records = self.store.finish([o for o, _ in batch])
+                    for rec in records:
+                        self.metrics.task_finished(rec.kind, rec.status)
+                        self.requests.task_finished(rec)
+                        if rec.group_id is not None:
+                            self._maybe_due = True
+                self._dispatch()
+        except BaseException as exc:
+            if acknowledge is not None:
+                acknowledge(exc)  # rolled back: nothing of theirs is stored
+            raise
+        if acknowledge is not None:
+            self.after_sync(acknowledge)
+
+    def enqueue(self, tasks: list[NewTask]) -> list[TaskRecord]:
+        """Store ``tasks`` (inside the turn's batch) and count them.
+
+        When no stored task is due, those that free places in the executors
+        can take are stored already claimed and handed out at once: written
+        once instead of inserted and then claimed. The rest are left to the
+        claim at the end of the turn.
+        """
+        now = time.time()
+        room = [] if (self.stopping or self._maybe_due or (
+            self._next_due is not None and self._next_due <= now)) else self.fleet.places()
+        capacity = sum(n for _, n in room if n > 0)
+        if capacity:
+            records, started = self.store.enqueue_and_claim(tasks, now, capacity, self.owner,
+                                                            LEASE_S)
+            for rec in self.fleet.hand_out(room, started):  # none: at most ``capacity``
+                self.store.reschedule(rec.id, rec.not_before, error=None, count_attempt=False)
+        else:
+            records, started = self.store.enqueue(tasks, now, sync=False), []
+        if len(started) < len(records):
+            self._maybe_due = True
+        for kind, n in Counter(rec.kind for rec in records).items():
+            self.metrics.task_submitted(kind, n)
+        return records
 
     def _dispatch(self) -> None:
         if self.stopping or not self._maybe_due:
@@ -346,9 +383,3 @@ class Pool:
         if self._sync_next:
             self._start_sync()
 
-    def tasks_enqueued(self, records: list[TaskRecord]) -> None:
-        """New tasks are stored: count them and hand them out this turn."""
-        for kind, n in Counter(rec.kind for rec in records).items():
-            self.metrics.task_submitted(kind, n)
-        self._maybe_due = True
-        self.schedule_turn()

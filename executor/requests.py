@@ -1,9 +1,9 @@
 """The pool's answers to socket requests (the ops of ``executor.ops``).
 
 Submissions are not committed one by one: ``submit`` queues them and the
-pool calls ``flush_submits`` once at the end of the loop turn, so everything
-that arrived together is one transaction, and every reply goes out only
-after that commit.
+pool stores them at the end of the loop turn (``take_submits``,
+``store_submits``), so everything that arrived together is one transaction,
+and every reply goes out only after that commit is on disk.
 """
 
 from __future__ import annotations
@@ -12,6 +12,7 @@ import asyncio
 import logging
 import math
 import time
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from executor.listener import ClientConn
@@ -121,21 +122,27 @@ class Requests:
         self.pool.schedule_turn()
         return _DEFERRED
 
-    def flush_submits(self) -> None:
-        """Commit every queued submission in one transaction; reply to each once
-        the commit is on disk (the fsync runs off the loop, see ``Pool.after_sync``)
-        but hand the tasks out at once: running a task early is harmless."""
-        if not self._submits:
-            return
+    def take_submits(self) -> list[tuple[ClientConn, int, list[NewTask], bool]]:
+        """The submissions queued this loop turn (``op_submit``), now the caller's."""
         batch, self._submits = self._submits, []
+        return batch
+
+    def store_submits(self, batch: list[tuple[ClientConn, int, list[NewTask], bool]]
+                      ) -> Callable[[BaseException | None], None] | None:
+        """Store ``batch`` (inside the pool's turn transaction, see ``Pool.enqueue``).
+
+        Returns the callback that answers every submitter: the pool calls it
+        once the transaction is on disk, or with the error that lost it. If
+        the store refuses the tasks, the submitters are answered with the
+        error at once (nothing of theirs is stored) and ``None`` is returned.
+        """
         try:
-            records = self.pool.store.enqueue([t for _, _, specs, _ in batch for t in specs],
-                                              time.time(), sync=False)
+            records = self.pool.enqueue([t for _, _, specs, _ in batch for t in specs])
         except Exception as exc:
             log.exception("enqueue failed")
             for conn, req_id, _, _ in batch:
                 conn.fail(req_id, "internal", f"the store refused the tasks: {exc}")
-            return
+            return None
         replies = []
         pos = 0
         for conn, req_id, specs, ids_only in batch:
@@ -152,8 +159,7 @@ class Requests:
                     conn.fail(req_id, "internal", f"the tasks could not be made durable: "
                                                   f"{error}")
 
-        self.pool.after_sync(acknowledge)
-        self.pool.tasks_enqueued(records)
+        return acknowledge
 
     # -- reads -------------------------------------------------------------------
 

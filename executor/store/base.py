@@ -101,6 +101,22 @@ class Store(Protocol):
         """
         ...
 
+    def enqueue_and_claim(self, tasks: Sequence[NewTask], now: float, n: int, owner: str,
+                          lease_s: float) -> tuple[list[TaskRecord], list[TaskRecord]]:
+        """``enqueue(tasks, now, sync=False)``, claiming up to ``n`` of the tasks
+        it inserts in the same write: those go in already ``running``, as
+        ``claim`` would leave them, so they are written once instead of twice.
+
+        Claimed are inserted tasks that are due (``not_before <= now``) and
+        not behind an earlier unfinished task of their group (in the store or
+        in ``tasks``); by priority, then input order. The caller promises that
+        no stored task is due (the store does not look), else those would
+        be overtaken. Returns ``enqueue``'s records (the claimed ones as they
+        were before the claim: ``pending``) and the claimed records, as
+        ``claim`` returns them.
+        """
+        ...
+
     def claim(self, n: int, now: float, owner: str, lease_s: float) -> list[TaskRecord]:
         """Move up to ``n`` due tasks to ``running`` under a lease and return them.
 
@@ -172,8 +188,12 @@ class Store(Protocol):
 
     def batch(self) -> AbstractContextManager[None]:
         """Group the write calls made inside into one transaction, committed on
-        exit (all or nothing). The pool wraps each loop turn's outcomes and
-        claims in one batch."""
+        exit; an exception leaving the block rolls everything back. Each call
+        inside is still all or nothing on its own: one that raises leaves no
+        trace, and the batch may go on. Only NORMAL-sync writes (``enqueue``
+        with ``sync=False``, not ``cancel``): the caller ``sync()``s after the
+        block before it acknowledges anything. The pool wraps each loop turn's
+        submissions, outcomes and claims in one batch."""
         ...
 
     def close(self) -> None:

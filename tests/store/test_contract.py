@@ -25,6 +25,7 @@ from executor.store import (
     StoreError,
     open_store,
 )
+from executor.store.sqlite import SCHEMA_VERSION
 
 T0 = 1_700_000_000.0  # a fixed "now"; stores never read the clock themselves
 LEASE_S = 30.0
@@ -194,6 +195,60 @@ def test_group_waits_while_the_earlier_task_is_retrying(store: Store) -> None:
     assert claim_ids(store, now=T0 + 10) == [first.id]
     store.finish([ok(first.id)])
     assert claim_ids(store, now=T0 + 11) == [second.id]
+
+
+# -- enqueue_and_claim ----------------------------------------------------------------------
+
+def test_enqueue_and_claim_claims_by_priority_and_answers_as_enqueue(store: Store) -> None:
+    records, started = store.enqueue_and_claim([new(priority=p) for p in (0, 5, 0, 9)], T0, 2,
+                                               OWNER, LEASE_S)
+    ids = [r.id for r in records]
+    assert [r.status for r in records] == ["pending"] * 4  # as enqueue answers
+    assert [r.id for r in started] == [ids[3], ids[1]]
+    for rec in started:
+        assert rec.status == "running" and rec.attempts == 1 and rec.started_at == T0
+        assert rec.lease_owner == OWNER and rec.lease_expires_at == T0 + LEASE_S
+        assert store.get(rec.id) == rec
+    assert store.counts()["running"] == 2 and store.counts()["pending"] == 2
+    assert claim_ids(store) == [ids[0], ids[2]]  # the rest wait, in order
+
+
+def test_enqueue_and_claim_takes_only_what_claim_could(store: Store) -> None:
+    waiting = store.enqueue([new(group_id="old", seq=0)], T0)[0]
+    batch = [new(not_before=T0 + 5), new(group_id="g", seq=1), new(group_id="g", seq=0),
+             new(group_id="old", seq=1), new(idempotency_key="k")]
+    store.enqueue([new(idempotency_key="k")], T0)
+    records, started = store.enqueue_and_claim(batch, T0, 10, OWNER, LEASE_S)
+    # not due; behind seq 0 of its group; its group's head; behind a stored
+    # unfinished member; a known key (the stored record, never claimed twice)
+    assert [r.id for r in started] == [records[2].id]
+    assert claim_ids(store, now=T0 + 5) == [waiting.id, records[4].id, records[0].id]
+    store.finish([ok(records[2].id)])
+    assert claim_ids(store, now=T0 + 5) == [records[1].id]
+
+
+def test_enqueue_and_claim_tasks_finish_and_recover_like_claimed_ones(store: Store) -> None:
+    (first, second), started = store.enqueue_and_claim([new(), new()], T0, 2, OWNER, LEASE_S)
+    assert len(started) == 2
+    assert [r.id for r in store.finish([ok(first.id)])] == [first.id]
+    assert [r.id for r in store.recover(T0, OWNER)] == [second.id]
+    assert store.get(second.id).status == "pending"  # type: ignore[union-attr]
+    assert claim_ids(store) == [second.id]
+
+
+def test_a_failed_call_in_a_batch_leaves_no_trace_and_the_batch_goes_on(
+        store: Store) -> None:
+    kept = store.enqueue([new()], T0)[0]
+    with store.batch():
+        claimed = store.claim(1, T0, OWNER, LEASE_S)
+        with pytest.raises(StoreError):
+            store.enqueue([new(idempotency_key="x"), new(max_retries=-1)], T0, sync=False)
+        added = store.enqueue([new(idempotency_key="x")], T0, sync=False)
+        with pytest.raises(StoreError, match="batch"):
+            store.cancel(added[0].id, "api", T0)  # power-safe: not inside a batch
+    assert [r.id for r in claimed] == [kept.id]
+    assert store.get(kept.id).status == "running"  # type: ignore[union-attr]
+    assert store.counts()["pending"] == 1 and store.get(added[0].id) is not None
 
 
 # -- finish, renew --------------------------------------------------------------------------
@@ -561,8 +616,43 @@ def test_sqlite_file_is_wal_with_full_sync_and_a_schema_version(tmp_path: Path) 
         assert store._conn.execute("PRAGMA synchronous").fetchone()[0] == 1
         db = sqlite3.connect(path)
         assert db.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
-        assert db.execute("PRAGMA user_version").fetchone()[0] == 1
+        assert db.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION == 2
         db.close()
+    finally:
+        store.close()
+
+
+_SCHEMA_1_INDEXES = (
+    "DROP INDEX tasks_running", "DROP INDEX tasks_waiting",
+    "CREATE INDEX tasks_waiting ON tasks (priority DESC, seqno, not_before, group_id, seq)"
+    " WHERE status IN ('pending', 'retrying')",
+    "CREATE INDEX tasks_unfinished ON tasks (status, seqno)"
+    " WHERE status IN ('pending', 'running', 'retrying')",
+    "PRAGMA user_version = 1",
+)
+
+
+def test_sqlite_upgrades_a_version_1_file_keeping_its_tasks(tmp_path: Path) -> None:
+    path = str(tmp_path / "tasks.db")
+    store = SQLiteStore(path)
+    pending = store.enqueue([new(), new()], 1.0)
+    running = store.claim(1, 2.0, "me", 10.0)
+    store.close()
+    db = sqlite3.connect(path, isolation_level=None)
+    for statement in _SCHEMA_1_INDEXES:  # what version 1 wrote
+        db.execute(statement)
+    db.close()
+    store = SQLiteStore(path)
+    try:
+        db = sqlite3.connect(path)
+        assert db.execute("PRAGMA user_version").fetchone()[0] == 2
+        indexes = {name for (name,) in db.execute(
+            "SELECT name FROM sqlite_master WHERE type = 'index'")}
+        db.close()
+        assert "tasks_unfinished" not in indexes and "tasks_running" in indexes
+        assert store.counts()["pending"] == 1 and store.counts()["running"] == 1
+        assert [r.id for r in store.claim(5, 3.0, "me", 10.0)] == [pending[1].id]
+        assert {r.id for r in store.recover(0.0, "me")} == {running[0].id, pending[1].id}
     finally:
         store.close()
 
