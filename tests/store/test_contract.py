@@ -622,37 +622,67 @@ def test_sqlite_file_is_wal_with_full_sync_and_a_schema_version(tmp_path: Path) 
         store.close()
 
 
-_SCHEMA_1_INDEXES = (
-    "DROP INDEX tasks_running", "DROP INDEX tasks_waiting",
+_SCHEMA_1 = (  # what offload wrote before schema 2
+    """CREATE TABLE tasks (seqno INTEGER PRIMARY KEY, id TEXT NOT NULL,
+    kind TEXT NOT NULL CHECK (kind <> ''), status TEXT NOT NULL CHECK (status IN
+    ('pending', 'running', 'retrying', 'succeeded', 'failed', 'cancelled')),
+    attempts INTEGER NOT NULL CHECK (attempts >= 0),
+    max_retries INTEGER NOT NULL CHECK (max_retries >= 0),
+    timeout_s REAL NOT NULL CHECK (timeout_s > 0), priority INTEGER NOT NULL,
+    not_before REAL NOT NULL, created_at REAL NOT NULL, payload BLOB NOT NULL,
+    group_id TEXT, seq INTEGER NOT NULL, idempotency_key TEXT, ref TEXT, started_at REAL,
+    finished_at REAL, result BLOB, error TEXT, progress TEXT, cancelled_by TEXT,
+    lease_owner TEXT, lease_expires_at REAL)""",
+    "CREATE UNIQUE INDEX tasks_id ON tasks (id)",
+    "CREATE UNIQUE INDEX tasks_idempotency ON tasks (idempotency_key)"
+    " WHERE idempotency_key IS NOT NULL",
     "CREATE INDEX tasks_waiting ON tasks (priority DESC, seqno, not_before, group_id, seq)"
     " WHERE status IN ('pending', 'retrying')",
+    "CREATE INDEX tasks_due ON tasks (not_before) WHERE status IN ('pending', 'retrying')",
+    "CREATE INDEX tasks_group ON tasks (group_id, seq)"
+    " WHERE group_id IS NOT NULL AND status IN ('pending', 'running', 'retrying')",
     "CREATE INDEX tasks_unfinished ON tasks (status, seqno)"
     " WHERE status IN ('pending', 'running', 'retrying')",
+    "CREATE INDEX tasks_finished ON tasks (finished_at)"
+    " WHERE status IN ('succeeded', 'failed', 'cancelled')",
     "PRAGMA user_version = 1",
 )
 
 
 def test_sqlite_upgrades_a_version_1_file_keeping_its_tasks(tmp_path: Path) -> None:
     path = str(tmp_path / "tasks.db")
-    store = SQLiteStore(path)
-    pending = store.enqueue([new(), new()], 1.0)
-    running = store.claim(1, 2.0, "me", 10.0)
-    store.close()
     db = sqlite3.connect(path, isolation_level=None)
-    for statement in _SCHEMA_1_INDEXES:  # what version 1 wrote
+    for statement in _SCHEMA_1:
         db.execute(statement)
+    for seqno, (task_id, status, group, key) in enumerate(
+            [("a", "succeeded", None, None), ("b", "running", "g", None),
+             ("c", "pending", "g", "key-c"), ("d", "pending", None, None)], start=7):
+        db.execute("INSERT INTO tasks (seqno, id, kind, status, attempts, max_retries,"
+                   " timeout_s, priority, not_before, created_at, payload, group_id, seq,"
+                   " idempotency_key, lease_owner, lease_expires_at, finished_at)"
+                   " VALUES (?, ?, 'job', ?, 0, 2, 10.0, 0, ?, ?, x'90', ?, ?, ?, ?, ?, ?)",
+                   (seqno, task_id, status, T0, T0, group, seqno, key,
+                    OWNER if status == "running" else None,
+                    T0 + LEASE_S if status == "running" else None,
+                    T0 if status == "succeeded" else None))
     db.close()
     store = SQLiteStore(path)
     try:
         db = sqlite3.connect(path)
         assert db.execute("PRAGMA user_version").fetchone()[0] == 2
         indexes = {name for (name,) in db.execute(
-            "SELECT name FROM sqlite_master WHERE type = 'index'")}
+            "SELECT name FROM sqlite_master WHERE type = 'index' AND sql IS NOT NULL")}
         db.close()
-        assert "tasks_unfinished" not in indexes and "tasks_running" in indexes
-        assert store.counts()["pending"] == 1 and store.counts()["running"] == 1
-        assert [r.id for r in store.claim(5, 3.0, "me", 10.0)] == [pending[1].id]
-        assert {r.id for r in store.recover(0.0, "me")} == {running[0].id, pending[1].id}
+        assert indexes == {"tasks_id", "tasks_idempotency", "tasks_waiting", "tasks_due",
+                           "tasks_group", "tasks_running", "tasks_finished"}
+        assert store.counts() == {**dict.fromkeys(STATUSES, 0), "succeeded": 1,
+                                  "running": 1, "pending": 2}
+        assert [r.id for r in store.list(limit=10)[0]] == ["d", "c", "b", "a"]  # seqno kept
+        assert store.enqueue([new(idempotency_key="key-c")], T0)[0].id == "c"
+        assert claim_ids(store) == ["d"]  # c waits behind b, its group's running task
+        store.finish([ok("b")])
+        assert claim_ids(store) == ["c"]
+        assert store.purge(T0 + 1) == 1 and store.get("a") is None
     finally:
         store.close()
 
