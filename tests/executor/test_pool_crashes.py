@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import os
 import stat
+from pathlib import Path
 
 import pytest
 
@@ -46,6 +47,23 @@ def test_sync_and_async_tasks_return_results(pool: PoolHandle) -> None:
     assert rec["status"] == "succeeded"
     from executor.codec import decode_value
     assert decode_value(rec["result"]) == {"nested": [1, 2]}
+
+
+def test_async_tasks_share_a_loop_and_what_they_leave_running_is_cancelled(
+        pool: PoolHandle, tmp_path: Path) -> None:
+    from executor.codec import decode_value
+    mark = tmp_path / "left.txt"
+    pids = []
+    for _ in range(4):  # two executors: some executor runs two of them in a row
+        rec = pool.wait(pool.submit("async_leave_behind", str(mark)))
+        assert rec["status"] == "succeeded"
+        pids.append(decode_value(rec["result"]))
+        # cancelled when its task returned, as asyncio.run would, not left to
+        # run in the next task's turn of the loop
+        assert mark.read_text().count("cancelled") == len(pids)
+    assert len(set(pids)) < len(pids)
+    rec = pool.wait(pool.submit("async_echo", [3]))
+    assert rec["status"] == "succeeded" and decode_value(rec["result"]) == [3]
 
 
 def test_socket_is_private(pool: PoolHandle) -> None:

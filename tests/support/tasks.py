@@ -49,6 +49,23 @@ async def async_echo(value: object) -> object:
     return value
 
 
+@task(name="async_leave_behind", max_retries=0)
+async def async_leave_behind(path: str) -> int:
+    """Start a task it does not wait for (it records being cancelled in ``path``)
+    and return the executor's pid."""
+    async def left() -> None:
+        try:
+            await asyncio.sleep(60)
+        except asyncio.CancelledError:
+            with open(path, "a") as f:
+                f.write("cancelled\n")
+            raise
+
+    asyncio.get_running_loop().create_task(left())
+    await asyncio.sleep(0)
+    return os.getpid()
+
+
 @task(name="raise_value_error", max_retries=0)
 def raise_value_error(message: str = "boom") -> None:
     """Raise."""
