@@ -5,7 +5,8 @@ drives it with wrk (keep-alive connections, Lua script for the POST body),
 and prints accepted tasks/s, latency percentiles, and whether every accepted
 task is in the store. wrk comes from Debian: ``apt-get install wrk``.
 
-Usage: .venv/bin/python bench/http_bench.py [--seconds 10] [--connections 32]
+Usage: .venv/bin/python bench/http_bench.py [--seconds 10] [--connections 64[,256...]]
+                                            [--worker-class asgi]
 """
 
 from __future__ import annotations
@@ -53,45 +54,47 @@ def run_wrk(url: str, script: str, seconds: float, connections: int) -> dict[str
             "p50_ms": pcts.get("50", float("nan")), "p99_ms": pcts.get("99", float("nan"))}
 
 
-def bench(worker_class: str, seconds: float, connections: int) -> None:
+def bench(worker_class: str, seconds: float, connections: list[int]) -> None:
     env = Env(Path(tempfile.mkdtemp(prefix="offload-httpbench-")), worker_class=worker_class,
               workers=2, executors=2, log_level="warning")
     server = ServerHandle(env)
     try:
         base = server.http("GET", "/queue/stats")[1]["counts"]
         stored_before = sum(base.values())
+        accepted = 0
+
         def drain() -> float:
             t0 = time.time()
             wait_for(lambda: server.http("GET", "/queue/stats")[1]["queue_depth"] == 0, 600)
             return time.time() - t0
 
-        cpu_before = snapshot(server)
-        single = run_wrk(env.url + "/tasks", lua(SINGLE, "/tasks"), seconds, connections)
-        cpu = per_unit(cpu_before, snapshot(server), int(single["requests"]))
-        print(f"[{worker_class}] POST /tasks: {single['rps']:,.0f} accepted/s "
-              f"(p50 {single['p50_ms']:.2f} ms, p99 {single['p99_ms']:.2f} ms, "
-              f"non-202: {single['errors']}); executors drained the rest in {drain():.1f} s")
-        print(f"[{worker_class}]   {describe(cpu, 'request')}")
-        cpu_before = snapshot(server)
-        batch = run_wrk(env.url + "/tasks/batch", lua(BATCH, "/tasks/batch"), seconds,
-                        max(2, connections // 4))
-        cpu = per_unit(cpu_before, snapshot(server), int(batch["requests"]) * 100)
-        print(f"[{worker_class}] POST /tasks/batch (100/batch): "
-              f"{batch['rps'] * 100:,.0f} tasks/s accepted ({batch['rps']:,.0f} batches/s, "
-              f"p50 {batch['p50_ms']:.2f} ms, p99 {batch['p99_ms']:.2f} ms, "
-              f"non-202: {batch['errors']})")
-        print(f"[{worker_class}]   {describe(cpu, 'task')}")
-        accepted = (single["requests"] - single["errors"]) + (batch["requests"] -
-                                                              batch["errors"]) * 100
+        for c in connections:
+            cpu_before = snapshot(server)
+            single = run_wrk(env.url + "/tasks", lua(SINGLE, "/tasks"), seconds, c)
+            cpu = per_unit(cpu_before, snapshot(server), int(single["requests"]))
+            accepted += int(single["requests"] - single["errors"])
+            print(f"[{worker_class}] POST /tasks, {c} connections: {single['rps']:,.0f} "
+                  f"accepted/s (p50 {single['p50_ms']:.2f} ms, p99 {single['p99_ms']:.2f} ms, "
+                  f"non-202: {single['errors']}); executors drained the rest in "
+                  f"{drain():.1f} s")
+            print(f"[{worker_class}]   {describe(cpu, 'request')}", flush=True)
+        for c in connections:
+            cpu_before = snapshot(server)
+            batch = run_wrk(env.url + "/tasks/batch", lua(BATCH, "/tasks/batch"), seconds,
+                            max(2, c // 4))
+            cpu = per_unit(cpu_before, snapshot(server), int(batch["requests"]) * 100)
+            accepted += int(batch["requests"] - batch["errors"]) * 100
+            print(f"[{worker_class}] POST /tasks/batch (100/batch), {max(2, c // 4)} "
+                  f"connections: {batch['rps'] * 100:,.0f} tasks/s accepted "
+                  f"({batch['rps']:,.0f} batches/s, p50 {batch['p50_ms']:.2f} ms, "
+                  f"p99 {batch['p99_ms']:.2f} ms, non-202: {batch['errors']})")
+            print(f"[{worker_class}]   {describe(cpu, 'task')}", flush=True)
+            print(f"[{worker_class}] executors drained the batch backlog in {drain():.1f} s")
 
-        def stored() -> int:
-            counts = server.http("GET", "/queue/stats")[1]["counts"]
-            return int(sum(counts.values())) - stored_before
-
-        n = stored()
+        counts = server.http("GET", "/queue/stats")[1]["counts"]
+        n = int(sum(counts.values())) - stored_before
         print(f"[{worker_class}] accepted {accepted:,} tasks, {n:,} in the store "
               f"({'every accepted task stored' if n >= accepted else 'MISSING TASKS'})")
-        print(f"[{worker_class}] executors drained the batch backlog in {drain():.1f} s")
     finally:
         server.stop()
 
@@ -99,14 +102,16 @@ def bench(worker_class: str, seconds: float, connections: int) -> None:
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--seconds", type=int, default=10)
-    parser.add_argument("--connections", type=int, default=32)
+    parser.add_argument("--connections", default="64",
+                        help="wrk connections for POST /tasks, comma-separated for a sweep"
+                             " (a quarter of each for POST /tasks/batch); default 64")
     parser.add_argument("--worker-class", action="append",
                         help="default: uvicorn_worker.UvicornWorker and asgi")
     opts = parser.parse_args()
     if shutil.which("wrk") is None:
         sys.exit("wrk is not installed: apt-get install wrk")
     for wc in opts.worker_class or ["uvicorn_worker.UvicornWorker", "asgi"]:
-        bench(wc, opts.seconds, opts.connections)
+        bench(wc, opts.seconds, [int(c) for c in opts.connections.split(",")])
 
 
 if __name__ == "__main__":
