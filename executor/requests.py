@@ -244,6 +244,8 @@ class Requests:
             self.pool.fleet.cancel_running(rec.id, by)
         self.pool.metrics.task_finished(after.kind, "cancelled")
         self.task_finished(after)
+        if after.group_id is not None:
+            self.pool.note_due(time.time())  # the next call of its group may run now
         return record_to_wire(after)
 
     def op_stats(self, conn: ClientConn, req_id: int, args: dict[str, Any]) -> object:

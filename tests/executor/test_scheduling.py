@@ -117,6 +117,19 @@ def test_cancel_pending_task_behind_a_busy_executor(make_pool: Callable[..., Poo
     assert pool.wait(blocker)["status"] == "succeeded"  # the running task was not disturbed
 
 
+def test_cancelling_a_waiting_group_head_lets_the_next_call_run_at_once(
+        pool: PoolHandle) -> None:
+    head, second = (t["id"] for t in pool.call("submit", {"tasks": [
+        {"kind": "record", "payload": encode_call(["order.log", "head"], {}),
+         "group_id": "g", "seq": 0, "not_before": time.time() + 60},
+        {"kind": "record", "payload": encode_call(["order.log", "second"], {}),
+         "group_id": "g", "seq": 1}]})["tasks"])
+    assert pool.call("cancel", {"id": head})["status"] == "cancelled"
+    # at once, not at the head's not_before a minute away
+    assert pool.wait(second, timeout_s=10)["status"] == "succeeded"
+    assert pool.env.trace("order.log") == ["second"]
+
+
 def test_cancel_retrying_task(pool: PoolHandle) -> None:
     task_id = pool.submit("flaky_slow", "slow.log", 2)
     waiting = wait_status(pool, task_id, "retrying")
