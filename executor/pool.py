@@ -35,7 +35,7 @@ from executor.fleet import STATUS_WAIT_S, Fleet
 from executor.listener import listen
 from executor.requests import Requests
 from executor.retry import RetryPolicy, should_retry
-from executor.slots import Inflight
+from executor.slots import Inflight, Slot
 from executor.store import NewTask, Outcome, Store, TaskRecord, open_store
 from metrics import PoolMetrics
 
@@ -303,8 +303,7 @@ class Pool:
         if capacity:
             records, started = self.store.enqueue_and_claim(tasks, now, capacity, self.owner,
                                                             LEASE_S)
-            for rec in self.fleet.hand_out(room, started):  # none: at most ``capacity``
-                self.store.reschedule(rec.id, rec.not_before, error=None, count_attempt=False)
+            self._hand_out(room, started)
         else:
             records, started = self.store.enqueue(tasks, now, sync=False), []
         if len(started) < len(records):
@@ -328,7 +327,11 @@ class Pool:
             if next_due != self._next_due:
                 self._next_due = next_due
                 self._arm_due_timer()
-        for rec in self.fleet.hand_out(room, claimed):  # leftovers (should not happen)
+        self._hand_out(room, claimed)
+
+    def _hand_out(self, room: list[tuple[Slot, int]], claimed: list[TaskRecord]) -> None:
+        """Write claimed tasks to the executors in ``room`` (no more than fit)."""
+        for rec in self.fleet.hand_out(room, claimed):  # leftovers: should not happen
             self.store.reschedule(rec.id, rec.not_before, error=None, count_attempt=False)
 
     async def _tick_forever(self) -> None:

@@ -108,9 +108,11 @@ class Requests:
             # Refused here: the store cannot hold NaN, and a failed enqueue
             # fails every submission committed in the same loop turn.
             raise _bad(i, ".not_before", "must be a time in seconds since the epoch")
+        seq = get("seq") or 0
+        if type(seq) is not int or seq < 0:
+            raise _bad(i, ".seq", "must be an integer >= 0")
         return NewTask(kind, payload, max_retries, float(timeout_s), priority,
-                       float(not_before), get("group_id"), int(get("seq") or 0),
-                       get("idempotency_key"), ref)
+                       float(not_before), get("group_id"), seq, get("idempotency_key"), ref)
 
     def op_submit(self, conn: ClientConn, req_id: int, args: dict[str, Any]) -> object:
         tasks = args.get("tasks")

@@ -41,7 +41,7 @@ class NewTask:
     priority: int = 0
     not_before: float = 0.0  # seconds since the epoch; 0 = now
     group_id: str | None = None  # calls of one BackgroundTasks run in seq order
-    seq: int = 0
+    seq: int = 0  # >= 0 (a store refuses a negative one)
     idempotency_key: str | None = None
     ref: str | None = None  # "module:qualname" for BackgroundTasks functions not @task-registered
 

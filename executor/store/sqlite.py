@@ -64,7 +64,7 @@ _TABLE = f"""CREATE TABLE tasks (
     created_at REAL NOT NULL,
     payload BLOB NOT NULL,
     group_id TEXT,
-    seq INTEGER NOT NULL,
+    seq INTEGER NOT NULL CHECK (seq >= 0),
     idempotency_key TEXT,
     ref TEXT,
     started_at REAL,
@@ -94,22 +94,24 @@ _INDEXES = (
     f"CREATE INDEX tasks_finished ON tasks (finished_at) WHERE {_ENDED}",
 )
 _SCHEMA = (_TABLE, *_INDEXES)
-# Version 1 had IN-list conditions and a (status, seqno) index of unfinished
-# tasks that every step of a task rewrote. A CHECK cannot be altered: the
-# table is rebuilt (its rows and seqnos kept) under the new definition.
-_MIGRATE_1_TO_2 = (
-    _TABLE.replace("CREATE TABLE tasks", "CREATE TABLE tasks_2"),
-    "INSERT INTO tasks_2 SELECT * FROM tasks",
-    "DROP TABLE tasks",
-    "ALTER TABLE tasks_2 RENAME TO tasks",
-    *_INDEXES,
-)
-
 _COLUMNS = ("id, kind, status, attempts, max_retries, timeout_s, priority, not_before,"
             " created_at, payload, group_id, seq, idempotency_key, ref, started_at,"
             " finished_at, result, error, progress, cancelled_by, lease_owner,"
             " lease_expires_at")
 _COLUMNS_NO_PAYLOAD = _COLUMNS.replace("payload", "x''")  # an empty blob in its place
+# Version 1 had IN-list conditions and a (status, seqno) index of unfinished
+# tasks that every step of a task rewrote. A CHECK cannot be altered: the
+# table is rebuilt (its rows and seqnos kept) under the new definition.
+_MIGRATE_1_TO_2 = (
+    _TABLE.replace("CREATE TABLE tasks", "CREATE TABLE tasks_2"),
+    # version 1 let a seq be negative (nothing offload sends): now 0
+    f"INSERT INTO tasks_2 (seqno, {_COLUMNS}) SELECT seqno,"
+    f" {_COLUMNS.replace(', seq,', ', max(seq, 0),')} FROM tasks",
+    "DROP TABLE tasks",
+    "ALTER TABLE tasks_2 RENAME TO tasks",
+    *_INDEXES,
+)
+
 _INSERT = ("INSERT INTO tasks (id, kind, status, attempts, max_retries, timeout_s, priority,"
            " not_before, created_at, payload, group_id, seq, idempotency_key, ref,"
            " started_at, lease_owner, lease_expires_at)"
@@ -335,7 +337,8 @@ class SQLiteStore:
                     by_key[t.idempotency_key] = record
                 fresh.append(len(out))
                 out.append(record)
-            claimed = self._pick(db, [out[i] for i in fresh], now, n) if n > 0 else set()
+            picked = self._pick(db, [out[i] for i in fresh], now, n) if n > 0 else []
+            claimed = {r.id for r in picked}
             expires = now + lease_s
             rows = []
             for i in fresh:
@@ -347,15 +350,15 @@ class SQLiteStore:
                              now if run else None, owner if run else None,
                              expires if run else None))
             db.executemany(_INSERT, rows)
-        started = [replace(out[i], status="running", attempts=1, started_at=now,
-                           lease_owner=owner, lease_expires_at=expires)
-                   for i in fresh if out[i].id in claimed]
-        started.sort(key=lambda r: -r.priority)  # stable: input order within a priority
-        return out, started
+        return out, [replace(r, status="running", attempts=1, started_at=now,
+                             lease_owner=owner, lease_expires_at=expires) for r in picked]
 
     @staticmethod
-    def _pick(db: sqlite3.Connection, new: list[TaskRecord], now: float, n: int) -> set[str]:
-        """Ids of up to ``n`` of the ``new`` records that ``claim`` could take now."""
+    def _pick(db: sqlite3.Connection, new: list[TaskRecord], now: float, n: int
+              ) -> list[TaskRecord]:
+        """Up to ``n`` of the ``new`` records that ``claim`` could take now, in
+        claim order. A group's seq 0 needs no look at the store: seqs are
+        never negative, so nothing unfinished can come before it."""
         first_seq: dict[str, int] = {}  # the lowest seq of each group among ``new``
         for r in new:
             if r.group_id is not None and r.seq < first_seq.get(r.group_id, r.seq + 1):
@@ -364,15 +367,15 @@ class SQLiteStore:
         for r in new:
             if r.not_before > now:
                 continue
-            if r.group_id is not None and (r.seq != first_seq[r.group_id] or db.execute(
-                    "SELECT 1 FROM tasks INDEXED BY tasks_group WHERE group_id = ?"
-                    f" AND seq < ? AND {_UNFINISHED} LIMIT 1",
-                    (r.group_id, r.seq)).fetchone() is not None):
+            if r.group_id is not None and (r.seq != first_seq[r.group_id] or (
+                    r.seq > 0 and db.execute(
+                        "SELECT 1 FROM tasks INDEXED BY tasks_group WHERE group_id = ?"
+                        f" AND seq < ? AND {_UNFINISHED} LIMIT 1",
+                        (r.group_id, r.seq)).fetchone() is not None)):
                 continue
             due.append(r)
-        if len(due) > n:
-            due.sort(key=lambda r: -r.priority)  # stable: input order within a priority
-        return {r.id for r in due[:n]}
+        due.sort(key=lambda r: -r.priority)  # stable: input order within a priority
+        return due[:n]
 
     def claim(self, n: int, now: float, owner: str, lease_s: float) -> list[TaskRecord]:
         """Move up to ``n`` due tasks to ``running`` under ``owner``'s lease until

@@ -43,6 +43,13 @@ def test_unusable_not_before_is_refused(pool: PoolHandle) -> None:
     assert pool.wait(pool.submit("noop"))["status"] == "succeeded"
 
 
+def test_unusable_group_seq_is_refused(pool: PoolHandle) -> None:
+    for bad in (-1, "1", 1.5, True):
+        spec = {"kind": "noop", "payload": encode_call([], {}), "group_id": "g", "seq": bad}
+        err = pool_error(pool, "submit", {"tasks": [spec]})
+        assert (err.code, err.field) == ("invalid", "tasks[0].seq"), bad
+
+
 # -- priorities ------------------------------------------------------------------
 
 

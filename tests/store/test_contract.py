@@ -98,6 +98,8 @@ def test_a_refused_task_leaves_nothing_of_its_batch(store: Store) -> None:
     batch = [new(), new(idempotency_key="kept-out"), new(max_retries=-1)]
     with pytest.raises(StoreError):
         store.enqueue(batch, T0)
+    with pytest.raises(StoreError):
+        store.enqueue([new(idempotency_key="kept-out"), new(group_id="g", seq=-1)], T0)
     assert store.counts() == dict.fromkeys(STATUSES, 0)
     # the key of the rolled-back batch is not taken
     assert store.enqueue([new(idempotency_key="kept-out")], T0)[0].status == "pending"
@@ -665,6 +667,10 @@ def test_sqlite_upgrades_a_version_1_file_keeping_its_tasks(tmp_path: Path) -> N
                     OWNER if status == "running" else None,
                     T0 + LEASE_S if status == "running" else None,
                     T0 if status == "succeeded" else None))
+    db.execute("INSERT INTO tasks (seqno, id, kind, status, attempts, max_retries, timeout_s,"
+               " priority, not_before, created_at, payload, group_id, seq)"
+               " VALUES (11, 'e', 'job', 'pending', 0, 2, 10.0, 0, ?, ?, x'90', 'h', -3)",
+               (T0, T0))  # version 1 took a negative seq
     db.close()
     store = SQLiteStore(path)
     try:
@@ -676,10 +682,11 @@ def test_sqlite_upgrades_a_version_1_file_keeping_its_tasks(tmp_path: Path) -> N
         assert indexes == {"tasks_id", "tasks_idempotency", "tasks_waiting", "tasks_due",
                            "tasks_group", "tasks_running", "tasks_finished"}
         assert store.counts() == {**dict.fromkeys(STATUSES, 0), "succeeded": 1,
-                                  "running": 1, "pending": 2}
-        assert [r.id for r in store.list(limit=10)[0]] == ["d", "c", "b", "a"]  # seqno kept
+                                  "running": 1, "pending": 3}
+        assert [r.id for r in store.list(limit=10)[0]] == ["e", "d", "c", "b", "a"]
+        assert store.get("e").seq == 0  # type: ignore[union-attr]
         assert store.enqueue([new(idempotency_key="key-c")], T0)[0].id == "c"
-        assert claim_ids(store) == ["d"]  # c waits behind b, its group's running task
+        assert claim_ids(store) == ["d", "e"]  # c waits behind b, its group's running task
         store.finish([ok("b")])
         assert claim_ids(store) == ["c"]
         assert store.purge(T0 + 1) == 1 and store.get("a") is None
