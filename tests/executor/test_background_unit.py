@@ -135,6 +135,20 @@ def test_arguments_that_do_not_fit_the_signature_are_refused() -> None:
     assert "unexpected keyword argument 'colour'" in refused(helper, 1, colour="red")
 
 
+def test_an_accepted_call_shape_does_not_let_another_through() -> None:
+    # The signature check remembers the shapes it accepted: each new shape is
+    # still checked, however many calls of other shapes came before.
+    tasks = BackgroundTasks()
+    for _ in range(3):
+        tasks.add_task(support_tasks.record, "trace", "v")
+    assert "missing a required argument" in refused(support_tasks.record, "trace")
+    assert "too many positional arguments" in refused(support_tasks.record, "t", "v", 1, 2)
+    tasks.add_task(support_tasks.record, "trace", value="v")
+    assert "unexpected keyword argument 'colour'" in refused(
+        support_tasks.record, "trace", "v", colour="red")
+    assert len(tasks) == 4
+
+
 def test_background_task_checks_when_made() -> None:
     with pytest.raises(TypeError, match="lambdas"):
         BackgroundTask(lambda: None)
