@@ -18,7 +18,7 @@ import builtins
 from collections.abc import Sequence
 from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
-from typing import Any, Literal, Protocol
+from typing import Any, Literal, NamedTuple, Protocol
 
 Status = Literal["pending", "running", "retrying", "succeeded", "failed", "cancelled"]
 STATUSES: tuple[Status, ...] = ("pending", "running", "retrying", "succeeded", "failed",
@@ -30,9 +30,11 @@ class StoreError(Exception):
     """The store cannot do what was asked (bad URL, corrupt file, illegal transition)."""
 
 
-@dataclass(frozen=True)
-class NewTask:
-    """A task as submitted, before the store gives it an id."""
+class NewTask(NamedTuple):
+    """A task as submitted, before the store gives it an id.
+
+    A named tuple, not a frozen dataclass: the pool makes one per submitted
+    task, and a frozen dataclass's ``__init__`` costs twice as much."""
 
     kind: str
     payload: bytes  # executor.codec.encode_call(args, kwargs)
@@ -75,9 +77,8 @@ class TaskRecord:
     extra: dict[str, Any] = field(default_factory=dict)
 
 
-@dataclass(frozen=True)
-class Outcome:
-    """How a running task ended, for ``Store.finish``."""
+class Outcome(NamedTuple):
+    """How a running task ended, for ``Store.finish`` (a named tuple, as NewTask)."""
 
     id: str
     status: Literal["succeeded", "failed"]
