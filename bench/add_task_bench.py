@@ -12,7 +12,10 @@ load (keep-alive connections), in the same run:
 
 Each is measured with a plain ``def`` no-op and an ``async def`` no-op. For
 offload it also waits until every submitted call has run and prints how long
-the executors needed after the load stopped (their backlog). wrk comes from
+the executors needed after the load stopped (their backlog); after an
+in-process route it waits until the HTTP workers are idle (a ``def`` call
+queues in Starlette's thread pool and would otherwise run during the next
+measurement) and prints how long that took. wrk comes from
 Debian: ``apt-get install wrk``.
 
 The summary gives, per connection count, the median of the rounds and the
@@ -38,7 +41,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from bench.cpu import describe, per_unit, snapshot
+from bench.cpu import describe, per_unit, snapshot, wait_quiet
 from tests.support.procs import Env, ServerHandle, wait_for
 
 VARIANTS = [("sync", "inprocess"), ("sync", "offload"), ("async", "inprocess"),
@@ -103,12 +106,17 @@ def main() -> None:
                          300, interval_s=0.2, what="every submitted call to run")
                 r["drain_s"] = time.monotonic() - stopped
                 r["ran"] = finished_count(server) - before
+            else:
+                # Starlette's calls left in its thread pool would run during
+                # the next measurement: wait until the workers are idle.
+                r["drain_s"] = wait_quiet(server)
             results[(c, fn, variant)].append(r)
             print(f"  {c:4} conn  {variant:9} {fn:5}  {r['rps']:8,.0f} req/s  "
                   f"p50 {r['p50_ms']:6.2f} ms"
                   f"  p99 {r['p99_ms']:6.2f} ms  non-2xx {r['non2xx']:.0f}"
                   + (f"  executors done {r['drain_s']:.1f} s after the load"
-                     if "drain_s" in r else "")
+                     if variant == "offload" else
+                     f"  workers idle {r['drain_s']:.1f} s after the load")
                   + f"\n            {describe(cpu, 'request')}", flush=True)
         counts = server.http("GET", "/queue/stats")[1]["counts"]
     finally:

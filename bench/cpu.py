@@ -11,6 +11,7 @@ and the kernel.
 from __future__ import annotations
 
 import os
+import time
 from pathlib import Path
 
 from tests.support.procs import ServerHandle, session_pids
@@ -70,6 +71,23 @@ def per_unit(before: dict[int | str, tuple[str, float]],
         spent[role] = spent.get(role, 0.0) + seconds - before.get(key, (role, 0.0))[1]
     return {role: s * 1e6 / max(1, units) for role, s in spent.items()
             if role in ("http", "pool", "executors", "machine")}
+
+
+def wait_quiet(server: ServerHandle, role: str = "http", window_s: float = 0.3,
+               max_busy: float = 0.05, timeout_s: float = 300.0) -> float:
+    """Wait until ``role``'s processes together use less than ``max_busy`` of a
+    core over ``window_s`` (work left behind by a load, such as Starlette's
+    background calls still queued in its thread pool, is done). Returns the
+    seconds waited; raises ``TimeoutError`` after ``timeout_s``."""
+    start = time.monotonic()
+    while True:
+        before = snapshot(server)
+        time.sleep(window_s)
+        busy = per_unit(before, snapshot(server), 1).get(role, 0.0) / 1e6 / window_s
+        if busy < max_busy:
+            return time.monotonic() - start - window_s
+        if time.monotonic() - start > timeout_s:
+            raise TimeoutError(f"{role} still {busy:.0%} busy after {timeout_s:g} s")
 
 
 def describe(costs: dict[str, float], unit: str) -> str:
