@@ -40,5 +40,6 @@ control_socket = os.path.join(run_dir_for(_settings), "gunicorn.ctl")
 on_starting = _sup.on_starting
 on_reload = _sup.on_reload
 post_fork = _sup.post_fork
+post_worker_init = _sup.post_worker_init
 when_ready = _sup.when_ready
 on_exit = _sup.on_exit
