@@ -49,7 +49,7 @@ import inspect
 import os
 import time
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, ParamSpec, Protocol
 
 from config.settings import Settings
@@ -87,7 +87,7 @@ class _Target:
     options: tuple[tuple[str, Any], ...]  # the @task options the pool cannot know otherwise
     # Call shapes (positional count, keyword names) ``signature`` accepted:
     # ``Signature.bind`` looks at nothing else, and costs ~3 us per call.
-    shapes: set[tuple[int, tuple[str, ...]]]
+    shapes: set[tuple[int, tuple[str, ...]]] = field(default_factory=set, compare=False)
 
 
 @dataclass(frozen=True, slots=True)
@@ -185,7 +185,7 @@ def _describe(fn: Callable[..., Any], owner: object) -> _Target:
                                              ("timeout_s", d.options.timeout_s))
                         if v is not None)
     return _Target(d.kind if d is not None else f"{module}.{qualname}", ref, names,
-                   signature, options, set())
+                   signature, options)
 
 
 def _prepare(fn: Callable[..., Any], args: Sequence[Any], kwargs: Mapping[str, Any]) -> _Call:
