@@ -14,7 +14,7 @@ import os
 import time
 from pathlib import Path
 
-from tests.support.procs import ServerHandle, session_pids
+from tests.support.procs import ServerHandle, session_pids, wait_for
 
 _TICK_S = 1.0 / os.sysconf("SC_CLK_TCK")
 
@@ -78,16 +78,15 @@ def wait_quiet(server: ServerHandle, role: str = "http", window_s: float = 0.3,
     """Wait until ``role``'s processes together use less than ``max_busy`` of a
     core over ``window_s`` (work left behind by a load, such as Starlette's
     background calls still queued in its thread pool, is done). Returns the
-    seconds waited; raises ``TimeoutError`` after ``timeout_s``."""
-    start = time.monotonic()
-    while True:
+    seconds waited."""
+    def quiet() -> bool:
         before = snapshot(server)
         time.sleep(window_s)
-        busy = per_unit(before, snapshot(server), 1).get(role, 0.0) / 1e6 / window_s
-        if busy < max_busy:
-            return time.monotonic() - start - window_s
-        if time.monotonic() - start > timeout_s:
-            raise TimeoutError(f"{role} still {busy:.0%} busy after {timeout_s:g} s")
+        return per_unit(before, snapshot(server), 1).get(role, 0.0) / 1e6 / window_s < max_busy
+
+    start = time.monotonic()
+    wait_for(quiet, timeout_s, interval_s=0, what=f"the {role} processes to go idle")
+    return time.monotonic() - start - window_s
 
 
 def describe(costs: dict[str, float], unit: str) -> str:

@@ -147,8 +147,8 @@ class FrameReader:
     def __init__(self, max_frame_bytes: int = DEFAULT_MAX_FRAME_BYTES) -> None:
         self.max_frame_bytes = max_frame_bytes
         self._buf = bytearray()
-        self._type: FrameType | None = None
-        self._need = HEADER_SIZE
+        self._type: FrameType | None = None  # set once a header is read ...
+        self._need = 0  # ... with its body's length
 
     def feed(self, data: bytes) -> Iterator[tuple[FrameType, dict[str, Any]]]:
         """Add ``data`` and yield every frame now complete, in order."""
@@ -176,7 +176,7 @@ class FrameReader:
                     break
                 body = bytes(buf[pos:pos + need])
                 pos += need
-                self._type, self._need = None, HEADER_SIZE
+                self._type = None
                 yield ftype, decode_body(body)
         finally:
             del buf[:pos]

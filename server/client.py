@@ -222,6 +222,18 @@ class _Endpoint:
         self.timeout_s = timeout_s
         self.long_poll_s = long_poll_s
 
+    def _next_poll(self, task_id: str, timeout_s: float, deadline: float,
+                   record: dict[str, Any] | None) -> _Req | None:
+        """``wait``'s loop, without its I/O: ``None`` once ``record`` (the
+        latest answer) is finished, else the next long poll; ``WaitTimeout``
+        past ``deadline``."""
+        if record is not None and record["status"] in FINISHED:
+            return None
+        remaining = deadline - time.monotonic()
+        if remaining <= 0:
+            raise WaitTimeout(task_id, timeout_s, record)
+        return _wait_req(task_id, min(remaining, self.long_poll_s), self.timeout_s)
+
 
 class Client(_Endpoint):
     """Synchronous client of the task API at ``base_url``; see the module docstring.
@@ -273,14 +285,10 @@ class Client(_Endpoint):
         """The record once the task has finished; ``WaitTimeout`` after ``timeout_s``."""
         deadline = time.monotonic() + timeout_s
         record: dict[str, Any] | None = None
-        while True:
-            remaining = deadline - time.monotonic()
-            if record is not None and record["status"] in FINISHED:
-                return record
-            if remaining <= 0:
-                raise WaitTimeout(task_id, timeout_s, record)
-            wait_s = min(remaining, self.long_poll_s)
-            record = self._send(_wait_req(task_id, wait_s, self.timeout_s))
+        while (req := self._next_poll(task_id, timeout_s, deadline, record)) is not None:
+            record = self._send(req)
+        assert record is not None
+        return record
 
     def cancel(self, task_id: str, *, force: bool = False) -> dict[str, Any]:
         """Cancel a pending task (a running one only with ``force``). Raises
@@ -347,14 +355,10 @@ class AsyncClient(_Endpoint):
         """The record once the task has finished; ``WaitTimeout`` after ``timeout_s``."""
         deadline = time.monotonic() + timeout_s
         record: dict[str, Any] | None = None
-        while True:
-            remaining = deadline - time.monotonic()
-            if record is not None and record["status"] in FINISHED:
-                return record
-            if remaining <= 0:
-                raise WaitTimeout(task_id, timeout_s, record)
-            wait_s = min(remaining, self.long_poll_s)
-            record = await self._send(_wait_req(task_id, wait_s, self.timeout_s))
+        while (req := self._next_poll(task_id, timeout_s, deadline, record)) is not None:
+            record = await self._send(req)
+        assert record is not None
+        return record
 
     async def cancel(self, task_id: str, *, force: bool = False) -> dict[str, Any]:
         """Cancel a pending task (a running one only with ``force``). Raises

@@ -2,12 +2,23 @@
 
 from __future__ import annotations
 
+import shutil
+import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
 from tests.support.procs import Env, PoolHandle, ServerHandle
+
+
+@pytest.fixture
+def run_dir() -> Iterator[str]:
+    """A directory for a socket: AF_UNIX paths are limited to ~107 bytes, and
+    pytest's tmp_path can be longer, so it is short and under /tmp."""
+    path = tempfile.mkdtemp(prefix="of-", dir="/tmp")
+    yield path
+    shutil.rmtree(path, ignore_errors=True)
 
 
 @pytest.fixture

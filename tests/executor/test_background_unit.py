@@ -7,8 +7,6 @@ import asyncio
 import dataclasses
 import functools
 import os
-import shutil
-import tempfile
 import types
 from collections.abc import Iterator
 from typing import Any
@@ -194,13 +192,6 @@ def test_starlette_and_offload_background_task_objects_are_accepted() -> None:
 # -- submitting ----------------------------------------------------------------
 
 @pytest.fixture
-def run_dir() -> Iterator[str]:
-    path = tempfile.mkdtemp(prefix="ofb-", dir="/tmp")
-    yield path
-    shutil.rmtree(path, ignore_errors=True)
-
-
-@pytest.fixture
 def fake(run_dir: str) -> Iterator[FakePool]:
     pool = FakePool(os.path.join(run_dir, "pool.sock")).start()
     # the fake pool knows kinds by name only
@@ -356,16 +347,22 @@ def run(coro: Any) -> Any:
     return asyncio.run(coro)
 
 
-def test_dependency_submits_even_when_the_route_returns_its_own_background(
-        fastapi_app: FastAPI, fake: FakePool) -> None:
+def post_and_drain(app: FastAPI, path: str) -> int:
+    """POST ``path`` to ``app`` in-process, then wait until its background
+    calls are handed off; the response's status."""
     async def go() -> int:
-        transport = httpx.ASGITransport(fastapi_app, raise_app_exceptions=False)
+        transport = httpx.ASGITransport(app, raise_app_exceptions=False)
         async with httpx.AsyncClient(transport=transport, base_url="http://t") as client:
-            status = (await client.post("/own-response")).status_code
+            status = (await client.post(path)).status_code
         await drain_background(5)
         return status
 
-    assert run(go()) == 200
+    return int(run(go()))
+
+
+def test_dependency_submits_even_when_the_route_returns_its_own_background(
+        fastapi_app: FastAPI, fake: FakePool) -> None:
+    assert post_and_drain(fastapi_app, "/own-response") == 200
     # after the response (and its own background task), the call was submitted
     assert [op for op, _ in fake.calls] == ["in-process", "submit"]
     assert fake.calls[1][1]["tasks"][0]["kind"] == "tests.support.webapps.step"
@@ -373,24 +370,11 @@ def test_dependency_submits_even_when_the_route_returns_its_own_background(
 
 def test_dependency_submits_when_the_responses_own_background_fails(
         fastapi_app: FastAPI, fake: FakePool) -> None:
-    async def go() -> None:
-        transport = httpx.ASGITransport(fastapi_app, raise_app_exceptions=False)
-        async with httpx.AsyncClient(transport=transport, base_url="http://t") as client:
-            await client.post("/failing-background")
-        await drain_background(5)
-
-    run(go())
+    post_and_drain(fastapi_app, "/failing-background")
     assert [op for op, _ in fake.calls] == ["submit"]
 
 
 def test_dependency_discards_the_calls_of_a_route_that_raises(
         fastapi_app: FastAPI, fake: FakePool) -> None:
-    async def go() -> int:
-        transport = httpx.ASGITransport(fastapi_app, raise_app_exceptions=False)
-        async with httpx.AsyncClient(transport=transport, base_url="http://t") as client:
-            status = (await client.post("/raises")).status_code
-        await drain_background(5)
-        return status
-
-    assert run(go()) == 409
+    assert post_and_drain(fastapi_app, "/raises") == 409
     assert fake.calls == []

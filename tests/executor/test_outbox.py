@@ -6,8 +6,6 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
-import shutil
-import tempfile
 from collections.abc import Iterator
 
 import pytest
@@ -28,13 +26,6 @@ def helper(x: int) -> int:
 
 def unknown_to_the_pool(x: int) -> int:
     return x
-
-
-@pytest.fixture
-def run_dir() -> Iterator[str]:
-    path = tempfile.mkdtemp(prefix="ofo-", dir="/tmp")  # short: a socket path lives here
-    yield path
-    shutil.rmtree(path, ignore_errors=True)
 
 
 @pytest.fixture

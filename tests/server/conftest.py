@@ -5,8 +5,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import os
-import shutil
-import tempfile
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from typing import Any
 
@@ -17,14 +15,6 @@ from config.settings import Settings
 from server import create_app
 from server.http import ASGIApp
 from tests.server.fakepool import FakePool
-
-
-@pytest.fixture
-def run_dir() -> Iterator[str]:
-    # AF_UNIX paths are limited to ~107 bytes: keep it short, under /tmp.
-    path = tempfile.mkdtemp(prefix="ofl-", dir="/tmp")
-    yield path
-    shutil.rmtree(path, ignore_errors=True)
 
 
 @pytest.fixture
