@@ -181,6 +181,30 @@ def test_pool_killed_is_back_and_nothing_accepted_is_lost(server: ServerHandle) 
         assert server.wait_task(task_id, 60)["status"] == "succeeded"
 
 
+def test_503_with_json_while_the_pool_is_down(server: ServerHandle) -> None:
+    # Hold the keeper so it cannot respawn the pool, then kill the pool: the
+    # HTTP workers must answer 503 with a JSON error, never hang or 202.
+    keeper = next(pid for pid in session_pids(server.pid)
+                  if b"executor.keeper" in Path(f"/proc/{pid}/cmdline").read_bytes())
+    pool = server.pool_pid()
+    assert pool is not None
+    os.kill(keeper, signal.SIGSTOP)
+    try:
+        os.kill(pool, signal.SIGKILL)
+        wait_for(lambda: not pid_alive(pool), 10, what="the pool to die")
+        for method, path, body in (("POST", "/tasks", {"kind": "noop"}),
+                                   ("GET", "/queue/stats", None), ("GET", "/readyz", None)):
+            status, err, headers = server.http(method, path, body)
+            assert status == 503, (path, status, err)
+            assert err["error"]["code"] == "pool_unavailable", err
+            assert headers["retry-after"] == "1"
+    finally:
+        os.kill(keeper, signal.SIGCONT)
+    wait_for(lambda: server.http("GET", "/readyz")[0] == 200, 30, what="the pool to be back")
+    status, rec, _ = server.http("POST", "/tasks", {"kind": "noop"})
+    assert status == 202 and server.wait_task(rec["id"])["status"] == "succeeded"
+
+
 def test_sigterm_to_master_leaves_no_process(env: Env) -> None:
     srv = ServerHandle(env)
     assert len(session_pids(srv.pid)) >= 6  # master, 2 workers, keeper, pool, template, executors
