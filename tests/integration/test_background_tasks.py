@@ -19,7 +19,15 @@ from typing import Any
 
 import pytest
 
-from tests.support.procs import Env, ServerHandle, running, wait_for
+from tests.support.procs import (
+    Env,
+    ServerHandle,
+    kill_session,
+    pid_alive,
+    running,
+    session_pids,
+    wait_for,
+)
 
 STEP = "tests.support.webapps.step"
 PREFIXES = ["/fa/steps", "/st/steps"]  # FastAPI (OffloadTasks) and Starlette (background=)
@@ -204,3 +212,44 @@ def test_calls_handed_off_while_the_pool_is_frozen_are_stored_as_the_worker_stop
         status, page, _ = server.http("GET", f"/tasks?kind={STEP}&limit=100")
     assert sorted(label for label, _ in lines) == ["call0", "call1", "call2", "call3"]
     assert status == 200 and len(page["tasks"]) == 4  # each stored once
+
+
+def test_stored_calls_survive_kill_9_of_every_process_and_run_in_order_after_a_restart(
+        tmp_path: Path) -> None:
+    """What Starlette's in-process tasks cannot do: a machine-wide crash (every
+    offload process SIGKILLed, the running call's executor included) loses no
+    call that was stored; after a restart on the same store the interrupted
+    call runs again, its lost attempt counted, and its group's order holds."""
+    env = Env(tmp_path, app="tests.support.webapps:fastapi_app", workers=1, executors=1,
+              task_modules=["tests.support.tasks", "tests.support.webapps"])
+    trace, release = new_trace(), tmp_path / "release"
+    with running(lambda: ServerHandle(env)) as server:
+        ids = post(server, "/fa/steps/explicit", {"steps": [
+            ["blocked", trace, "a", str(release)], ["step", trace, "b"],
+            ["step", trace, "c"]]})["ids"]
+        post(server, "/st/steps", {"steps": [["async_step", trace, "d"]]})  # fire and forget
+        trace_lines(server, trace, 1)  # "a-start": the first call is running
+        # d was stored by the worker's outbox (nothing waited for it): it is
+        # listed, and pending behind a in the single executor.
+        wait_for(lambda: server.http("GET", "/tasks?kind=tests.support.webapps.async_step"
+                                     )[1]["tasks"], 30, what="the fire-and-forget call stored")
+        assert record(server, ids[0])["status"] == "running"
+        processes = session_pids(server.pid)
+        assert len(processes) >= 6  # master, worker, keeper, pool, template, executor
+        kill_session(server.pid)
+        wait_for(lambda: not any(pid_alive(pid) for pid in processes), 30,
+                 what="every offload process to die")
+    release.touch()
+    with running(lambda: ServerHandle(env)) as server:
+        lines = trace_lines(server, trace, 6)
+        first = [server.wait_task(task_id) for task_id in ids]
+        status, page, _ = server.http("GET", "/tasks?kind=tests.support.webapps.async_step")
+    labels = [label for label, _ in lines]
+    assert [label for label in labels if label != "d"] == ["a-start", "a-start", "a-end", "b",
+                                                          "c"]
+    assert "d" in labels and status == 200 and len(page["tasks"]) == 1
+    assert page["tasks"][0]["status"] == "succeeded"
+    assert [rec["status"] for rec in first] == ["succeeded"] * 3
+    assert first[0]["attempts"] == 2  # the attempt the crash interrupted counts
+    assert first[1]["started_at"] >= first[0]["finished_at"]
+    assert first[2]["started_at"] >= first[1]["finished_at"]
