@@ -13,6 +13,7 @@ the value and what is accepted.
 from __future__ import annotations
 
 import dataclasses
+import math
 import os
 import tomllib
 from collections.abc import Mapping
@@ -155,6 +156,8 @@ def _coerce(f: dataclasses.Field[Any], value: Any, from_env: bool) -> Any:
         if isinstance(value, bool) or not isinstance(value, (int, float)):
             raise ValueError
         value = float(value)
+        if not math.isfinite(value):  # nan passes every comparison below
+            raise ValueError
     elif kind == "str" and not isinstance(value, str):
         raise ValueError
     meta = f.metadata
@@ -168,10 +171,9 @@ def _coerce(f: dataclasses.Field[Any], value: Any, from_env: bool) -> Any:
 
 
 def _validate_store_url(url: str, where: str) -> None:
+    """``where`` names the value's origin: ``"<file>: key 'store_url'"`` or the variable."""
     if not url.startswith("sqlite:///") or len(url) == len("sqlite:///"):
-        raise ConfigError(
-            f"{where}: key 'store_url' has value {url!r}; accepted: sqlite:///path/to/file.db"
-        )
+        raise ConfigError(f"{where} has value {url!r}; accepted: sqlite:///path/to/file.db")
 
 
 def load_settings(
@@ -186,6 +188,7 @@ def load_settings(
     explicit = path is not None or "OFFLOAD_CONFIG" in env
     cfg_path = Path(path if path is not None else env.get("OFFLOAD_CONFIG", DEFAULT_CONFIG_PATH))
     values: dict[str, Any] = {}
+    store_url_from = f"{cfg_path}: key 'store_url'"
     if cfg_path.is_file():
         try:
             raw = tomllib.loads(cfg_path.read_text())
@@ -210,13 +213,15 @@ def load_settings(
         if var in env:
             try:
                 values[name] = _coerce(f, env[var], from_env=True)
+                if name == "store_url":
+                    store_url_from = f"environment variable {var} (key 'store_url')"
             except ValueError:
                 raise ConfigError(
                     f"environment variable {var} (key {name!r}) has value {env[var]!r}; "
                     f"accepted: {_accepted(f)}"
                 ) from None
     settings = Settings(**values)
-    _validate_store_url(settings.store_url, str(cfg_path))
+    _validate_store_url(settings.store_url, store_url_from)
     return settings
 
 

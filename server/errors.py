@@ -54,17 +54,20 @@ def from_pool_error(exc: PoolError, field_prefix: str | None = None) -> ApiError
     """Translate the pool's refusal into an HTTP error.
 
     ``field_prefix`` (e.g. ``"tasks[0]."``) is stripped from the pool's field
-    name, so a single ``POST /tasks`` reports ``kind`` rather than ``tasks[0].kind``.
+    name and from the start of its message, so a single ``POST /tasks``
+    reports ``kind`` rather than ``tasks[0].kind``.
     """
     status = _POOL_STATUS.get(exc.code, 500)
-    field = exc.field
+    field, message = exc.field, exc.message
     if field is not None and field_prefix and field.startswith(field_prefix):
         field = field[len(field_prefix):]
+        if message.startswith(field_prefix):
+            message = message[len(field_prefix):]
     if status == 500:
         # The pool's internal message may describe its internals: keep it out.
         return ApiError(500, "internal", "the task pool failed to answer the request; "
                         "see the server log", None)
-    return ApiError(status, exc.code, exc.message, field)
+    return ApiError(status, exc.code, message, field)
 
 
 def from_pool_unavailable(exc: PoolUnavailable) -> ApiError:

@@ -542,7 +542,10 @@ class SQLiteStore:
         where: list[str] = ["1"]
         params: list[Any] = []
         if cursor is not None:
-            if not (cursor.isascii() and cursor.isdigit()):
+            # A seqno is a 64-bit rowid: a longer number cannot be one (and SQLite
+            # would refuse to bind it).
+            if not (cursor.isascii() and cursor.isdigit() and len(cursor) <= 19
+                    and int(cursor) < 2**63):
                 raise StoreError(f"invalid cursor {cursor!r}: pass the cursor returned "
                                  "with the previous page, or none for the first page")
             where.append("seqno < ?")

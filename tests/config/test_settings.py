@@ -62,9 +62,24 @@ def test_bad_environment_value_names_the_variable(tmp_path: Path) -> None:
         load_settings(write(tmp_path, ""), environ={"OFFLOAD_WORKERS": "lots"})
 
 
+@pytest.mark.parametrize("value", ["nan", "inf", "-inf"])
+def test_a_number_setting_must_be_finite(tmp_path: Path, value: str) -> None:
+    # nan compares false with every bound, so it used to pass "a number > 0".
+    with pytest.raises(ConfigError, match=rf"OFFLOAD_DEFAULT_TIMEOUT_S .*'{value}'.*a number"):
+        load_settings(write(tmp_path, ""), environ={"OFFLOAD_DEFAULT_TIMEOUT_S": value})
+    with pytest.raises(ConfigError, match=r"offload.toml: key 'kill_grace_s' has value nan"):
+        load_settings(write(tmp_path, "kill_grace_s = nan\n"), environ={})
+
+
 def test_store_url_and_broken_toml_and_missing_explicit_file(tmp_path: Path) -> None:
-    with pytest.raises(ConfigError, match=r"store_url.*sqlite:///"):
-        load_settings(write(tmp_path, 'store_url = "postgres://x"\n'), environ={})
+    path = write(tmp_path, 'store_url = "postgres://x"\n')
+    with pytest.raises(ConfigError, match=rf"^{path}: key 'store_url' has value 'postgres://x'; "
+                                          r"accepted: sqlite:///"):
+        load_settings(path, environ={})
+    # From the environment, the variable is named, not the file.
+    with pytest.raises(ConfigError, match=r"^environment variable OFFLOAD_STORE_URL \(key "
+                                          r"'store_url'\) has value 'redis://x'; accepted"):
+        load_settings(path, environ={"OFFLOAD_STORE_URL": "redis://x"})
     with pytest.raises(ConfigError, match="cannot read the file"):
         load_settings(write(tmp_path, "executors = \n"), environ={})
     with pytest.raises(ConfigError, match="not found"):

@@ -144,3 +144,12 @@ def test_pool_unavailable_mapping() -> None:
     err = from_pool_unavailable(PoolUnavailable("cannot reach the pool at /secret/pool.sock"))
     assert err.status == 503 and err.headers == [(b"retry-after", b"1")]
     assert "/secret" not in err.message
+
+
+def test_a_single_post_does_not_see_the_batch_prefix_in_the_message() -> None:
+    err = from_pool_error(PoolError("invalid", "tasks[0].timeout_s must be a number > 0",
+                                    "tasks[0].timeout_s"), "tasks[0].")
+    assert (err.message, err.field) == ("timeout_s must be a number > 0", "timeout_s")
+    batch = from_pool_error(PoolError("invalid", "tasks[2].seq must be an integer >= 0",
+                                      "tasks[2].seq"))
+    assert (batch.message, batch.field) == ("tasks[2].seq must be an integer >= 0", "tasks[2].seq")

@@ -420,7 +420,7 @@ def test_list_filters_by_status_and_kind(store: Store) -> None:
     assert store.list(status="failed") == ([], None)
 
 
-@pytest.mark.parametrize("cursor", ["", "abc", "-1", "1.5", "١٢"])
+@pytest.mark.parametrize("cursor", ["", "abc", "-1", "1.5", "١٢", "9" * 23, str(2**63)])
 def test_list_rejects_a_bad_cursor(store: Store, cursor: str) -> None:
     with pytest.raises(StoreError, match="invalid cursor"):
         store.list(cursor=cursor)
