@@ -1,7 +1,8 @@
 """Encoding of task arguments and results: msgpack plus everyday Python types.
 
 Accepted: ``None``, ``bool``, ``int`` (64-bit), ``float``, ``str``, ``bytes``,
-lists and tuples (decoded as lists), dicts with ``str`` keys, and these
+lists and tuples (decoded as lists), dicts with scalar keys (``str``,
+``int``, ``float``, ``bool``, ``None``, ``bytes``), and these
 extension types, which round-trip exactly:
 
 =========  ========  ============================================
@@ -15,7 +16,9 @@ Decimal    4         its ``str()``
 
 Dataclass instances are encoded as dicts of their fields (one way: the task
 receives a dict). Anything else is refused with ``TypeError`` naming the
-argument, at the moment the task is added, never later in the executor.
+argument, at the moment the task is added, never later in the executor:
+every payload is decoded once as the executor will decode it (a tuple used
+as a dict key packs, but comes back as an unhashable list).
 """
 
 from __future__ import annotations
@@ -35,7 +38,8 @@ EXT_UUID = 3
 EXT_DECIMAL = 4
 
 ACCEPTED = (
-    "None, bool, int, float, str, bytes, list, tuple, dict with str keys, "
+    "None, bool, int, float, str, bytes, list, tuple, dict with str, int, float, bool, "
+    "None or bytes keys, "
     "datetime, date, UUID, Decimal, dataclass instances"
 )
 
@@ -73,22 +77,42 @@ def _ext_hook(code: int, data: bytes) -> Any:
     return msgpack.ExtType(code, data)
 
 
-def _pack(value: object, name: str) -> bytes:
+def _pack(value: object, what: str, to: str = "sent to an executor",
+          instead: str = "Pass an id or a plain dict instead.") -> bytes:
+    """Pack ``value`` as the other side will decode it, or raise ``TypeError``.
+
+    ``what`` names the value in the message (``"argument 'user'"``), ``to``
+    says where it goes, ``instead`` what to do.
+    """
     try:
-        return msgpack.packb(value, default=_default, use_bin_type=True, strict_types=False)
+        data = msgpack.packb(value, default=_default, use_bin_type=True, strict_types=False)
     except _Unencodable as exc:
         if isinstance(exc.value, int):
             raise TypeError(
-                f"argument {name!r} is an integer outside the 64-bit range msgpack carries; "
+                f"{what} is an integer outside the 64-bit range msgpack carries; "
                 f"pass it as a str or a Decimal"
             ) from None
         raise TypeError(
-            f"argument {name!r} cannot be sent to an executor: a value of type "
+            f"{what} cannot be {to}: a value of type "
             f"{type(exc.value).__module__}.{type(exc.value).__qualname__} is not encodable; "
-            f"accepted: {ACCEPTED}. Pass an id or a plain dict instead."
+            f"accepted: {ACCEPTED}. {instead}"
         ) from None
     except (OverflowError, ValueError) as exc:
-        raise TypeError(f"argument {name!r} cannot be encoded: {exc}") from None
+        raise TypeError(f"{what} cannot be encoded: {exc}") from None
+    if not _decodes(data):
+        raise TypeError(f"{what} cannot be {to}: it would not decode there (a dict key "
+                        f"that is a tuple or another container?); accepted: {ACCEPTED}. "
+                        f"{instead}")
+    return data
+
+
+def _decodes(data: bytes) -> bool:
+    """Whether ``data`` decodes as the receiving side decodes it."""
+    try:
+        msgpack.unpackb(data, ext_hook=_ext_hook, raw=False, strict_map_key=False)
+    except (TypeError, ValueError):
+        return False
+    return True
 
 
 def encode_call(
@@ -104,15 +128,18 @@ def encode_call(
         if not isinstance(key, str):
             raise TypeError(f"keyword argument names must be str, got {key!r}")
     try:
-        # The common case packs once; only a failure is worth a second look.
-        return msgpack.packb([list(args), dict(kwargs)], default=_default, use_bin_type=True)
+        # The common case packs and decodes once; only a failure is worth a second look.
+        data = msgpack.packb([list(args), dict(kwargs)], default=_default, use_bin_type=True)
+        if _decodes(data):
+            return data
     except (TypeError, OverflowError, ValueError):
         pass
     for i, value in enumerate(args):
-        _pack(value, names[i] if names is not None and i < len(names) else f"args[{i}]")
+        name = names[i] if names is not None and i < len(names) else f"args[{i}]"
+        _pack(value, f"argument {name!r}")
     for key, value in kwargs.items():
-        _pack(value, key)
-    return _pack([list(args), dict(kwargs)], "args")
+        _pack(value, f"argument {key!r}")
+    return _pack([list(args), dict(kwargs)], "the arguments")
 
 
 def decode_call(payload: bytes) -> tuple[list[Any], dict[str, Any]]:
@@ -121,9 +148,9 @@ def decode_call(payload: bytes) -> tuple[list[Any], dict[str, Any]]:
     return args, kwargs
 
 
-def encode_value(value: object, name: str = "result") -> bytes:
-    """Encode one value (a task's result). Raises ``TypeError`` naming ``name``."""
-    return _pack(value, name)
+def encode_value(value: object, what: str = "the task's result") -> bytes:
+    """Encode one value (a task's result). Raises ``TypeError`` naming it ``what``."""
+    return _pack(value, what, "sent back from the executor", "Return a plain value instead.")
 
 
 def decode_value(payload: bytes) -> Any:

@@ -126,6 +126,8 @@ def test_unencodable_argument_is_refused_naming_it() -> None:
     assert "argument 'value'" in message and "Unencodable" in message
     message = refused(support_tasks.record, "trace", "v", fail=Unencodable())
     assert "argument 'fail'" in message
+    message = refused(support_tasks.record, "trace", {(1, 2): "a tuple key"})
+    assert "argument 'value'" in message and "would not decode" in message
 
 
 def test_arguments_that_do_not_fit_the_signature_are_refused() -> None:

@@ -43,6 +43,21 @@ def test_unencodable_argument_is_named() -> None:
         encode_call([], {"big": 2**70})
 
 
+def test_a_dict_key_that_would_not_decode_is_refused_at_encoding() -> None:
+    # A tuple key packs (as an array) but cannot be a key again once decoded.
+    with pytest.raises(TypeError, match=r"argument 'totals' cannot be sent to an executor: it "
+                                        r"would not decode there"):
+        encode_call([{(1, 2): "pair"}], {}, names=["totals"])
+    with pytest.raises(TypeError, match=r"argument 'nested' cannot be sent"):
+        encode_call([], {"nested": [{"ok": {(1,): 1}}]})
+    with pytest.raises(TypeError, match=r"the task's result cannot be sent back from the "
+                                        r"executor.*Return a plain value"):
+        encode_value({(1, 2): "pair"})
+    # Scalar keys other than str round-trip.
+    keys = {1: "int", 2.5: "float", None: "none", b"k": "bytes"}
+    assert decode_call(encode_call([keys], {})) == ([keys], {})
+
+
 def test_non_str_keyword_names_are_refused() -> None:
     with pytest.raises(TypeError, match="keyword argument names must be str"):
         encode_call([], {1: "x"})  # type: ignore[dict-item]
