@@ -32,6 +32,9 @@ MAX_KEY_CHARS = 200
 MAX_KIND_CHARS = 200
 MAX_RETRIES = 100
 PRIORITY_RANGE = (-1000, 1000)
+MAX_DELAY_S = 10 * 366 * 86400.0
+"""How far ahead a task may be scheduled (``delay_s``, ``eta``): ten years.
+Beyond that a typo (milliseconds for seconds) would park a task for ever."""
 LIST_LIMIT_MAX = 500
 LIST_LIMIT_DEFAULT = 50
 _TRUE = frozenset({"true", "1", "yes", ""})
@@ -115,10 +118,17 @@ def spec(body: dict[str, Any], now: float, prefix: str = "") -> dict[str, Any]:
     if "delay_s" in body:
         if "eta" in body:
             raise invalid(prefix + "eta", "give delay_s or eta, not both")
-        out["not_before"] = now + _number(body["delay_s"], prefix + "delay_s", minimum=0,
-                                          exclusive=False)
+        delay = _number(body["delay_s"], prefix + "delay_s", minimum=0, exclusive=False)
+        if delay > MAX_DELAY_S:
+            raise invalid(prefix + "delay_s", f"{prefix}delay_s must be at most {MAX_DELAY_S:.0f} "
+                          f"(ten years), got {delay:g}")
+        out["not_before"] = now + delay
     elif "eta" in body:
-        out["not_before"] = _number(body["eta"], prefix + "eta", minimum=0, exclusive=False)
+        eta = _number(body["eta"], prefix + "eta", minimum=0, exclusive=False)
+        if eta > now + MAX_DELAY_S:
+            raise invalid(prefix + "eta", f"{prefix}eta must be a time in seconds since the epoch "
+                          f"at most ten years ahead, got {eta:g}")
+        out["not_before"] = eta
     if "idempotency_key" in body:
         out["idempotency_key"] = idempotency_key(body["idempotency_key"],
                                                  prefix + "idempotency_key")

@@ -32,6 +32,8 @@ def test_spec_defaults_and_options() -> None:
                    "not_before": NOW, "idempotency_key": "abc"}
     assert validate.spec({"kind": "k", "eta": 5}, NOW)["not_before"] == 5.0
     assert validate.spec({"kind": "k", "delay_s": 2.5}, NOW)["not_before"] == NOW + 2.5
+    far = validate.spec({"kind": "k", "delay_s": validate.MAX_DELAY_S}, NOW)["not_before"]
+    assert far == NOW + validate.MAX_DELAY_S  # ten years ahead is still fine
 
 
 @pytest.mark.parametrize(("body", "field"), [
@@ -44,6 +46,9 @@ def test_spec_defaults_and_options() -> None:
     ({"kind": "k", "priority": -1001}, "priority"),
     ({"kind": "k", "delay_s": 1, "eta": 2}, "eta"),
     ({"kind": "k", "eta": -1}, "eta"),
+    ({"kind": "k", "eta": 1e300}, "eta"),
+    ({"kind": "k", "eta": NOW + validate.MAX_DELAY_S + 1}, "eta"),
+    ({"kind": "k", "delay_s": validate.MAX_DELAY_S + 1}, "delay_s"),
     ({"kind": "k", "idempotency_key": ""}, "idempotency_key"),
     ({"kind": "k" * 201}, "kind"),
     ({"kind": 3}, "kind"),
