@@ -5,10 +5,11 @@ PYTHON ?= python3
 VENV   := .venv
 BIN    := $(VENV)/bin
 
-.PHONY: run test lint typecheck unit bench clean help
+.PHONY: run example-fastapi example-starlette test lint typecheck unit bench clean help
 
 help:
 	@echo "make run   - install into .venv and start offload under gunicorn (examples.tasks, SQLite)"
+	@echo "make example-fastapi / make example-starlette - the same, serving examples/*_app.py beside offload"
 	@echo "make test  - install test dependencies into .venv, then ruff, mypy and the whole test suite"
 	@echo "make bench - run the benchmarks in bench/ (prints figures; slow)"
 
@@ -20,6 +21,10 @@ $(VENV)/.run-deps: pyproject.toml | $(BIN)/python
 	$(BIN)/python -m pip install --quiet -e .
 	@touch $@
 
+$(VENV)/.example-deps: pyproject.toml $(VENV)/.run-deps
+	$(BIN)/python -m pip install --quiet -e '.[examples]'
+	@touch $@
+
 $(VENV)/.test-deps: pyproject.toml $(VENV)/.run-deps
 	$(BIN)/python -m pip install --quiet -e '.[test]'
 	@touch $@
@@ -27,6 +32,12 @@ $(VENV)/.test-deps: pyproject.toml $(VENV)/.run-deps
 run: $(VENV)/.run-deps
 	@mkdir -p var
 	$(BIN)/gunicorn -c config/gunicorn.conf.py
+
+example-fastapi example-starlette: $(VENV)/.example-deps
+	@mkdir -p var
+	OFFLOAD_APP=examples.$(@:example-%=%)_app:app \
+	OFFLOAD_TASK_MODULES=examples.tasks,examples.$(@:example-%=%)_app \
+		$(BIN)/gunicorn -c config/gunicorn.conf.py
 
 lint: $(VENV)/.test-deps
 	$(BIN)/ruff check .

@@ -3,9 +3,11 @@ send the welcome email and write an audit line, durably, in offload's executors.
 
 Run it from the repository root (one command; offload's routes are served too)::
 
-    OFFLOAD_APP=examples.starlette_app:app \\
-    OFFLOAD_TASK_MODULES=examples.tasks,examples.starlette_app \\
-    .venv/bin/gunicorn -c config/gunicorn.conf.py
+    make example-starlette
+
+which installs the ``examples`` extra into ``.venv`` and runs
+``OFFLOAD_APP=examples.starlette_app:app OFFLOAD_TASK_MODULES=examples.tasks,examples.starlette_app
+.venv/bin/gunicorn -c config/gunicorn.conf.py``.
 
     curl -i localhost:8000/register -H 'content-type: application/json' \\
          -d '{"email": "ada@example.com"}'
