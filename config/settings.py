@@ -7,12 +7,17 @@ Precedence: defaults < ``offload.toml`` < ``OFFLOAD_*`` environment.
 
 Loading never half-succeeds: an unknown key, a value of the wrong type or
 out of range raises ``ConfigError`` naming the file (or variable), the key,
-the value and what is accepted.
+the value and what is accepted. An ``OFFLOAD_*`` variable that is no
+setting but looks like a misspelt one (``OFFLOAD_EXECUTOR``) is logged as a
+warning naming the one meant; other ``OFFLOAD_*`` variables are left alone
+(they may be the application's).
 """
 
 from __future__ import annotations
 
 import dataclasses
+import difflib
+import logging
 import math
 import os
 import tomllib
@@ -23,6 +28,7 @@ from typing import Any
 
 DEFAULT_CONFIG_PATH = "config/offload.toml"
 ENV_PREFIX = "OFFLOAD_"
+log = logging.getLogger("offload.config")
 # gunicorn's own "asgi" worker (with its C parser, gunicorn_h1c) is the
 # default. POST /tasks measured a tie with uvicorn's worker (2,736 vs 2,732/s,
 # mean of 3 alternating rounds, wrk -c64), but on kill -HUP uvicorn's worker
@@ -176,6 +182,16 @@ def _validate_store_url(url: str, where: str) -> None:
         raise ConfigError(f"{where} has value {url!r}; accepted: sqlite:///path/to/file.db")
 
 
+def _warn_misspelt(env: Mapping[str, str]) -> None:
+    known = [ENV_PREFIX + name.upper() for name in FIELDS] + ["OFFLOAD_CONFIG"]
+    for var in env:
+        if var.startswith(ENV_PREFIX) and var not in known:
+            close = difflib.get_close_matches(var, known, n=1, cutoff=0.85)
+            if close:
+                log.warning("environment variable %s is not an offload setting and is "
+                            "ignored; did you mean %s?", var, close[0])
+
+
 def load_settings(
     path: str | os.PathLike[str] | None = None, environ: Mapping[str, str] | None = None
 ) -> Settings:
@@ -220,6 +236,7 @@ def load_settings(
                     f"environment variable {var} (key {name!r}) has value {env[var]!r}; "
                     f"accepted: {_accepted(f)}"
                 ) from None
+    _warn_misspelt(env)
     settings = Settings(**values)
     _validate_store_url(settings.store_url, store_url_from)
     return settings

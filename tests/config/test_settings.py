@@ -93,3 +93,14 @@ def test_run_dir_is_private_per_store(tmp_path: Path) -> None:
     assert socket_path_for(a).startswith(run_dir_for(a))
     c = load_settings(write(tmp_path, f'run_dir = "{tmp_path}/run"\n'), environ={})
     assert run_dir_for(c) == f"{tmp_path}/run"
+
+
+def test_a_misspelt_variable_is_named_in_a_warning(tmp_path: Path,
+                                                   caplog: pytest.LogCaptureFixture) -> None:
+    with caplog.at_level("WARNING", logger="offload.config"):
+        settings = load_settings(write(tmp_path, ""), environ={
+            "OFFLOAD_EXECUTOR": "5", "OFFLOAD_APP_SECRET": "x", "OFFLOAD_WORKERS": "3"})
+    assert settings.workers == 3 and settings.executors == 2
+    messages = [r.getMessage() for r in caplog.records]
+    assert messages == ["environment variable OFFLOAD_EXECUTOR is not an offload setting and "
+                        "is ignored; did you mean OFFLOAD_EXECUTORS?"]
