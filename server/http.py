@@ -75,8 +75,15 @@ def _reject_constant(name: str) -> Any:
     raise ValueError(f"{name} is not valid JSON")
 
 
+def _finite_float(text: str) -> float:
+    value = float(text)
+    if math.isinf(value):  # 1e400: JSON allows it, but it would arrive as inf
+        raise ValueError(f"{text} is out of the range of a 64-bit float")
+    return value
+
+
 # One decoder for the process: ``json.loads`` with options builds a new one per call.
-_decode = json.JSONDecoder(parse_constant=_reject_constant).decode
+_decode = json.JSONDecoder(parse_constant=_reject_constant, parse_float=_finite_float).decode
 
 
 async def read_body(req: Request, max_body_bytes: int) -> bytes:

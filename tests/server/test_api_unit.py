@@ -106,7 +106,8 @@ def test_submit_422_names_the_field(app: ASGIApp, pool: FakePool, body: dict[str
     assert "submit" not in pool.ops()
 
 
-@pytest.mark.parametrize("content", [b"{not json", b"[1, 2]", b"", b'{"kind": NaN}', b"\xff"])
+@pytest.mark.parametrize("content", [b"{not json", b"[1, 2]", b"", b'{"kind": NaN}', b"\xff",
+                                     b'{"kind": "add", "args": [1e400]}'])
 def test_malformed_json_is_400(app: ASGIApp, pool: FakePool, content: bytes) -> None:
     r = call(app, "POST", "/tasks", content=content, headers={"content-type": "application/json"})
     assert r.status_code == 400
