@@ -20,7 +20,9 @@ _sup = supervision()
 _settings = _sup.load()
 ensure_private_dir(run_dir_for(_settings))
 
-wsgi_app = "server.app:create_app()"
+# Workers build the app from the settings above, never from the file: a bad
+# edit must not stop a replacement worker from booting.
+wsgi_app = "server.app:create_worker_app()"
 bind = [_settings.bind]
 workers = _settings.workers
 worker_class = _settings.worker_class

@@ -3,8 +3,13 @@
 The master starts one *keeper* process (``python -m executor.keeper``) and
 keeps the write end of a lifeline pipe; the keeper runs and respawns the
 pool. The master never waits on the keeper's exit status (gunicorn's own
-``waitpid(-1)`` may take it): liveness is checked with ``kill(pid, 0)``
-and shutdown waits on the lifeline instead.
+``waitpid(-1)`` may take it). It holds the read end of a second pipe, the
+*watch* pipe, whose write end only the keeper and its pool hold: EOF on it
+means both are gone. A watchdog thread waits for that EOF and starts a new
+keeper; shutdown waits on it too.
+
+Every fork of the master (gunicorn's HTTP workers) waits for the supervision
+lock, so a worker never inherits a pipe of a keeper half started.
 
 State lives in the ``Supervision`` object the config file creates once per
 master process and keeps in this module across config reloads (gunicorn
@@ -17,9 +22,11 @@ import ctypes
 import gc
 import logging
 import os
+import select
 import signal
 import subprocess
 import sys
+import threading
 import time
 from typing import Any
 
@@ -33,8 +40,13 @@ class Supervision:
 
     def __init__(self) -> None:
         self.settings: Settings | None = None
-        self.keeper_pid: int | None = None
+        self.keeper_pid: int | None = None  # None once the keeper and its pool are gone
         self.lifeline_w: int | None = None
+        self.watch_r: int | None = None
+        self.started_at = 0.0  # time.monotonic() of the last keeper start
+        # Held while keeper state or its pipes change, and across every fork.
+        self._lock = threading.Lock()
+        self._stopping = threading.Event()
 
     def load(self) -> Settings:
         """Load settings; on a reload, a bad file keeps the last good settings.
@@ -51,14 +63,25 @@ class Supervision:
         return self.settings
 
     def start_keeper(self) -> None:
-        """Spawn the keeper (and through it the pool)."""
-        r, w = os.pipe()
-        cmd = [sys.executable, "-m", "executor.keeper", "--lifeline-fd", str(r)]
+        """Spawn the keeper (and through it the pool). Once the watchdog runs,
+        call with the lock held. Raises ``OSError`` if it cannot be spawned."""
+        lifeline_r, lifeline_w = os.pipe()
+        watch_r, watch_w = os.pipe()
+        cmd = [sys.executable, "-m", "executor.keeper", "--lifeline-fd", str(lifeline_r),
+               "--watch-fd", str(watch_w)]
         if "OFFLOAD_CONFIG" in os.environ:
             cmd += ["--config", os.environ["OFFLOAD_CONFIG"]]
-        proc = subprocess.Popen(cmd, pass_fds=(r,), start_new_session=False)
-        os.close(r)
-        self.keeper_pid, self.lifeline_w = proc.pid, w
+        try:
+            proc = subprocess.Popen(cmd, pass_fds=(lifeline_r, watch_w), start_new_session=False)
+        except OSError:
+            os.close(lifeline_w)
+            os.close(watch_r)
+            raise
+        finally:
+            os.close(lifeline_r)
+            os.close(watch_w)
+        self.keeper_pid, self.lifeline_w, self.watch_r = proc.pid, lifeline_w, watch_r
+        self.started_at = time.monotonic()
 
     def keeper_alive(self) -> bool:
         """Whether the keeper process still exists."""
@@ -70,29 +93,73 @@ class Supervision:
             return False
         return True
 
+    def _watch(self, log: Any) -> None:
+        """The watchdog thread: each time the keeper and its pool are gone
+        (EOF on the watch pipe) start a new keeper, until the master stops.
+        A keeper that dies young is restarted after a back-off (0.2 s
+        doubling to 5 s), so one that cannot start does not spin."""
+        backoff_s = 0.2
+        while True:
+            with self._lock:
+                watch_r = self.watch_r
+            if watch_r is not None:
+                _wait_for_eof(watch_r)
+            with self._lock:
+                if self._stopping.is_set():
+                    return
+                self.keeper_pid = None
+            lived_s = time.monotonic() - self.started_at
+            backoff_s = 0.2 if lived_s > 10 else min(backoff_s * 2, 5.0)
+            log.error("offload: the pool keeper is gone (it ran %.1f s; its pool has "
+                      "stopped too): starting a new keeper in %.1f s", lived_s, backoff_s)
+            if self._stopping.wait(backoff_s):
+                return
+            with self._lock:
+                if self._stopping.is_set():
+                    return
+                self._close_pipes()
+                try:
+                    self.start_keeper()
+                except OSError as exc:
+                    log.error("offload: cannot start the pool keeper: %s", exc)
+                    self.started_at = time.monotonic()
+
+    def _close_pipes(self) -> None:
+        """Close the master's ends of the keeper's pipes (lock held, or in a new worker)."""
+        for fd in (self.lifeline_w, self.watch_r):
+            if fd is not None:
+                os.close(fd)
+        self.lifeline_w = self.watch_r = None
+
     # -- gunicorn hooks ----------------------------------------------------------
 
     def on_starting(self, server: Any) -> None:
-        """Master start: run the pool."""
+        """Master start: run the pool, and the watchdog that restarts its keeper."""
         self.start_keeper()
+        # A fork while the watchdog replaces the keeper would copy its new
+        # pipes into an HTTP worker; the watch pipe's EOF would then wait for
+        # that worker too.
+        os.register_at_fork(before=self._lock.acquire, after_in_parent=self._lock.release,
+                            after_in_child=self._lock.release)
+        threading.Thread(target=self._watch, args=(server.log,), name="offload-watchdog",
+                         daemon=True).start()
 
     def on_reload(self, server: Any) -> None:
-        """HUP: the pool re-reads its settings and task code; a dead keeper is replaced."""
-        if self.keeper_alive():
-            assert self.keeper_pid is not None
-            os.kill(self.keeper_pid, signal.SIGHUP)
-        else:
-            server.log.error("offload: the pool keeper was gone; starting a new one")
-            if self.lifeline_w is not None:
-                os.close(self.lifeline_w)
-            self.start_keeper()
+        """HUP: the pool re-reads its settings and task code. A dead keeper is
+        the watchdog's to replace (once its pool has stopped)."""
+        with self._lock:
+            if self.keeper_alive():
+                assert self.keeper_pid is not None
+                os.kill(self.keeper_pid, signal.SIGHUP)
+            else:
+                server.log.warning("offload: the pool keeper is being replaced; "
+                                   "the new one reads the current settings")
 
     def post_fork(self, server: Any, worker: Any) -> None:
-        """In each HTTP worker: drop the lifeline, so only the master holds it,
-        and ask the kernel for SIGTERM when the master dies (even by SIGKILL),
-        so no HTTP worker is left orphaned either."""
-        if self.lifeline_w is not None:
-            os.close(self.lifeline_w)
+        """In each HTTP worker: drop the keeper's pipes, so only the master
+        holds them, and ask the kernel for SIGTERM when the master dies (even
+        by SIGKILL), so no HTTP worker is left orphaned either."""
+        self._close_pipes()
         _parent_death_signal(signal.SIGTERM)
 
     def post_worker_init(self, worker: Any) -> None:
@@ -110,24 +177,31 @@ class Supervision:
         server.log.info("offload ready: http://%s  (try: curl http://%s/healthz)", s.bind, s.bind)
 
     def on_exit(self, server: Any) -> None:
-        """Master stop: stop the pool gracefully and wait for the keeper to go."""
-        if self.keeper_pid is None:
-            return
-        if self.keeper_alive():
-            os.kill(self.keeper_pid, signal.SIGTERM)
-        grace = (self.settings.graceful_timeout_s if self.settings else 30.0) + 10
-        deadline = time.monotonic() + grace
-        while time.monotonic() < deadline:
-            try:
-                pid, _ = os.waitpid(self.keeper_pid, os.WNOHANG)
-            except ChildProcessError:
-                break  # already reaped by gunicorn
-            if pid:
-                break
-            time.sleep(0.05)
-        if self.lifeline_w is not None:
-            os.close(self.lifeline_w)
-            self.lifeline_w = None
+        """Master stop: stop the watchdog, stop the pool gracefully and wait (up
+        to the grace period + 10 s) for the keeper and its pool to be gone."""
+        with self._lock:
+            self._stopping.set()  # from here on, the keeper and its pipes stay as they are
+            if self.keeper_alive():
+                assert self.keeper_pid is not None
+                os.kill(self.keeper_pid, signal.SIGTERM)
+        if self.watch_r is not None:
+            grace_s = (self.settings.graceful_timeout_s if self.settings else 30.0) + 10
+            _wait_for_eof(self.watch_r, grace_s)
+        # The pipes close as the master exits: the watchdog may still read one.
+
+
+def _wait_for_eof(fd: int, timeout_s: float | None = None) -> bool:
+    """Block until EOF on the pipe ``fd`` (every write end closed); ``False``
+    if ``timeout_s`` passed first. Data, never written in practice, is skipped."""
+    deadline = None if timeout_s is None else time.monotonic() + timeout_s
+    poller = select.poll()
+    poller.register(fd, select.POLLIN)
+    while True:
+        left_s = None if deadline is None else max(0.0, deadline - time.monotonic())
+        if not poller.poll(None if left_s is None else left_s * 1000):
+            return False
+        if not os.read(fd, 64):
+            return True
 
 
 def _parent_death_signal(sig: int) -> None:

@@ -1,6 +1,6 @@
 """The keeper: supervises the pool on behalf of the gunicorn master.
 
-``python -m executor.keeper --lifeline-fd N [--config PATH]``
+``python -m executor.keeper --lifeline-fd N [--watch-fd M] [--config PATH]``
 
 The gunicorn master reaps *every* child with ``waitpid(-1)``, so it cannot
 be trusted to hand us the pool's exit status. The master therefore starts
@@ -11,6 +11,10 @@ this small process instead, and the keeper is the pool's parent:
 * it reads the master's lifeline pipe: EOF means the master is gone (even
   by SIGKILL), and the keeper stops the pool and exits — nothing is left
   orphaned. The pool in turn reads the keeper's own lifeline;
+* it holds the write end of the master's watch pipe (``--watch-fd``) and
+  passes it on to each pool it starts, never writing to it: the master
+  reads EOF once the keeper *and* its pool are gone, and only then starts a
+  new keeper (one pool at a time owns the store);
 * SIGHUP is forwarded to the pool (reload); SIGTERM stops the pool
   gracefully and then the keeper.
 
@@ -38,8 +42,10 @@ log = logging.getLogger("offload.keeper")
 class Keeper:
     """The supervision loop. ``run`` returns the keeper's exit code."""
 
-    def __init__(self, lifeline_fd: int, config: str | None, graceful_s: float) -> None:
+    def __init__(self, lifeline_fd: int, config: str | None, graceful_s: float,
+                 watch_fd: int | None = None) -> None:
         self.lifeline_fd = lifeline_fd
+        self.watch_fd = watch_fd
         self.config = config
         self.graceful_s = graceful_s
         self.proc: subprocess.Popen[bytes] | None = None
@@ -51,12 +57,14 @@ class Keeper:
         self.pending_signals: list[int] = []  # signal numbers, handled by the loop
 
     def spawn(self) -> None:
-        """Start the pool with a lifeline pipe whose write end we keep."""
+        """Start the pool with a lifeline pipe whose write end we keep (and the
+        master's watch pipe, which the pool holds without knowing it)."""
         r, w = os.pipe()
         cmd = [sys.executable, "-m", "executor", "--lifeline-fd", str(r)]
         if self.config:
             cmd += ["--config", self.config]
-        self.proc = subprocess.Popen(cmd, pass_fds=(r,))
+        held = (r,) if self.watch_fd is None else (r, self.watch_fd)
+        self.proc = subprocess.Popen(cmd, pass_fds=held)
         os.close(r)
         self.pool_lifeline_w = w
         self.pidfd = os.pidfd_open(self.proc.pid)
@@ -137,10 +145,12 @@ def main(argv: list[str] | None = None) -> int:
     """Entry point."""
     parser = argparse.ArgumentParser(prog="python -m executor.keeper")
     parser.add_argument("--lifeline-fd", type=int, required=True)
+    parser.add_argument("--watch-fd", type=int, default=None)
     parser.add_argument("--config", default=None)
     opts = parser.parse_args(argv)
     settings = start_process(opts.config)
-    return Keeper(opts.lifeline_fd, opts.config, settings.graceful_timeout_s).run()
+    return Keeper(opts.lifeline_fd, opts.config, settings.graceful_timeout_s,
+                  opts.watch_fd).run()
 
 
 if __name__ == "__main__":

@@ -19,6 +19,7 @@ from collections.abc import Awaitable, Callable
 from time import perf_counter
 
 from config.settings import ConfigError, Settings, load_settings
+from config.supervision import supervision
 from executor.registry import import_object
 from metrics import HttpObservations
 from server import lifespan
@@ -177,6 +178,19 @@ def create_app(settings: Settings | None = None, *, app: ASGIApp | None = None) 
     if app is None and settings.app:
         app = import_app(settings.app)
     return OffloadApp(settings, app)
+
+
+def create_worker_app() -> ASGIApp:
+    """The app of each HTTP worker under offload's gunicorn config (its ``wsgi_app``).
+
+    Built from the settings the gunicorn master last loaded successfully
+    (the worker is forked from the master, so they are in its memory). The
+    file is not re-read here: a bad edit on disk, which the master refuses,
+    cannot stop a replacement worker from booting. Outside offload's
+    gunicorn config this is ``create_app()``. Raises ``ConfigError`` if the
+    ``app`` setting cannot be imported.
+    """
+    return create_app(supervision().settings)
 
 
 def mount(app: ASGIApp, settings: Settings | None = None) -> ASGIApp:
