@@ -51,6 +51,9 @@ _NOT_FOUND = error_response(ApiError(404, "not_found", "no such route"))
 _UNAUTHORIZED = error_response(ApiError(
     401, "unauthorized", "a bearer token is required: send 'Authorization: Bearer <token>'",
     None, [(b"www-authenticate", b"Bearer")]))
+_WRONG_TOKEN = error_response(ApiError(
+    401, "unauthorized", "the bearer token is not this server's (auth_token); check the "
+    "token you send", "Authorization", [(b"www-authenticate", b'Bearer error="invalid_token"')]))
 
 
 class _Route:
@@ -118,7 +121,7 @@ class OffloadApp:
         req = Request(scope, receive, method, task_id)
         try:
             if self._token is not None and not route.public and not self._authorized(req):
-                response = _UNAUTHORIZED
+                response = _UNAUTHORIZED if req.authorization is None else _WRONG_TOKEN
             else:
                 handler = route.handlers.get(method)
                 if handler is None and method == "HEAD":
