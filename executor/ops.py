@@ -12,6 +12,13 @@ the same id. Errors are ``{"code", "message", "field"}`` (see
     ``idempotency_key``, ``group_id``, ``seq`` and ``ref`` ("module:qualname",
     for ``BackgroundTasks`` functions that are not registered kinds).
     Missing options take the kind's ``@task`` options, then the settings.
+    The call in ``payload`` must bind to the registered kind's parameters
+    (as Python would bind it), else ``invalid`` with field ``tasks[i].args``
+    (too many positional arguments, a required positional one missing) or
+    ``tasks[i].kwargs`` (an unexpected, duplicate or positional-only keyword,
+    a required keyword-only one missing); a payload that is not an encoded
+    call is ``invalid``, field ``tasks[i].payload``. Specs with ``ref`` are
+    not checked here (``add_task`` checked them when the call was made).
     Errors: ``unknown_kind`` (field ``tasks[i].kind``), ``invalid``.
 ``get``     ``{"id": str, "wait_s"?: float}`` -> record. With ``wait_s`` the
     reply waits until the task is finished or ``wait_s`` passes. ``not_found``.
@@ -20,7 +27,10 @@ the same id. Errors are ``{"code", "message", "field"}`` (see
     ``cancelled``). ``not_found``; ``conflict`` if finished, or running without force.
 ``stats``   ``{}`` -> ``{"counts": {status: n}, "queue_depth": n,
     "executors": [{"pid", "state", "task_id", "tasks_run", "rss_mb"}]}``.
-``kinds``   ``{}`` -> ``{"kinds": {kind: {"max_retries", "timeout_s"}}}``.
+``kinds``   ``{}`` -> ``{"kinds": {kind: {"max_retries", "timeout_s", "retry_backoff_s",
+    "retry_backoff_max_s", "params"}}}``: the template's manifest
+    (``executor.template``); ``params`` is ``[[name, kind, has_default], ...]``
+    (``kind`` 0..4, see ``executor.callcheck.params_of``) or ``None``.
 ``health``  ``{}`` -> ``{"executors_up": n, "executors_wanted": n}``.
 ``metrics`` ``{}`` -> ``{"text": str}``: Prometheus text of every metric.
 ``observe_http`` ``{"samples": [[method, route, status, seconds], ...]}`` -> ``{}``:

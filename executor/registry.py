@@ -4,7 +4,9 @@
 state is touched at import. A ``Registry`` is built from the configured
 task modules by whoever needs one: the template process (to run tasks) and
 tests. The pool never imports task code: the template sends it the
-registry's ``manifest()`` instead.
+registry's ``manifest()`` instead, which describes each kind's parameters
+(``executor.callcheck``) so that the pool can refuse a call that does not
+fit them before it is stored.
 """
 
 from __future__ import annotations
@@ -16,6 +18,7 @@ from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any, ParamSpec, TypeVar, overload
 
+from executor.callcheck import params_of
 from executor.errors import UnknownKind
 
 P = ParamSpec("P")
@@ -164,8 +167,9 @@ class Registry:
             raise UnknownKind(unknown_kind_message(kind, self._defs)) from None
 
     def manifest(self) -> dict[str, dict[str, Any]]:
-        """``{kind: options}`` for the pool."""
-        return {k: d.options.manifest() for k, d in self._defs.items()}
+        """``{kind: {options..., "params": callcheck.params_of(fn)}}`` for the pool."""
+        return {k: {**d.options.manifest(), "params": params_of(d.fn)}
+                for k, d in self._defs.items()}
 
 
 def unknown_kind_message(kind: str, known: Mapping[str, object] | Iterable[str]) -> str:

@@ -4,6 +4,10 @@ Submissions are not committed one by one: ``submit`` queues them and the
 pool stores them at the end of the loop turn (``take_submits``,
 ``store_submits``), so everything that arrived together is one transaction,
 and every reply goes out only after that commit is on disk.
+
+Before that, each spec is checked, including that its call binds to the
+registered kind's parameters (``executor.callcheck``, from the template's
+manifest): a call that cannot bind would fail on every attempt.
 """
 
 from __future__ import annotations
@@ -15,6 +19,9 @@ import time
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
+import msgpack
+
+from executor.callcheck import CallCheck
 from executor.listener import ClientConn
 from executor.ops import record_to_wire
 from executor.registry import unknown_kind_message
@@ -43,6 +50,10 @@ class Requests:
         self.pool = pool
         self._submits: list[tuple[ClientConn, int, list[NewTask], bool]] = []
         self._waiters: dict[str, list[tuple[ClientConn, int, asyncio.TimerHandle]]] = {}
+        # Call checks by kind (None: not checked), built once per manifest: a
+        # reload brings a new manifest object, and with it new checks.
+        self._checks: dict[str, CallCheck | None] = {}
+        self._checks_of: dict[str, dict[str, Any]] | None = None
 
     def handle(self, conn: ClientConn, req_id: int, op: str, args: dict[str, Any]) -> None:
         """Entry point for every request frame."""
@@ -84,6 +95,8 @@ class Requests:
             opts = {}
         if not isinstance(payload, bytes):
             raise _bad(i, ".payload", "must be bytes")
+        if not ref:  # BackgroundTasks calls (ref) were checked by add_task
+            self._check_call(i, kind, opts, payload, manifest)
         max_retries = get("max_retries")
         if max_retries is None:
             max_retries = opts.get("max_retries")
@@ -113,6 +126,27 @@ class Requests:
             raise _bad(i, ".seq", "must be an integer >= 0")
         return NewTask(kind, payload, max_retries, float(timeout_s), priority,
                        float(not_before), get("group_id"), seq, get("idempotency_key"), ref)
+
+    def _check_call(self, i: int, kind: str, opts: dict[str, Any], payload: bytes,
+                    manifest: dict[str, dict[str, Any]]) -> None:
+        """Raise ``Invalid`` (field ``tasks[i].args`` or ``.kwargs``) if the call
+        in ``payload`` does not bind to ``kind``'s parameters."""
+        if manifest is not self._checks_of:
+            self._checks, self._checks_of = {}, manifest
+        try:
+            check = self._checks[kind]
+        except KeyError:
+            check = self._checks[kind] = _call_check(kind, opts)
+        if check is None or check.accepts_any:
+            return
+        shape = _call_shape(payload)
+        if shape is None:
+            raise _bad(i, ".payload", "is not an encoded call: msgpack [args, kwargs] "
+                                      "(executor.codec.encode_call)")
+        problem = check.problem(*shape)
+        if problem is not None:
+            field, message = problem
+            raise Invalid("invalid", message, f"tasks[{i}].{field}")
 
     def op_submit(self, conn: ClientConn, req_id: int, args: dict[str, Any]) -> object:
         tasks = args.get("tasks")
@@ -282,6 +316,35 @@ class Requests:
 
 
 _DEFERRED = object()
+_NO_ARGUMENTS = msgpack.packb([[], {}])  # what executor.codec.encode_call([], {}) makes
+
+
+def _call_check(kind: str, opts: dict[str, Any]) -> CallCheck | None:
+    """The check of ``kind``'s ``params`` in the manifest; ``None`` (calls not
+    checked) if its signature could not be read, or the entry is unusable."""
+    params = opts.get("params")
+    if params is None:
+        return None
+    try:
+        return CallCheck(kind, params)
+    except ValueError:
+        log.warning("calls of task kind %r are not checked: its manifest entry has no "
+                    "usable parameter list", kind, exc_info=True)
+        return None
+
+
+def _call_shape(payload: bytes) -> tuple[int, tuple[str, ...]] | None:
+    """``(number of positional arguments, keyword names)`` of an encoded call, or
+    ``None`` if ``payload`` is not one. Extension values stay undecoded."""
+    if payload == _NO_ARGUMENTS:  # common enough to skip the decoding
+        return 0, ()
+    try:
+        args, kwargs = msgpack.unpackb(payload, raw=False, strict_map_key=False)
+    except Exception:  # malformed msgpack, or not a pair: the caller refuses it
+        return None
+    if type(args) is not list or type(kwargs) is not dict:
+        return None
+    return len(args), tuple(kwargs)
 
 
 def _bad(i: int, field: str, what: str) -> Invalid:

@@ -16,6 +16,13 @@ Time limits: the soft limit raises ``TaskTimeout`` in the task (SIGALRM);
 the hard limit is enforced from outside by the pool killing this process
 group. Memory: ``memory_limit_mb`` caps the address space (RLIMIT_AS), so a
 runaway allocation raises ``MemoryError`` here and the task fails ``memory``.
+
+Retries: ``DONE.retryable`` is false when another attempt cannot do better:
+the result cannot be encoded or is too large, the kind is unknown, the
+exception is not in the kind's ``retry_on``, or the stored arguments do not
+bind to the function's parameters (a ``TypeError`` of the call itself, e.g.
+after a deploy changed the signature; a ``TypeError`` raised inside the task
+is retried like any exception).
 """
 
 from __future__ import annotations
@@ -92,8 +99,8 @@ def _on_alarm(signum: int, frame: PyFrame | None) -> None:
     raise TaskTimeout("soft time limit exceeded")
 
 
-def _error(reason: str, exc: BaseException) -> dict[str, str]:
-    return {"reason": reason, "message": f"{type(exc).__name__}: {exc}",
+def _error(reason: str, exc: BaseException, message: str | None = None) -> dict[str, str]:
+    return {"reason": reason, "message": message or f"{type(exc).__name__}: {exc}",
             "traceback": "".join(traceback.format_exception(exc))}
 
 
@@ -138,6 +145,20 @@ async def _await(awaitable: Any) -> Any:
     return await awaitable
 
 
+def _binds(fn: Any, args: list[Any], kwargs: dict[str, Any]) -> bool:
+    """Whether the call binds to ``fn``'s parameters (``True`` if the signature
+    cannot be read). Asked only after a ``TypeError``: a call that cannot bind
+    fails the same way on every attempt; one that can raised it in the task's
+    body."""
+    try:
+        inspect.signature(fn).bind(*args, **kwargs)
+    except TypeError:
+        return False
+    except ValueError:
+        pass
+    return True
+
+
 def _run_one(desc: dict[str, Any], registry: Registry, limits: Limits,
              retry_on: dict[str, tuple[type[BaseException], ...] | None]) -> dict[str, Any]:
     """Run one task descriptor and return the ``DONE`` body (without recycle/rss)."""
@@ -157,6 +178,15 @@ def _run_one(desc: dict[str, Any], registry: Registry, limits: Limits,
         signal.setitimer(signal.ITIMER_REAL, float(desc["timeout_s"]))
         try:
             value = _call(fn, args, kwargs)
+        except TypeError as exc:
+            signal.setitimer(signal.ITIMER_REAL, 0)
+            if _binds(fn, args, kwargs):
+                raise  # raised by the task's own code: an error like any other
+            done["error"] = _error("error", exc, f"TypeError: {exc}; the stored arguments "
+                                   "do not fit the function (was it changed after the task "
+                                   "was submitted?), so the task is not retried")
+            done["retryable"] = False
+            return done
         finally:
             signal.setitimer(signal.ITIMER_REAL, 0)
         try:

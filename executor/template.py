@@ -9,6 +9,14 @@ Control messages (``executor.protocol`` frames):
 
 * template -> pool ``MANIFEST`` ``{"kinds": {kind: options}, "pid": int}``
   once, after the task modules imported; or ``{"error": str}`` and exit 1.
+  ``options`` are the kind's ``@task`` options (``max_retries``,
+  ``timeout_s``, ``retry_backoff_s``, ``retry_backoff_max_s``; ``None`` =
+  the setting) and ``params``: its function's parameters,
+  ``[[name, kind, has_default], ...]`` with ``kind`` 0 positional-only,
+  1 positional-or-keyword, 2 ``*args``, 3 keyword-only, 4 ``**kwargs``
+  (``executor.callcheck.params_of``), or ``None`` if its signature cannot be read.
+  The pool checks submitted calls against ``params`` (``executor.callcheck``)
+  without importing task code.
 * pool -> template ``SPAWN`` ``{"slot": int, "limits": map}`` with two fds
   attached (SCM_RIGHTS): the executor's read end and write end. The
   template forks; the child puts itself in its own process group and runs
