@@ -10,19 +10,27 @@ Binding depends only on the call's *shape*: how many positional arguments
 and which keyword names. ``CallCheck`` binds placeholders of that shape
 with ``inspect.Signature.bind`` (the check ``BackgroundTasks.add_task``
 makes, with the same messages) and remembers the shapes that fit.
+``CallChecks`` keeps one per kind for the pool, rebuilt when a reload brings
+a new manifest.
 """
 
 from __future__ import annotations
 
 import inspect
-from collections.abc import Callable, Sequence
+import logging
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
+
+import msgpack
+
+log = logging.getLogger("offload.pool")
 
 P = inspect.Parameter
 # A parameter's kind in the manifest: its index here (CPython's own order).
 _KINDS = (P.POSITIONAL_ONLY, P.POSITIONAL_OR_KEYWORD, P.VAR_POSITIONAL, P.KEYWORD_ONLY,
           P.VAR_KEYWORD)
 _MAX_FITS = 64  # call shapes remembered per kind
+NO_ARGUMENTS = msgpack.packb([[], {}])  # what executor.codec.encode_call([], {}) makes
 
 
 def params_of(fn: Callable[..., Any]) -> list[list[Any]] | None:
@@ -104,3 +112,59 @@ class CallCheck:
         if len(self._fits) < _MAX_FITS:
             self._fits.add(shape)
         return None
+
+
+class CallChecks:
+    """The pool's ``CallCheck`` of each kind, built once per manifest (a reload
+    brings a new manifest object, and with it new checks). Not thread-safe."""
+
+    def __init__(self) -> None:
+        self._checks: dict[str, CallCheck | None] = {}  # None: not checked
+        self._of: Mapping[str, Any] | None = None
+
+    def problem(self, kind: str, opts: Mapping[str, Any], payload: bytes,
+                manifest: Mapping[str, Any]) -> tuple[str, str] | None:
+        """``None`` if the call encoded in ``payload`` may be stored for ``kind``
+        (whose manifest entry is ``opts``); else ``(field, message)``: see
+        ``CallCheck.problem``, or field ``"payload"`` if it is no encoded call."""
+        if manifest is not self._of:
+            self._checks, self._of = {}, manifest
+        try:
+            check = self._checks[kind]
+        except KeyError:
+            check = self._checks[kind] = _check_of_entry(kind, opts)
+        if check is None or check.accepts_any:
+            return None
+        shape = call_shape(payload)
+        if shape is None:
+            return "payload", ("is not an encoded call: msgpack [args, kwargs] "
+                               "(executor.codec.encode_call)")
+        return check.problem(*shape)
+
+
+def _check_of_entry(kind: str, opts: Mapping[str, Any]) -> CallCheck | None:
+    """The check of ``kind``'s ``params``; ``None`` (calls not checked) if its
+    signature could not be read, or the entry is unusable."""
+    params = opts.get("params")
+    if params is None:
+        return None
+    try:
+        return CallCheck(kind, params)
+    except ValueError:
+        log.warning("calls of task kind %r are not checked: its manifest entry has no "
+                    "usable parameter list", kind, exc_info=True)
+        return None
+
+
+def call_shape(payload: bytes) -> tuple[int, tuple[str, ...]] | None:
+    """``(number of positional arguments, keyword names)`` of an encoded call, or
+    ``None`` if ``payload`` is not one. Extension values stay undecoded."""
+    if payload == NO_ARGUMENTS:  # common enough to skip the decoding
+        return 0, ()
+    try:
+        args, kwargs = msgpack.unpackb(payload, raw=False, strict_map_key=False)
+    except Exception:  # malformed msgpack, or not a pair: refused by the caller
+        return None
+    if type(args) is not list or type(kwargs) is not dict:
+        return None
+    return len(args), tuple(kwargs)

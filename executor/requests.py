@@ -19,9 +19,7 @@ import time
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
-import msgpack
-
-from executor.callcheck import CallCheck
+from executor.callcheck import CallChecks
 from executor.listener import ClientConn
 from executor.ops import record_to_wire
 from executor.registry import unknown_kind_message
@@ -50,10 +48,7 @@ class Requests:
         self.pool = pool
         self._submits: list[tuple[ClientConn, int, list[NewTask], bool]] = []
         self._waiters: dict[str, list[tuple[ClientConn, int, asyncio.TimerHandle]]] = {}
-        # Call checks by kind (None: not checked), built once per manifest: a
-        # reload brings a new manifest object, and with it new checks.
-        self._checks: dict[str, CallCheck | None] = {}
-        self._checks_of: dict[str, dict[str, Any]] | None = None
+        self._checks = CallChecks()
 
     def handle(self, conn: ClientConn, req_id: int, op: str, args: dict[str, Any]) -> None:
         """Entry point for every request frame."""
@@ -129,24 +124,13 @@ class Requests:
 
     def _check_call(self, i: int, kind: str, opts: dict[str, Any], payload: bytes,
                     manifest: dict[str, dict[str, Any]]) -> None:
-        """Raise ``Invalid`` (field ``tasks[i].args`` or ``.kwargs``) if the call
-        in ``payload`` does not bind to ``kind``'s parameters."""
-        if manifest is not self._checks_of:
-            self._checks, self._checks_of = {}, manifest
-        try:
-            check = self._checks[kind]
-        except KeyError:
-            check = self._checks[kind] = _call_check(kind, opts)
-        if check is None or check.accepts_any:
-            return
-        shape = _call_shape(payload)
-        if shape is None:
-            raise _bad(i, ".payload", "is not an encoded call: msgpack [args, kwargs] "
-                                      "(executor.codec.encode_call)")
-        problem = check.problem(*shape)
+        """Raise ``Invalid`` (field ``tasks[i].args``, ``.kwargs`` or ``.payload``)
+        if the call in ``payload`` does not bind to ``kind``'s parameters."""
+        problem = self._checks.problem(kind, opts, payload, manifest)
         if problem is not None:
             field, message = problem
-            raise Invalid("invalid", message, f"tasks[{i}].{field}")
+            raise Invalid("invalid", message if field != "payload" else
+                          f"tasks[{i}].payload {message}", f"tasks[{i}].{field}")
 
     def op_submit(self, conn: ClientConn, req_id: int, args: dict[str, Any]) -> object:
         tasks = args.get("tasks")
@@ -316,37 +300,6 @@ class Requests:
 
 
 _DEFERRED = object()
-_NO_ARGUMENTS = msgpack.packb([[], {}])  # what executor.codec.encode_call([], {}) makes
-
-
-def _call_check(kind: str, opts: dict[str, Any]) -> CallCheck | None:
-    """The check of ``kind``'s ``params`` in the manifest; ``None`` (calls not
-    checked) if its signature could not be read, or the entry is unusable."""
-    params = opts.get("params")
-    if params is None:
-        return None
-    try:
-        return CallCheck(kind, params)
-    except ValueError:
-        log.warning("calls of task kind %r are not checked: its manifest entry has no "
-                    "usable parameter list", kind, exc_info=True)
-        return None
-
-
-def _call_shape(payload: bytes) -> tuple[int, tuple[str, ...]] | None:
-    """``(number of positional arguments, keyword names)`` of an encoded call, or
-    ``None`` if ``payload`` is not one. Extension values stay undecoded."""
-    if payload == _NO_ARGUMENTS:  # common enough to skip the decoding
-        return 0, ()
-    try:
-        args, kwargs = msgpack.unpackb(payload, raw=False, strict_map_key=False)
-    except Exception:  # malformed msgpack, or not a pair: the caller refuses it
-        return None
-    if type(args) is not list or type(kwargs) is not dict:
-        return None
-    return len(args), tuple(kwargs)
-
-
 def _bad(i: int, field: str, what: str) -> Invalid:
     where = f"tasks[{i}]{field}"
     return Invalid("invalid", f"{where} {what}", where)

@@ -12,10 +12,10 @@ from typing import Any
 import msgpack
 import pytest
 
-from executor.callcheck import CallCheck, params_of
+from executor.callcheck import NO_ARGUMENTS, CallCheck, call_shape, params_of
 from executor.codec import encode_call
 from executor.registry import Registry
-from executor.requests import _NO_ARGUMENTS, Invalid, Requests, _call_shape
+from executor.requests import Invalid, Requests
 
 MODULES = ["tests.support.tasks", "tests.executor.signature_tasks"]
 
@@ -185,9 +185,9 @@ def test_pool_accepts_calls_that_bind(spec: dict[str, Any]) -> None:
 
 
 def test_the_no_arguments_shortcut_is_what_the_codec_makes() -> None:
-    assert encode_call([], {}) == _NO_ARGUMENTS
-    assert _call_shape(_NO_ARGUMENTS) == (0, ())
-    assert _call_shape(encode_call([1, 2], {"b": 3})) == (2, ("b",))
+    assert encode_call([], {}) == NO_ARGUMENTS
+    assert call_shape(NO_ARGUMENTS) == (0, ())
+    assert call_shape(encode_call([1, 2], {"b": 3})) == (2, ("b",))
 
 
 @pytest.mark.parametrize("payload", [b"", b"\xc1", msgpack.packb([[1]]),
