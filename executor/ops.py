@@ -26,7 +26,8 @@ the same id. Errors are ``{"code", "message", "field"}`` (see
 ``cancel``  ``{"id": str, "force"?: bool, "by"?: str}`` -> record (status
     ``cancelled``). ``not_found``; ``conflict`` if finished, or running without force.
 ``stats``   ``{}`` -> ``{"counts": {status: n}, "queue_depth": n,
-    "executors": [{"pid", "state", "task_id", "tasks_run", "rss_mb"}]}``.
+    "executors": [{"pid", "state", "task_id", "tasks_run", "rss_mb"}]}``
+    (``rss_mb`` is null until the executor has run a task).
 ``kinds``   ``{}`` -> ``{"kinds": {kind: {"max_retries", "timeout_s", "retry_backoff_s",
     "retry_backoff_max_s", "params"}}}``: the template's manifest
     (``executor.template``); ``params`` is ``[[name, kind, has_default], ...]``

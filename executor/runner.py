@@ -206,7 +206,10 @@ def _run_one(desc: dict[str, Any], registry: Registry, limits: Limits,
     except TaskTimeout as exc:
         done["error"] = _error("timeout", exc)
     except MemoryError as exc:
-        done["error"] = _error("memory", exc)
+        # Raised by the allocator with no text: say which limit it hit.
+        cap = (f"memory_limit_mb = {limits.memory_limit_mb}" if limits.memory_limit_mb
+               else "no memory_limit_mb set")
+        done["error"] = _error("memory", exc, f"MemoryError: {exc or 'out of memory'} ({cap})")
     except Retry as exc:
         done["error"] = _error("error", exc)
         done["retry_delay_s"] = _retry_delay_s(exc.delay_s)

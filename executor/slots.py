@@ -70,7 +70,7 @@ class Slot:
     state: ExecutorState = ExecutorState.STARTING
     pid: int | None = None
     tasks_run: int = 0
-    rss_mb: float = 0.0
+    rss_mb: float | None = None  # reported after each task; None before the first
     inflight: deque[Inflight] = field(default_factory=deque)
     exit_status: str | None = None
     eof: bool = False

@@ -10,7 +10,7 @@ import msgpack
 import pytest
 
 from executor.protocol import FrameReader, FrameType, encode
-from tests.support.procs import PoolHandle
+from tests.support.procs import PoolHandle, wait_for
 
 
 def _raw_exchange(path: str, data: bytes) -> list[tuple[FrameType, dict]]:
@@ -110,3 +110,14 @@ def test_submit_can_answer_with_ids_only_and_keys_deduplicate(pool: PoolHandle) 
     assert set(first) == {"ids"} and len(first["ids"]) == 3 and again == first
     assert [pool.wait(i)["status"] for i in first["ids"]] == ["succeeded"] * 3
     assert pool.call("stats")["counts"]["succeeded"] == 3
+
+
+def test_stats_show_an_executors_memory_once_it_has_run_a_task(pool: PoolHandle) -> None:
+    wait_for(lambda: pool.call("health")["executors_up"] == pool.env.settings["executors"],
+             what="every executor up")
+    assert pool.wait(pool.submit("noop"))["status"] == "succeeded"
+    rows = pool.call("stats")["executors"]
+    assert any(r["tasks_run"] for r in rows)
+    for row in rows:  # null, not 0.0, for one that has not reported yet
+        assert (row["rss_mb"] is None) == (row["tasks_run"] == 0), row
+        assert row["rss_mb"] is None or row["rss_mb"] > 1

@@ -45,7 +45,8 @@ def test_address_space_limit_fails_the_task_with_memory(
     rec = pool.wait(pool.submit("alloc_mb", 1000))
     assert rec["status"] == "failed"
     assert rec["error"]["reason"] == "memory"
-    assert "MemoryError" in rec["error"]["message"]
+    assert rec["error"]["message"].startswith("MemoryError: ")
+    assert rec["error"]["message"].endswith("(memory_limit_mb = 300)")
     assert pool.popen.poll() is None
     assert pool.wait(pool.submit("alloc_mb", 50))["status"] == "succeeded"
     assert pool.wait(pool.submit("noop"))["status"] == "succeeded"
