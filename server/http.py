@@ -64,11 +64,19 @@ class Request:
                 self.idempotency_key = value
 
     def query(self) -> dict[str, str]:
-        """The query string as a dict (percent-decoded; the last repeat wins)."""
+        """The query string as a dict (percent-decoded). Raises ``ApiError`` 422
+        naming a parameter given twice: which one was meant is anyone's guess."""
         qs: bytes = self.scope.get("query_string", b"")
         if not qs:
             return {}
-        return dict(parse_qsl(qs.decode("latin-1"), keep_blank_values=True))
+        pairs = parse_qsl(qs.decode("latin-1"), keep_blank_values=True)
+        out = dict(pairs)
+        if len(out) < len(pairs):
+            twice = next(name for i, (name, _) in enumerate(pairs)
+                         if any(name == other for other, _ in pairs[:i]))
+            raise ApiError(422, "invalid", f"query parameter {twice!r} is given more than "
+                           "once; give it once", twice)
+        return out
 
 
 def _reject_constant(name: str) -> Any:

@@ -262,7 +262,8 @@ def test_list_passes_filters_and_returns_cursor(app: ASGIApp, pool: FakePool) ->
 
 @pytest.mark.parametrize(("query", "field"), [
     ("status=done", "status"), ("limit=0", "limit"), ("limit=501", "limit"),
-    ("limit=ten", "limit"), ("sort=asc", "sort")])
+    ("limit=ten", "limit"), ("sort=asc", "sort"), ("status=failed&kind=k&status=pending",
+                                                   "status")])
 def test_list_filters_are_validated(app: ASGIApp, pool: FakePool, query: str, field: str) -> None:
     r = call(app, "GET", f"/tasks?{query}")
     assert r.status_code == 422
