@@ -52,6 +52,9 @@ class FleetOwner(Protocol):
     def release(self, inf: Inflight) -> None:
         """A task that never started goes back to pending, attempt not counted."""
 
+    def started(self, inf: Inflight) -> None:
+        """A handed-out task has started (``inf.started_at`` is set)."""
+
     def schedule_turn(self) -> None:
         """Something changed: run the end-of-turn work (commit, dispatch) soon."""
 
@@ -430,6 +433,7 @@ class Fleet:
         if inf.id != body["id"]:
             raise ProtocolError("malformed_frame", f"STARTED for {body['id']}, expected {inf.id}")
         inf.started_at = time.time()
+        self.owner.started(inf)
         if slot.state is ExecutorState.IDLE:
             slot.move(ExecutorState.BUSY)
         if inf.cancelled_by is not None:  # cancelled with force while it waited in the pipe

@@ -70,6 +70,7 @@ class Pool:
         self._next_due: float | None = None
         self._due_timer: asyncio.TimerHandle | None = None
         self._finishes: list[tuple[Outcome, Inflight]] = []
+        self._starts: list[tuple[str, float]] = []  # (id, started_at), stored with the turn
         self._turn_scheduled = False
         self._stopped: asyncio.Event | None = None
         self._reloading = False
@@ -198,6 +199,13 @@ class Pool:
         return RetryPolicy(self.settings.retry_backoff_s if base is None else base,
                            self.settings.retry_backoff_max_s if cap is None else cap)
 
+    def started(self, inf: Inflight) -> None:
+        """A handed-out task started: the store learns it with the turn's write,
+        so that after a crash only tasks that really started lose an attempt."""
+        assert inf.started_at is not None
+        self._starts.append((inf.id, inf.started_at))
+        self.schedule_turn()
+
     def complete(self, inf: Inflight, ok: bool, result: bytes | None,
                  error: dict[str, Any] | None, retry_delay_s: float | None,
                  retryable: bool) -> None:
@@ -269,14 +277,17 @@ class Pool:
         outcomes and claims; the submitters are answered once it is on disk."""
         self._turn_scheduled = False
         submits = self.requests.take_submits()
-        if not submits and not self._finishes and (self.stopping or not self._maybe_due
-                                                   or not self.fleet.room()):
+        if not submits and not self._finishes and not self._starts and (
+                self.stopping or not self._maybe_due or not self.fleet.room()):
             return  # nothing to write: no transaction at all
         acknowledge = None
         try:
             with self.store.batch():
                 if submits:
                     acknowledge = self.requests.store_submits(submits)
+                if self._starts:
+                    starts, self._starts = self._starts, []
+                    self.store.started(starts)
                 if self._finishes:
                     batch, self._finishes = self._finishes, []
                     records = self.store.finish([o for o, _ in batch])

@@ -123,8 +123,16 @@ class Store(Protocol):
 
         Due: status pending or retrying, ``not_before <= now``, and no earlier
         unfinished task in the same group. Order: priority (higher first),
-        then submission order. ``attempts`` is incremented. Durable on return.
+        then submission order. ``attempts`` is incremented; ``started_at`` is
+        cleared until ``started`` records the start (a claimed task may wait
+        in an executor's pipe first). Durable on return.
         """
+        ...
+
+    def started(self, starts: Sequence[tuple[str, float]]) -> None:
+        """Record ``(id, started_at)`` for running tasks that really started;
+        other ids are skipped. Until then ``recover`` treats a claimed task as
+        never started. Durable on return (or with the enclosing batch)."""
         ...
 
     def renew(self, ids: Sequence[str], owner: str, lease_expires_at: float) -> None:
@@ -172,9 +180,10 @@ class Store(Protocol):
                 ) -> builtins.list[TaskRecord]:  # ``list`` here is the method above
         """Return running tasks whose lease expired (all of ``owner``'s, if given;
         every running task with ``everything``, which only a single-writer
-        store's pool may ask, at its start) to ``pending``; a task already out
-        of attempts ends ``failed`` with reason ``lost``. Returns the records
-        changed."""
+        store's pool may ask, at its start) to ``pending``. One that never
+        started (no ``started`` call since its claim) gets its attempt back;
+        one that did keeps it, and ends ``failed`` with reason ``lost`` if it
+        has no attempts left. Returns the records changed."""
         ...
 
     def purge(self, older_than: float) -> int:

@@ -116,7 +116,7 @@ _INSERT = ("INSERT INTO tasks (id, kind, status, attempts, max_retries, timeout_
            " started_at, lease_owner, lease_expires_at)"
            " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)")
 _CLAIM = f"""
-UPDATE tasks SET status = 'running', attempts = attempts + 1, started_at = :now,
+UPDATE tasks SET status = 'running', attempts = attempts + 1, started_at = NULL,
     lease_owner = :owner, lease_expires_at = :expires
 WHERE seqno IN (
     SELECT t.seqno FROM tasks AS t INDEXED BY tasks_waiting
@@ -346,15 +346,14 @@ class SQLiteStore:
                 rows.append((r.id, r.kind, "running" if run else "pending", 1 if run else 0,
                              r.max_retries, r.timeout_s, r.priority, r.not_before, now,
                              r.payload, r.group_id, r.seq, r.idempotency_key, r.ref,
-                             now if run else None, owner if run else None,
-                             expires if run else None))
+                             None, owner if run else None, expires if run else None))
             db.executemany(_INSERT, rows)
         # Built, not dataclasses.replace()d: that costs ~5 us a record, this ~1.5.
         return out, [TaskRecord(
             id=r.id, kind=r.kind, status="running", attempts=1, max_retries=r.max_retries,
             timeout_s=r.timeout_s, priority=r.priority, not_before=r.not_before,
             created_at=r.created_at, payload=r.payload, group_id=r.group_id, seq=r.seq,
-            idempotency_key=r.idempotency_key, ref=r.ref, started_at=now, lease_owner=owner,
+            idempotency_key=r.idempotency_key, ref=r.ref, lease_owner=owner,
             lease_expires_at=expires) for r in picked]
 
     @staticmethod
@@ -383,8 +382,9 @@ class SQLiteStore:
 
     def claim(self, n: int, now: float, owner: str, lease_s: float) -> list[TaskRecord]:
         """Move up to ``n`` due tasks to ``running`` under ``owner``'s lease until
-        ``now + lease_s``; ``attempts`` +1, ``started_at`` = now. Due and order
-        as in the Store protocol. One transaction, durable on return."""
+        ``now + lease_s``; ``attempts`` +1, ``started_at`` cleared until
+        ``started``. Due and order as in the Store protocol. One transaction,
+        durable on return."""
         if n <= 0:
             return []
         with self._write() as db:
@@ -393,6 +393,13 @@ class SQLiteStore:
         # RETURNING has no defined order: restore priority, then submission order.
         rows.sort(key=lambda row: (-row[6], row[-1]))
         return [_record(row) for row in rows]
+
+    def started(self, starts: Sequence[tuple[str, float]]) -> None:
+        """Set ``started_at`` of the running tasks among ``starts`` (``(id, time)``
+        pairs); others are skipped. Durable on return (or with the batch)."""
+        with self._write() as db:
+            db.executemany("UPDATE tasks SET started_at = ? WHERE id = ? AND status = 'running'",
+                           [(at, task_id) for task_id, at in starts])
 
     def renew(self, ids: Sequence[str], owner: str, lease_expires_at: float) -> None:
         """Set the lease expiry of those ``ids`` that are running under ``owner``;
@@ -406,7 +413,7 @@ class SQLiteStore:
         """Record how running tasks ended, in one transaction; durable on return.
 
         Ids not running (missing, finished, cancelled) are skipped, as is a
-        repeated id. ``started_at`` is kept from the claim unless the outcome
+        repeated id. ``started_at`` is kept from ``started`` unless the outcome
         gives one. Returns the changed records, without payload.
         """
         for o in outcomes:
@@ -500,9 +507,11 @@ class SQLiteStore:
     def recover(self, now: float, owner: str | None = None, *,
                 everything: bool = False) -> list[TaskRecord]:
         """Put running tasks back: all of ``owner``'s if given, else those whose
-        lease expired by ``now``. Each goes to ``pending`` (attempt kept), or to
-        ``failed`` with reason ``lost`` if it has no attempts left. Returns the
-        changed records; durable on return."""
+        lease expired by ``now``. One that never started (``started_at`` unset
+        since its claim) goes to ``pending`` with its attempt undone; one that
+        did goes to ``pending`` with the attempt kept, or to ``failed`` with
+        reason ``lost`` if it has no attempts left. Returns the changed
+        records; durable on return."""
         which, param = (("lease_owner = ?", owner) if owner is not None
                         else ("lease_expires_at <= ?", now))
         if everything:  # at the start of the only writer: nobody else holds a lease
@@ -510,11 +519,17 @@ class SQLiteStore:
         where = f"status = 'running' AND {which}"
         with self._write() as db:
             rows = db.execute(
+                "UPDATE tasks SET status = 'pending', attempts = max(attempts - 1, 0),"
+                " lease_owner = NULL, lease_expires_at = NULL"
+                f" WHERE {where} AND started_at IS NULL RETURNING {_COLUMNS}",
+                (param,)).fetchall()
+            lost = db.execute(
                 f"UPDATE tasks SET status = 'failed', finished_at = ?, error = {_LOST},"
                 " lease_owner = NULL, lease_expires_at = NULL"
                 f" WHERE {where} AND attempts >= max_retries + 1 RETURNING {_COLUMNS}",
                 (now, param)).fetchall()
-            self._delta["failed"] += len(rows)
+            self._delta["failed"] += len(lost)
+            rows += lost
             rows += db.execute(
                 "UPDATE tasks SET status = 'pending', lease_owner = NULL,"
                 f" lease_expires_at = NULL WHERE {where} RETURNING {_COLUMNS}",

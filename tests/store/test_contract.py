@@ -208,7 +208,7 @@ def test_enqueue_and_claim_claims_by_priority_and_answers_as_enqueue(store: Stor
     assert [r.status for r in records] == ["pending"] * 4  # as enqueue answers
     assert [r.id for r in started] == [ids[3], ids[1]]
     for rec in started:
-        assert rec.status == "running" and rec.attempts == 1 and rec.started_at == T0
+        assert rec.status == "running" and rec.attempts == 1 and rec.started_at is None
         assert rec.lease_owner == OWNER and rec.lease_expires_at == T0 + LEASE_S
         assert store.get(rec.id) == rec
     assert store.counts()["running"] == 2 and store.counts()["pending"] == 2
@@ -258,6 +258,7 @@ def test_a_failed_call_in_a_batch_leaves_no_trace_and_the_batch_goes_on(
 def test_finish_records_the_outcome_and_clears_the_lease(store: Store) -> None:
     a, b = store.enqueue([new("ka"), new("kb")], T0)
     claim_ids(store)
+    store.started([(a.id, T0 + 0.25), (b.id, T0 + 0.25)])
     progress = {"value": 1.0, "message": "done"}
     changed = store.finish([ok(a.id, started_at=T0 + 0.5, result=b"\xc3", progress=progress),
                             failed(b.id)])
@@ -457,12 +458,36 @@ def test_recover_expired_leases(store: Store) -> None:
     early, late = store.enqueue([new(priority=1), new()], T0)
     store.claim(1, T0, OWNER, 10)
     store.claim(1, T0, OWNER, 100)
+    store.started([(early.id, T0 + 1)])
     assert store.recover(T0 + 9) == []
     [record] = store.recover(T0 + 10)
     assert record.id == early.id and (record.status, record.attempts) == ("pending", 1)
     assert record.lease_owner is None and record.lease_expires_at is None
     assert status_of(store, late.id) == "running"
     assert store.claim(1, T0 + 11, OWNER, 10)[0].attempts == 2
+
+
+def test_claim_clears_started_at_until_started(store: Store) -> None:
+    [task] = store.enqueue([new()], T0)
+    [claimed] = store.claim(1, T0, OWNER, LEASE_S)
+    assert claimed.started_at is None
+    store.started([(task.id, T0 + 2), ("no-such-id", T0 + 2)])
+    assert store.get(task.id).started_at == T0 + 2  # type: ignore[union-attr]
+    store.finish([ok(task.id, now=T0 + 3)])
+    store.started([(task.id, T0 + 9)])  # not running any more: skipped
+    assert store.get(task.id).started_at == T0 + 2  # type: ignore[union-attr]
+
+
+def test_recover_gives_back_the_attempt_of_a_task_that_never_started(store: Store) -> None:
+    """A claimed task may wait in an executor's pipe; if its pool dies then, it
+    never ran: it is not charged an attempt, nor failed as lost."""
+    waited, ran = store.enqueue([new(max_retries=0, priority=1), new(max_retries=0)], T0)
+    store.claim(2, T0, OWNER, LEASE_S)
+    store.started([(ran.id, T0 + 1)])
+    changed = {r.id: r for r in store.recover(T0 + 2, everything=True)}
+    assert (changed[waited.id].status, changed[waited.id].attempts) == ("pending", 0)
+    assert changed[ran.id].status == "failed"
+    assert changed[ran.id].error["reason"] == "lost"  # type: ignore[index]
 
 
 def test_recover_all_of_an_owners_tasks(store: Store) -> None:
@@ -481,6 +506,7 @@ def test_recover_fails_a_task_out_of_attempts_as_lost(store: Store) -> None:
     for attempt in (1, 2):
         [claimed] = store.claim(1, now, OWNER, LEASE_S)
         assert claimed.attempts == attempt
+        store.started([(task_id, now)])
         now += LEASE_S
         [record] = store.recover(now)
     assert record.id == task_id and record.status == "failed"
