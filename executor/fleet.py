@@ -69,6 +69,7 @@ class Fleet:
         self.inflight: dict[str, tuple[Slot, Inflight]] = {}
         self.template: TemplateProcess | None = None
         self.old_templates: list[TemplateProcess] = []
+        self._exited_templates: list[TemplateProcess] = []  # socket closed, not yet reaped
         self._next_slot = 1
         self._generation = 0
         self._outbufs: dict[int, bytearray] = {}
@@ -125,6 +126,9 @@ class Fleet:
                     self._bury(slot)
 
     def _on_template_exit(self, tpl: TemplateProcess) -> None:
+        # Its socket closed; the process may take a moment more to exit:
+        # ``watch`` reaps it then (no zombie left behind).
+        self._exited_templates.append(tpl)
         if tpl in self.old_templates:
             self.old_templates.remove(tpl)
             return
@@ -354,6 +358,7 @@ class Fleet:
                 self.kill(slot, "timeout")
         for tpl in list(self.old_templates):
             tpl.reap()
+        self._exited_templates = [tpl for tpl in self._exited_templates if not tpl.reap()]
 
     def take_back(self, task_id: str) -> bool:
         """Take ``task_id`` back to pending if it only waits in an executor's pipe.

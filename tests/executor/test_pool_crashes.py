@@ -4,12 +4,13 @@ the executor is replaced, and the next task runs."""
 from __future__ import annotations
 
 import os
+import signal
 import stat
 from pathlib import Path
 
 import pytest
 
-from tests.support.procs import PoolHandle, pid_alive
+from tests.support.procs import PoolHandle, pid_alive, wait_for
 
 
 @pytest.mark.parametrize(("kind", "reason", "needle"), [
@@ -77,3 +78,33 @@ def test_crashing_task_leaves_no_stray_process(pool: PoolHandle) -> None:
     pool.wait(pool.submit("exit3"))
     pool.wait(pool.submit("noop"))
     assert len([p for p in pids if pid_alive(p)]) <= 1
+
+
+def _children(pid: int) -> list[tuple[int, str]]:
+    """(pid, state) of ``pid``'s child processes."""
+    found = []
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            try:
+                fields = Path(f"/proc/{entry}/stat").read_text().rsplit(")", 1)[1].split()
+            except OSError:
+                continue
+            if int(fields[2]) == pid:
+                found.append((int(entry), fields[0]))
+    return found
+
+
+def test_a_reload_leaves_no_zombie_template(pool: PoolHandle) -> None:
+    def templates() -> list[str]:
+        """States of the pool's template children, old ones included."""
+        return [state for child, state in _children(pool.popen.pid)
+                if state == "Z" or b"executor.template" in
+                Path(f"/proc/{child}/cmdline").read_bytes()]
+
+    for generation in (2, 3):
+        pool.signal(signal.SIGHUP)
+        loaded = f"task code loaded (generation {generation})"
+        wait_for(lambda loaded=loaded: loaded in pool.output(), 30, what=loaded)
+        assert pool.wait(pool.submit("noop"))["status"] == "succeeded"
+    wait_for(lambda: len(states := templates()) == 1 and states != ["Z"], 10,
+             what="the old templates reaped, the new one alone (no zombie)")
