@@ -7,10 +7,12 @@ Precedence: defaults < ``offload.toml`` < ``OFFLOAD_*`` environment.
 
 Loading never half-succeeds: an unknown key, a value of the wrong type or
 out of range raises ``ConfigError`` naming the file (or variable), the key,
-the value and what is accepted. An ``OFFLOAD_*`` variable that is no
-setting but looks like a misspelt one (``OFFLOAD_EXECUTOR``) is logged as a
-warning naming the one meant; other ``OFFLOAD_*`` variables are left alone
-(they may be the application's).
+the value and what is accepted. So does ``max_result_bytes`` above half of
+``max_frame_bytes`` (a result travels in one frame beside the rest of its
+record, and a frame over the limit is refused by its reader). An
+``OFFLOAD_*`` variable that is no setting but looks like a misspelt one
+(``OFFLOAD_EXECUTOR``) is logged as a warning naming the one meant; other
+``OFFLOAD_*`` variables are left alone (they may be the application's).
 """
 
 from __future__ import annotations
@@ -77,7 +79,9 @@ class Settings:
     max_body_bytes: int = _setting(1_048_576, "largest HTTP request body accepted", min=1)
     max_frame_bytes: int = _setting(8_388_608, "largest frame on the pool socket and pipes",
                                     min=1024)
-    max_result_bytes: int = _setting(1_048_576, "largest encoded task result kept", min=64)
+    # At most half of max_frame_bytes, checked at load (_validate_result_size).
+    max_result_bytes: int = _setting(1_048_576, "largest encoded task result kept; at most "
+                                     "half of max_frame_bytes", min=64)
     default_max_retries: int = _setting(3, "retries after the first attempt, unless set per kind",
                                         min=0)
     default_timeout_s: float = _setting(300.0, "soft time limit of a task, unless set per kind",
@@ -182,6 +186,26 @@ def _validate_store_url(url: str, where: str) -> None:
         raise ConfigError(f"{where} has value {url!r}; accepted: sqlite:///path/to/file.db")
 
 
+def _validate_result_size(settings: Settings, origins: Mapping[str, str]) -> None:
+    """Refuse a ``max_result_bytes`` over half of ``max_frame_bytes``, blaming
+    whichever of the two was set (``origins``: name -> where it was set)."""
+    frame, result = settings.max_frame_bytes, settings.max_result_bytes
+    if result <= frame // 2:
+        return
+    if "max_result_bytes" in origins or "max_frame_bytes" not in origins:
+        where = origins.get("max_result_bytes", "the default of key 'max_result_bytes'")
+        raise ConfigError(
+            f"{where} has value {result!r}; accepted: an integer from 64 to {frame // 2} "
+            f"(half of max_frame_bytes = {frame}: a result is sent in one frame with its "
+            f"record)"
+        )
+    raise ConfigError(
+        f"{origins['max_frame_bytes']} has value {frame!r}; accepted: an integer >= "
+        f"{2 * result} (twice max_result_bytes = {result}: a result is sent in one frame "
+        f"with its record)"
+    )
+
+
 def _warn_misspelt(env: Mapping[str, str]) -> None:
     known = [ENV_PREFIX + name.upper() for name in FIELDS] + ["OFFLOAD_CONFIG"]
     for var in env:
@@ -204,7 +228,7 @@ def load_settings(
     explicit = path is not None or "OFFLOAD_CONFIG" in env
     cfg_path = Path(path if path is not None else env.get("OFFLOAD_CONFIG", DEFAULT_CONFIG_PATH))
     values: dict[str, Any] = {}
-    store_url_from = f"{cfg_path}: key 'store_url'"
+    origins: dict[str, str] = {}  # setting -> where it was set, for errors across keys
     if cfg_path.is_file():
         try:
             raw = tomllib.loads(cfg_path.read_text())
@@ -218,6 +242,7 @@ def load_settings(
                 )
             try:
                 values[key] = _coerce(f, value, from_env=False)
+                origins[key] = f"{cfg_path}: key {key!r}"
             except ValueError:
                 raise ConfigError(
                     f"{cfg_path}: key {key!r} has value {value!r}; accepted: {_accepted(f)}"
@@ -229,8 +254,7 @@ def load_settings(
         if var in env:
             try:
                 values[name] = _coerce(f, env[var], from_env=True)
-                if name == "store_url":
-                    store_url_from = f"environment variable {var} (key 'store_url')"
+                origins[name] = f"environment variable {var} (key {name!r})"
             except ValueError:
                 raise ConfigError(
                     f"environment variable {var} (key {name!r}) has value {env[var]!r}; "
@@ -238,7 +262,9 @@ def load_settings(
                 ) from None
     _warn_misspelt(env)
     settings = Settings(**values)
-    _validate_store_url(settings.store_url, store_url_from)
+    _validate_store_url(settings.store_url,
+                        origins.get("store_url", f"{cfg_path}: key 'store_url'"))
+    _validate_result_size(settings, origins)
     return settings
 
 

@@ -9,16 +9,21 @@ from __future__ import annotations
 
 import math
 
-from executor.protocol import FrameType, encode, write_all
+from executor.protocol import DEFAULT_MAX_FRAME_BYTES, FrameType, encode, write_all
 
+MAX_PROGRESS_MESSAGE_CHARS = 500
 _fd: int | None = None
+_max_message_bytes = DEFAULT_MAX_FRAME_BYTES // 4
 _task_id: str | None = None
 
 
-def bind(fd: int) -> None:
-    """Called once by the executor after fork: where progress frames go."""
-    global _fd
+def bind(fd: int, max_frame_bytes: int = DEFAULT_MAX_FRAME_BYTES) -> None:
+    """Called once by the executor after fork: where progress frames go, and the
+    frame limit the pool enforces on them (a larger frame gets the executor
+    killed)."""
+    global _fd, _max_message_bytes
     _fd = fd
+    _max_message_bytes = max_frame_bytes // 4
 
 
 def start(task_id: str | None) -> None:
@@ -33,7 +38,8 @@ def current_task_id() -> str | None:
 
 
 def progress(value: float, message: str = "") -> None:
-    """Report progress of the running task: ``value`` in [0, 1] and a short message.
+    """Report progress of the running task: ``value`` in [0, 1] and a short message
+    (cut to its first ``MAX_PROGRESS_MESSAGE_CHARS`` characters).
 
     The task's record shows the latest value while it runs. Outside an
     executor this does nothing.
@@ -42,5 +48,10 @@ def progress(value: float, message: str = "") -> None:
         raise ValueError(f"progress value must be a number in [0, 1], got {value!r}")
     if _fd is None or _task_id is None:
         return
-    body = {"id": _task_id, "value": float(value), "message": str(message)[:500]}
+    text = str(message)[:MAX_PROGRESS_MESSAGE_CHARS]
+    data = text.encode("utf-8", "backslashreplace")  # msgpack refuses lone surrogates
+    if len(data) > _max_message_bytes or len(data) != len(text):
+        # Non-ASCII (or a tiny max_frame_bytes): keep whole characters that fit.
+        text = data[:_max_message_bytes].decode(errors="ignore")
+    body = {"id": _task_id, "value": float(value), "message": text}
     write_all(_fd, encode(FrameType.PROGRESS, body))

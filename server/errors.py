@@ -58,6 +58,8 @@ def from_pool_error(exc: PoolError, field_prefix: str | None = None) -> ApiError
     reports ``kind`` rather than ``tasks[0].kind``.
     """
     status = _POOL_STATUS.get(exc.code, 500)
+    if exc.code == "frame_too_large" and exc.field == "limit":
+        status = 422  # the pool's page, not the request, was too large: ask for fewer
     field, message = exc.field, exc.message
     if field is not None and field_prefix and field.startswith(field_prefix):
         field = field[len(field_prefix):]

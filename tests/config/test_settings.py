@@ -104,3 +104,26 @@ def test_a_misspelt_variable_is_named_in_a_warning(tmp_path: Path,
     messages = [r.getMessage() for r in caplog.records]
     assert messages == ["environment variable OFFLOAD_EXECUTOR is not an offload setting and "
                         "is ignored; did you mean OFFLOAD_EXECUTORS?"]
+
+
+def test_max_result_bytes_must_fit_in_half_a_frame(tmp_path: Path) -> None:
+    defaults = Settings()
+    assert defaults.max_result_bytes <= defaults.max_frame_bytes // 2
+    path = write(tmp_path, "max_frame_bytes = 1048576\nmax_result_bytes = 524288\n")
+    assert load_settings(path, environ={}).max_result_bytes == 524288  # exactly half: fine
+    path = write(tmp_path, "max_frame_bytes = 1048576\nmax_result_bytes = 524289\n")
+    with pytest.raises(ConfigError, match=rf"^{path}: key 'max_result_bytes' has value 524289; "
+                                          r"accepted: an integer from 64 to 524288 \(half of "
+                                          r"max_frame_bytes = 1048576"):
+        load_settings(path, environ={})
+    with pytest.raises(ConfigError, match=r"^environment variable OFFLOAD_MAX_RESULT_BYTES "
+                                          r"\(key 'max_result_bytes'\) has value 600000; "
+                                          r"accepted: an integer from 64 to 524288"):
+        load_settings(write(tmp_path, "max_frame_bytes = 1048576\n"),
+                      environ={"OFFLOAD_MAX_RESULT_BYTES": "600000"})
+    # Only the frame limit was set: it is the one named, with what it must be.
+    path = write(tmp_path, "max_frame_bytes = 1048576\n")
+    with pytest.raises(ConfigError, match=rf"^{path}: key 'max_frame_bytes' has value 1048576; "
+                                          r"accepted: an integer >= 2097152 \(twice "
+                                          r"max_result_bytes = 1048576"):
+        load_settings(path, environ={})

@@ -158,3 +158,10 @@ def test_a_single_post_does_not_see_the_batch_prefix_in_the_message() -> None:
     batch = from_pool_error(PoolError("invalid", "tasks[2].seq must be an integer >= 0",
                                       "tasks[2].seq"))
     assert (batch.message, batch.field) == ("tasks[2].seq must be an integer >= 0", "tasks[2].seq")
+
+
+def test_a_page_too_large_for_a_frame_is_a_422_asking_for_a_smaller_limit() -> None:
+    err = from_pool_error(PoolError("frame_too_large", "this page of 50 records is ...",
+                                    "limit"))
+    assert (err.status, err.field) == (422, "limit")
+    assert from_pool_error(PoolError("frame_too_large", "request too large")).status == 413
