@@ -25,11 +25,8 @@ after a deploy changed the signature; a ``TypeError`` raised inside the task
 is retried like any exception).
 
 Frame size: the pool kills an executor whose frame is over
-``max_frame_bytes`` (a broken protocol), so nothing written here may be.
-An error's message and traceback are cut to ``MAX_ERROR_MESSAGE_BYTES`` and
-``MAX_TRACEBACK_BYTES`` (less with a small ``max_frame_bytes``), and a
-``DONE`` still too large (a result near ``max_frame_bytes``) carries a
-non-retryable error in place of the result.
+``max_frame_bytes`` (a broken protocol), so nothing written here may be:
+``executor.doneframe`` builds every ``DONE`` frame within the limit.
 """
 
 from __future__ import annotations
@@ -51,6 +48,7 @@ from typing import Any, NoReturn
 
 from executor import context
 from executor.codec import decode_call, encode_value
+from executor.doneframe import done_frame
 from executor.errors import Retry, TaskTimeout, UnknownKind
 from executor.protocol import (
     HEADER_SIZE,
@@ -63,8 +61,6 @@ from executor.protocol import (
 from executor.registry import Registry, resolve_ref
 
 _PAGE_MB = os.sysconf("SC_PAGE_SIZE") / (1024 * 1024)
-MAX_ERROR_MESSAGE_BYTES = 8 * 1024  # an error's message, UTF-8, beyond which it is cut
-MAX_TRACEBACK_BYTES = 64 * 1024  # an error's traceback, UTF-8 (head and tail kept)
 
 
 @dataclass(frozen=True)
@@ -111,48 +107,6 @@ def _on_alarm(signum: int, frame: PyFrame | None) -> None:
 def _error(reason: str, exc: BaseException, message: str | None = None) -> dict[str, str]:
     return {"reason": reason, "message": message or f"{type(exc).__name__}: {exc}",
             "traceback": "".join(traceback.format_exception(exc))}
-
-
-def _clip(text: str, max_bytes: int, keep_tail: bool) -> str:
-    """``text`` in at most ``max_bytes`` of UTF-8: whole if it fits, else its
-    head (and with ``keep_tail`` its tail, where a traceback names the line
-    that raised) around a "... N bytes cut ..." marker. Characters UTF-8
-    cannot carry (lone surrogates) become escapes: msgpack would refuse them."""
-    data = text.encode("utf-8", "backslashreplace")
-    if len(data) <= max_bytes:
-        return data.decode()
-    cut = len(data) - max_bytes + 40  # room for the marker
-    if keep_tail:
-        head = (max_bytes - 40) // 2
-        tail = max_bytes - 40 - head
-        return (data[:head].decode(errors="ignore") + f"\n... {cut} bytes cut ...\n"
-                + data[len(data) - tail:].decode(errors="ignore"))
-    return data[:max_bytes - 40].decode(errors="ignore") + f" ... ({cut} bytes cut)"
-
-
-def _done_frame(done: dict[str, Any], limits: Limits) -> bytes:
-    """The ``DONE`` frame of ``done``, never over ``limits.max_frame_bytes``:
-    the error's texts are cut, and a result that still does not fit is
-    replaced by a non-retryable error saying so (``done`` is updated)."""
-    error = done["error"]
-    if error is not None:
-        # Bounded by the frame too, so a small max_frame_bytes (1 KiB) still fits.
-        error["message"] = _clip(str(error["message"]), min(
-            MAX_ERROR_MESSAGE_BYTES, limits.max_frame_bytes // 8), keep_tail=False)
-        error["traceback"] = _clip(str(error["traceback"]), min(
-            MAX_TRACEBACK_BYTES, limits.max_frame_bytes // 4), keep_tail=True)
-    frame = encode(FrameType.DONE, done)
-    size = len(frame) - HEADER_SIZE
-    if size > limits.max_frame_bytes:
-        result_bytes = len(done["result"] or b"")
-        done.update(ok=False, result=None, retry_delay_s=None, retryable=False, error={
-            "reason": "error", "traceback": "",
-            "message": f"result too large to send back: {result_bytes} bytes (a DONE frame of "
-                       f"{size} bytes); max_frame_bytes is {limits.max_frame_bytes}, and "
-                       f"max_result_bytes ({limits.max_result_bytes}) should be at most half "
-                       f"of it; store large results elsewhere and return a reference"})
-        frame = encode(FrameType.DONE, done)
-    return frame
 
 
 def _retry_delay_s(value: object) -> float | None:
@@ -359,7 +313,7 @@ def run_executor(rfd: int, wfd: int, registry: Registry, limits: Limits) -> NoRe
             recycle = "recycled"
         done["rss_mb"] = round(rss, 1)
         done["recycle"] = recycle
-        write_all(wfd, _done_frame(done, limits))
+        write_all(wfd, done_frame(done, limits.max_frame_bytes, limits.max_result_bytes))
         _State.in_task = False
         if recycle or _State.stop_requested:
             os._exit(0)

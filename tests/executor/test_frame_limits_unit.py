@@ -8,9 +8,9 @@ from typing import Any
 
 import pytest
 
+from executor.doneframe import clip, done_frame
 from executor.listener import ClientConn
 from executor.protocol import HEADER_SIZE, FrameReader, FrameType, encode
-from executor.runner import Limits, _clip, _done_frame
 
 
 def _body(frame: bytes, max_frame_bytes: int) -> dict[str, Any]:
@@ -20,14 +20,14 @@ def _body(frame: bytes, max_frame_bytes: int) -> dict[str, Any]:
 
 
 def test_clip_keeps_text_that_fits_and_cuts_the_rest_within_the_bytes() -> None:
-    assert _clip("short", 100, keep_tail=False) == "short"
-    head = _clip("a" * 1000 + "z", 100, keep_tail=False)
+    assert clip("short", 100, keep_tail=False) == "short"
+    head = clip("a" * 1000 + "z", 100, keep_tail=False)
     assert len(head.encode()) <= 100 and head.startswith("aaa") and "bytes cut" in head
-    both = _clip("h" * 1000 + "TAIL", 100, keep_tail=True)
+    both = clip("h" * 1000 + "TAIL", 100, keep_tail=True)
     assert len(both.encode()) <= 100 and both.startswith("hhh") and both.endswith("TAIL")
-    wide = _clip("é" * 1000, 101, keep_tail=True)  # cut inside a character: dropped
+    wide = clip("é" * 1000, 101, keep_tail=True)  # cut inside a character: dropped
     assert len(wide.encode()) <= 101 and wide.strip("é").strip().startswith("...")
-    assert _clip("bad \udcff byte", 100, keep_tail=False) == "bad \\udcff byte"
+    assert clip("bad \udcff byte", 100, keep_tail=False) == "bad \\udcff byte"
 
 
 def _done(**changes: Any) -> dict[str, Any]:
@@ -41,9 +41,8 @@ def _done(**changes: Any) -> dict[str, Any]:
 def test_done_frame_cuts_an_error_to_fit(max_frame_bytes: int) -> None:
     error = {"reason": "error", "message": "ValueError: " + "m" * 3_000_000,
              "traceback": "Traceback\n" + "t" * 3_000_000 + "\nValueError: \udcff"}
-    body = _body(_done_frame(_done(ok=False, error=error), Limits(
-        max_frame_bytes=max_frame_bytes, max_result_bytes=max_frame_bytes // 2)),
-        max_frame_bytes)
+    body = _body(done_frame(_done(ok=False, error=error), max_frame_bytes,
+                            max_frame_bytes // 2), max_frame_bytes)
     assert body["error"]["reason"] == "error" and body["retryable"] is True
     assert body["error"]["message"].startswith("ValueError: mmm")
     assert len(body["error"]["message"].encode()) <= min(8 * 1024, max_frame_bytes // 8)
@@ -53,13 +52,13 @@ def test_done_frame_cuts_an_error_to_fit(max_frame_bytes: int) -> None:
 
 
 def test_done_frame_replaces_a_result_too_large_to_send() -> None:
-    limits = Limits(max_frame_bytes=1024, max_result_bytes=4096)  # not a loadable config
-    body = _body(_done_frame(_done(result=b"r" * 2000), limits), 1024)
+    limits = (1024, 4096)  # max_frame_bytes, max_result_bytes: not a loadable config
+    body = _body(done_frame(_done(result=b"r" * 2000), *limits), 1024)
     assert body["ok"] is False and body["result"] is None and body["retryable"] is False
     assert body["error"]["reason"] == "error"
     assert body["error"]["message"].startswith("result too large to send back: 2000 bytes")
     assert "max_frame_bytes is 1024" in body["error"]["message"]
-    fits = _body(_done_frame(_done(result=b"r" * 500), limits), 1024)
+    fits = _body(done_frame(_done(result=b"r" * 500), *limits), 1024)
     assert fits["ok"] is True and fits["result"] == b"r" * 500
 
 
