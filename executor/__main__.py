@@ -14,6 +14,7 @@ import uvloop
 
 from config import start_process
 from executor.pool import Pool
+from executor.store import StoreError
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -24,7 +25,12 @@ def main(argv: list[str] | None = None) -> int:
     opts = parser.parse_args(argv)
     settings = start_process(opts.config)
     try:
-        uvloop.run(Pool(settings, opts.config, opts.lifeline_fd).run())
+        pool = Pool(settings, opts.config, opts.lifeline_fd)
+    except StoreError as exc:  # cannot open, or another pool holds it
+        logging.getLogger("offload.pool").error("%s", exc)
+        return 4
+    try:
+        uvloop.run(pool.run())
     except RuntimeError as exc:  # task code that does not import, mostly
         logging.getLogger("offload.pool").error("%s", exc)
         return 3

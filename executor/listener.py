@@ -133,8 +133,13 @@ def _error_frame(req_id: int, code: str, message: str, field: str | None) -> byt
 
 
 async def listen(path: str, handler: Handler, max_frame_bytes: int) -> asyncio.AbstractServer:
-    """Start serving on ``path`` (its directory made private; a stale socket removed)."""
+    """Start serving on ``path`` (its directory made private; a stale socket
+    removed). Raises ``RuntimeError`` if a live pool already listens there:
+    its socket is not taken from it."""
     ensure_private_dir(os.path.dirname(path))
+    if _answers(path):
+        raise RuntimeError(f"another pool is listening on {path}; it keeps its socket "
+                           "(one pool per run_dir)")
     with contextlib.suppress(FileNotFoundError):
         os.unlink(path)
     loop = asyncio.get_running_loop()
@@ -145,3 +150,13 @@ async def listen(path: str, handler: Handler, max_frame_bytes: int) -> asyncio.A
         os.umask(old)
     os.chmod(path, 0o600)
     return server
+
+
+def _answers(path: str) -> bool:
+    """Whether something accepts connections on the Unix socket ``path``."""
+    with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as probe:
+        try:
+            probe.connect(path)
+        except OSError:  # missing, refused (stale), not a socket
+            return False
+    return True

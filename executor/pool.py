@@ -60,7 +60,7 @@ class Pool:
         self.settings = settings
         self.config_path = config_path
         self.lifeline_fd = lifeline_fd
-        self.store: Store = open_store(settings.store_url)
+        self.store: Store = open_store(settings.store_url, writer=True)
         self.metrics = PoolMetrics()
         self.owner = uuid.uuid4().hex
         self.requests = Requests(self)

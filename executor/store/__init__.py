@@ -31,14 +31,17 @@ __all__ = [
 _SQLITE = "sqlite:///"
 
 
-def open_store(url: str) -> Store:
+def open_store(url: str, *, writer: bool = False) -> Store:
     """Open the store named by ``url``; blocks while the backend opens.
 
     Accepted: ``sqlite:///relative/path.db`` and ``sqlite:////absolute/path.db``
-    (the path is everything after ``sqlite:///``). Raises StoreError for any
-    other URL, or if the backend cannot open.
+    (the path is everything after ``sqlite:///``). ``writer=True`` (the pool)
+    also takes the SQLite store's single-writer lock: a second pool on the
+    same file is refused instead of taking over its running tasks. Raises
+    StoreError for any other URL, if the backend cannot open, or if another
+    pool holds the lock.
     """
     if url.startswith(_SQLITE) and len(url) > len(_SQLITE):
-        return SQLiteStore(url[len(_SQLITE):])
+        return SQLiteStore(url[len(_SQLITE):], writer=writer)
     raise StoreError(f"unsupported store URL {url!r}; accepted: "
                      "'sqlite:///relative/path.db' or 'sqlite:////absolute/path.db'")

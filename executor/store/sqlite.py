@@ -20,6 +20,7 @@ sortable by creation time, unguessable, 28 characters.
 
 from __future__ import annotations
 
+import fcntl
 import json
 import os
 import sqlite3
@@ -158,10 +159,13 @@ class SQLiteStore:
     a newer schema. Not thread-safe: use it from the thread that opened it.
     """
 
-    def __init__(self, path: str) -> None:
+    def __init__(self, path: str, *, writer: bool = False) -> None:
+        """Open (creating or migrating) the file at ``path``. ``writer``: take the
+        single-writer lock first (``_lock_writer``). Raises StoreError."""
         self.path = path
         self._db: sqlite3.Connection | None = None
         self._wal_fd: int | None = None
+        self._lock_fd: int | None = None
         self._in_batch = False
         # Finished tasks per status, exact: counted once at open, then kept by
         # the write methods (deltas applied only when their transaction commits).
@@ -170,6 +174,8 @@ class SQLiteStore:
         directory = os.path.dirname(os.path.abspath(path))
         try:
             os.makedirs(directory, exist_ok=True)
+            if writer:
+                self._lock_fd = _lock_writer(path)
             # isolation_level=None: the module never opens transactions on its
             # own; every write below says BEGIN IMMEDIATE ... COMMIT itself.
             self._db = sqlite3.connect(
@@ -597,10 +603,34 @@ class SQLiteStore:
         os.fdatasync(fd)
 
     def close(self) -> None:
-        """Close the file. Idempotent; any later call raises StoreError."""
+        """Close the file (and release the writer lock). Idempotent; any later
+        call raises StoreError."""
         if self._wal_fd is not None:
             os.close(self._wal_fd)
             self._wal_fd = None
+        if self._lock_fd is not None:
+            os.close(self._lock_fd)
+            self._lock_fd = None
         if self._db is not None:
             db, self._db = self._db, None
             db.close()
+
+
+def _lock_writer(path: str) -> int:
+    """Take the writer lock of the store at ``path``: ``flock`` on ``<path>.lock``,
+    which holds the owner's pid. Returns the lock's fd, to keep open (the lock
+    goes with the process, however it ends). Raises StoreError if another
+    process holds it: two pools on one file would each take the other's
+    running tasks for lost (``recover``) and run them again."""
+    fd = os.open(path + ".lock", os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        owner = os.pread(fd, 32, 0).decode(errors="replace").strip() or "?"
+        os.close(fd)
+        raise StoreError(f"{path}: another offload pool (pid {owner}) is using this store; "
+                         "a SQLite store has one pool: stop that server, or give this one "
+                         "another store_url") from None
+    os.ftruncate(fd, 0)
+    os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
+    return fd

@@ -5,12 +5,13 @@ from __future__ import annotations
 import os
 import socket
 import struct
+from pathlib import Path
 
 import msgpack
 import pytest
 
 from executor.protocol import FrameReader, FrameType, encode
-from tests.support.procs import PoolHandle, wait_for
+from tests.support.procs import PYTHON, Env, PoolHandle, Proc, wait_for
 
 
 def _raw_exchange(path: str, data: bytes) -> list[tuple[FrameType, dict]]:
@@ -121,3 +122,38 @@ def test_stats_show_an_executors_memory_once_it_has_run_a_task(pool: PoolHandle)
     for row in rows:  # null, not 0.0, for one that has not reported yet
         assert (row["rss_mb"] is None) == (row["tasks_run"] == 0), row
         assert row["rss_mb"] is None or row["rss_mb"] > 1
+
+
+def test_a_second_pool_on_the_same_store_is_refused_and_takes_nothing(pool: PoolHandle) -> None:
+    """Two pools on one SQLite file would each recover the other's running tasks
+    as lost and run them again; the second one must stop at once instead."""
+    running = pool.submit("sleep", 2.0)
+    wait_for(lambda: pool.call("get", {"id": running})["status"] == "running")
+    second = Proc([PYTHON, "-m", "executor", "--config", str(pool.env.config_path)], pool.env,
+                  "second-pool")
+    try:
+        assert second.popen.wait(60) == 4
+        out = second.output()
+        assert f"another offload pool (pid {pool.popen.pid}) is using this store" in out
+        assert "recovered" not in out
+    finally:
+        second.stop()
+    done = pool.wait(running)
+    assert (done["status"], done["attempts"]) == ("succeeded", 1)  # ran once, not taken
+    assert pool.wait(pool.submit("noop"))["status"] == "succeeded"  # its socket still works
+
+
+def test_a_pool_does_not_take_the_socket_of_a_live_one(pool: PoolHandle, tmp_path: Path) -> None:
+    """With its own store but the same run_dir, a second pool still leaves the
+    first one's socket alone."""
+    (tmp_path / "other").mkdir()
+    env = Env(tmp_path / "other", run_dir=pool.env.settings["run_dir"])
+    assert env.settings["store_url"] != pool.env.settings["store_url"]
+    second = Proc([PYTHON, "-m", "executor", "--config", str(env.config_path)], env,
+                  "second-pool")
+    try:
+        assert second.popen.wait(60) == 3
+        assert f"another pool is listening on {pool.env.socket_path}" in second.output()
+    finally:
+        second.stop()
+    assert pool.wait(pool.submit("noop"))["status"] == "succeeded"
