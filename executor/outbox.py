@@ -12,12 +12,16 @@ requests; idle, a call leaves in the same loop turn.
 Contract:
 
 - Calls are kept, in the order put, until the pool has stored them. When
-  the pool cannot be reached they wait and are sent again (with back-off)
-  for as long as the process lives; each call carries an idempotency key,
-  so a re-send after a lost reply never stores one twice.
-- A call the pool refuses (``PoolError``) is dropped with an error log
-  naming it; it never blocks the calls behind it. A refused batch is
-  re-sent one ``put`` at a time, so only the bad one is dropped.
+  the pool cannot be reached, or fails to store them (``PoolError`` code
+  ``internal``: a write or fsync of its store failed; or a code this
+  outbox does not know), they wait and are sent again (with back-off) for
+  as long as the process lives, with one warning per outage; each call
+  carries an idempotency key, so a re-send after a lost reply never
+  stores one twice.
+- A call the pool refuses (``PoolError`` with a code of ``REFUSALS``,
+  which sending again cannot change, such as ``invalid``) is dropped with
+  an error log naming it; it never blocks the calls behind it. A refused
+  batch is re-sent one ``put`` at a time, so only the bad one is dropped.
 - ``put`` waits only while ``MAX_QUEUED_CALLS`` calls are already queued
   (back-pressure on a pool that is down for long), never for the pool.
 - ``drain`` waits, within a deadline, until everything queued is stored;
@@ -49,6 +53,12 @@ SUBMIT_TIMEOUT_S = 30.0
 """How long one submit may wait for the pool's reply before it is sent again."""
 _RETRY_FIRST_S = 0.05
 _RETRY_MAX_S = 1.0
+REFUSALS = frozenset({"invalid", "unknown_kind", "frame_too_large", "malformed_frame",
+                      "unsupported_version", "unknown_op", "not_found", "conflict"})
+"""``PoolError`` codes that refuse the request itself (``executor.errors``):
+sent again, it would be refused again, so its calls are dropped. Every other
+code (``internal``, or one added after this was written) means the pool
+failed to store calls it would accept: they are kept and sent again."""
 
 
 @dataclass(slots=True)
@@ -146,24 +156,33 @@ class Outbox:
         self._idle.set()
 
     async def _send(self, batch: list[_Put]) -> None:
-        """Submit ``batch`` until the pool answers; retry while it is unreachable."""
+        """Submit ``batch`` until the pool stores it; retry, with back-off, while
+        the pool is unreachable or fails to store it. Raises ``PoolError`` only
+        for a refusal (a code of ``REFUSALS``)."""
         specs = [s for put in batch for s in put.specs]
         delay_s = _RETRY_FIRST_S
         down_since: float | None = None
+        recovered = ""
         while True:
             try:
                 reply = await self.client.call("submit", {"tasks": specs, "reply": "ids"},
                                                SUBMIT_TIMEOUT_S)
                 break
             except PoolUnavailable as exc:
-                if down_since is None:
-                    down_since = time.monotonic()
-                    log.warning("pool unreachable (%s); %d background call(s) wait in this "
-                                "process and will be sent again", exc, self._queued_calls)
-                await asyncio.sleep(delay_s)
-                delay_s = min(delay_s * 2, _RETRY_MAX_S)
+                problem, recovered = f"pool unreachable ({exc})", "pool reachable again"
+            except PoolError as exc:
+                if exc.code in REFUSALS:
+                    raise
+                problem = f"the pool failed to store background calls ({exc.code}: {exc})"
+                recovered = "the pool stores again"
+            if down_since is None:
+                down_since = time.monotonic()
+                log.warning("%s; %d background call(s) wait in this process and will be "
+                            "sent again", problem, self._queued_calls)
+            await asyncio.sleep(delay_s)
+            delay_s = min(delay_s * 2, _RETRY_MAX_S)
         if down_since is not None:
-            log.warning("pool reachable again after %.1f s; background calls sent",
+            log.warning("%s after %.1f s; background calls sent", recovered,
                         time.monotonic() - down_since)
         ids = [str(i) for i in reply["ids"]]
         at = 0

@@ -3,11 +3,15 @@
 Submissions are not committed one by one: ``submit`` queues them and the
 pool stores them at the end of the loop turn (``take_submits``,
 ``store_submits``), so everything that arrived together is one transaction,
-and every reply goes out only after that commit is on disk.
+and every reply goes out only after that commit is on disk. Should the
+store refuse the turn's tasks anyway, each submission is stored on its own,
+so only one the store refuses alone fails.
 
-Before that, each spec is checked, including that its call binds to the
-registered kind's parameters (``executor.callcheck``, from the template's
-manifest): a call that cannot bind would fail on every attempt.
+Before that, each spec is checked: every field must be one the store can
+hold (type, range, length; see ``PRIORITY_MIN`` and the bounds after it),
+and its call must bind to the registered kind's parameters
+(``executor.callcheck``, from the template's manifest): a call that cannot
+bind would fail on every attempt.
 """
 
 from __future__ import annotations
@@ -31,6 +35,22 @@ if TYPE_CHECKING:
 log = logging.getLogger("offload.pool")
 _SPEC_KEYS = frozenset({"kind", "payload", "max_retries", "timeout_s", "priority", "not_before",
                         "idempotency_key", "group_id", "seq", "ref"})
+_Submit = tuple[ClientConn, int, list[NewTask], bool]  # (conn, request id, tasks, ids only)
+
+# What a spec may hold. The store refuses or cannot bind anything else, and
+# a turn's submissions are stored in one transaction that one bad spec fails.
+PRIORITY_MIN, PRIORITY_MAX = -1000, 1000
+"""The priorities a task may have: the HTTP API's (``server.validate.PRIORITY_RANGE``)."""
+INT64_MAX = 2**63 - 1
+"""The largest integer the store holds (``seq``, ``max_retries``); msgpack carries up to 2**64-1."""
+MAX_KEY_CHARS = 200
+"""The longest ``group_id`` and ``idempotency_key``: the HTTP API's keys
+(``server.validate.MAX_KEY_CHARS``); ``BackgroundTasks`` makes ones of 32
+and about 45 characters."""
+MAX_NAME_CHARS = 1000
+"""The longest ``kind`` and ``ref``. A ``BackgroundTasks`` function's kind
+and ref are its module path and qualname, of any length ``add_task``
+accepts: this is far beyond a real one, and only keeps huge names out."""
 
 
 class Invalid(Exception):
@@ -46,7 +66,7 @@ class Requests:
 
     def __init__(self, pool: Pool) -> None:
         self.pool = pool
-        self._submits: list[tuple[ClientConn, int, list[NewTask], bool]] = []
+        self._submits: list[_Submit] = []
         self._waiters: dict[str, list[tuple[ClientConn, int, asyncio.TimerHandle]]] = {}
         self._checks = CallChecks()
 
@@ -72,6 +92,10 @@ class Requests:
     # -- submit ------------------------------------------------------------------
 
     def _spec(self, i: int, raw: Any, now: float) -> NewTask:
+        """The task of spec ``tasks[i]``; raises ``Invalid`` naming the field
+        (``unknown_kind`` for an unregistered kind without ``ref``) unless
+        the store can hold every field and the call binds (see the module
+        docstring)."""
         # Hot path (every submitted task): no strings built unless refused.
         if not isinstance(raw, dict):
             raise _bad(i, "", "must be a map")
@@ -79,18 +103,21 @@ class Requests:
             raise _bad(i, "", f"has unknown field(s): {sorted(set(raw) - _SPEC_KEYS)}")
         get = raw.get
         kind, payload, ref = get("kind"), get("payload", b""), get("ref")
-        if not isinstance(kind, str) or not kind:
-            raise _bad(i, ".kind", "must be a non-empty string")
+        if not isinstance(kind, str) or not 0 < len(kind) <= MAX_NAME_CHARS:
+            raise _bad(i, ".kind", f"must be a string of 1 to {MAX_NAME_CHARS} characters")
+        if ref is not None and not (isinstance(ref, str) and 0 < len(ref) <= MAX_NAME_CHARS):
+            raise _bad(i, ".ref", f"must be a string module:qualname of 1 to {MAX_NAME_CHARS} "
+                                  "characters")
         manifest = self.pool.manifest
         opts = manifest.get(kind)
         if opts is None:
-            if not ref:
+            if ref is None:
                 raise Invalid("unknown_kind", unknown_kind_message(kind, manifest),
                               f"tasks[{i}].kind")
             opts = {}
         if not isinstance(payload, bytes):
             raise _bad(i, ".payload", "must be bytes")
-        if not ref:  # BackgroundTasks calls (ref) were checked by add_task
+        if ref is None:  # BackgroundTasks calls (ref) were checked by add_task
             self._check_call(i, kind, opts, payload, manifest)
         max_retries = get("max_retries")
         if max_retries is None:
@@ -102,14 +129,15 @@ class Requests:
             timeout_s = opts.get("timeout_s")
             if timeout_s is None:
                 timeout_s = self.pool.settings.default_timeout_s
-        if type(max_retries) is not int or max_retries < 0:
-            raise _bad(i, ".max_retries", "must be an integer >= 0")
+        if type(max_retries) is not int or not 0 <= max_retries <= INT64_MAX:
+            raise _bad(i, ".max_retries", f"must be an integer from 0 to {INT64_MAX}")
         if isinstance(timeout_s, bool) or not isinstance(timeout_s, (int, float)) \
                 or not math.isfinite(timeout_s) or timeout_s <= 0:
             raise _bad(i, ".timeout_s", "must be a number > 0")
         priority = get("priority") or 0
-        if type(priority) is not int:
-            raise _bad(i, ".priority", "must be an integer")
+        if type(priority) is not int or not PRIORITY_MIN <= priority <= PRIORITY_MAX:
+            raise _bad(i, ".priority", f"must be an integer from {PRIORITY_MIN} to "
+                                       f"{PRIORITY_MAX}")
         not_before = get("not_before") or 0.0
         if isinstance(not_before, bool) or not isinstance(not_before, (int, float)) \
                 or not math.isfinite(not_before) or not_before < 0:
@@ -117,10 +145,17 @@ class Requests:
             # fails every submission committed in the same loop turn.
             raise _bad(i, ".not_before", "must be a time in seconds since the epoch")
         seq = get("seq") or 0
-        if type(seq) is not int or seq < 0:
-            raise _bad(i, ".seq", "must be an integer >= 0")
+        if type(seq) is not int or not 0 <= seq <= INT64_MAX:
+            raise _bad(i, ".seq", f"must be an integer from 0 to {INT64_MAX}")
+        group_id, key = get("group_id"), get("idempotency_key")
+        if group_id is not None and not (isinstance(group_id, str)
+                                         and 0 < len(group_id) <= MAX_KEY_CHARS):
+            raise _bad(i, ".group_id", f"must be a string of 1 to {MAX_KEY_CHARS} characters")
+        if key is not None and not (isinstance(key, str) and 0 < len(key) <= MAX_KEY_CHARS):
+            raise _bad(i, ".idempotency_key", f"must be a string of 1 to {MAX_KEY_CHARS} "
+                                              "characters")
         return NewTask(kind, payload, max_retries, float(timeout_s), priority,
-                       float(not_before), get("group_id"), seq, get("idempotency_key"), ref)
+                       float(not_before), group_id, seq, key, ref)
 
     def _check_call(self, i: int, kind: str, opts: dict[str, Any], payload: bytes,
                     manifest: dict[str, dict[str, Any]]) -> None:
@@ -142,34 +177,29 @@ class Requests:
         self.pool.schedule_turn()
         return _DEFERRED
 
-    def take_submits(self) -> list[tuple[ClientConn, int, list[NewTask], bool]]:
+    def take_submits(self) -> list[_Submit]:
         """The submissions queued this loop turn (``op_submit``), now the caller's."""
         batch, self._submits = self._submits, []
         return batch
 
-    def store_submits(self, batch: list[tuple[ClientConn, int, list[NewTask], bool]]
-                      ) -> Callable[[BaseException | None], None] | None:
+    def store_submits(self, batch: list[_Submit]) -> Callable[[BaseException | None], None] | None:
         """Store ``batch`` (inside the pool's turn transaction, see ``Pool.enqueue``).
 
-        Returns the callback that answers every submitter: the pool calls it
-        once the transaction is on disk, or with the error that lost it. If
-        the store refuses the tasks, the submitters are answered with the
-        error at once (nothing of theirs is stored) and ``None`` is returned.
+        Returns the callback that answers every submitter whose tasks were
+        stored: the pool calls it once the transaction is on disk, or with
+        the error that lost it. The turn is stored in one ``enqueue``; if
+        the store refuses that, each submission is stored on its own, so
+        only those the store refuses alone fail. Their submitters are
+        answered ``internal`` at once (nothing of theirs is stored). Returns
+        ``None`` when nothing was stored.
         """
-        try:
-            records = self.pool.enqueue([t for _, _, specs, _ in batch for t in specs])
-        except Exception as exc:
-            log.exception("enqueue failed")
-            for conn, req_id, _, _ in batch:
-                conn.fail(req_id, "internal", f"the store refused the tasks: {exc}")
+        stored = self._enqueue(batch)
+        if not stored:
             return None
         replies = []
-        pos = 0
-        for conn, req_id, specs, ids_only in batch:
-            mine = records[pos:pos + len(specs)]
-            pos += len(specs)
-            replies.append((conn, req_id, {"ids": [r.id for r in mine]} if ids_only
-                            else {"tasks": [record_to_wire(r) for r in mine]}))
+        for (conn, req_id, _, ids_only), records in stored:
+            replies.append((conn, req_id, {"ids": [r.id for r in records]} if ids_only
+                            else {"tasks": [record_to_wire(r) for r in records]}))
 
         def acknowledge(error: BaseException | None) -> None:
             for conn, req_id, result in replies:
@@ -180,6 +210,38 @@ class Requests:
                                                   f"{error}")
 
         return acknowledge
+
+    def _enqueue(self, batch: list[_Submit], *, retried: bool = False
+                 ) -> list[tuple[_Submit, list[TaskRecord]]]:
+        """Store ``batch`` in one ``Pool.enqueue``, else each submission alone;
+        the submissions stored, with their records. Those the store refuses
+        alone are answered ``internal`` here."""
+        try:
+            records = self.pool.enqueue([t for _, _, specs, _ in batch for t in specs])
+        except Exception as exc:
+            if len(batch) > 1:
+                # Safe to try again: a failed enqueue leaves no trace. The
+                # store call is all or nothing (a savepoint in the turn's
+                # batch), and Pool.enqueue hands tasks out and counts them
+                # only after it, which cannot fail for a task _spec accepted.
+                log.exception("storing %d submissions together failed; storing each on its "
+                              "own", len(batch))
+                return [done for sub in batch for done in self._enqueue([sub], retried=True)]
+            if retried:  # its traceback is logged above
+                log.error("the store refused a submission on its own too: %s: %s",
+                          type(exc).__name__, exc)
+            else:
+                log.exception("enqueue failed")
+            conn, req_id, _, _ = batch[0]
+            conn.fail(req_id, "internal", f"the store refused the tasks: {exc}")
+            return []
+        stored = []
+        pos = 0
+        for sub in batch:
+            n = len(sub[2])
+            stored.append((sub, records[pos:pos + n]))
+            pos += n
+        return stored
 
     # -- reads -------------------------------------------------------------------
 

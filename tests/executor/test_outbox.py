@@ -1,5 +1,6 @@
 """The outbox behind ``BackgroundTasks()``, over the fake pool: batching across
-requests, order, a pool that is down and comes back, refusals, back-pressure."""
+requests, order, a pool that is down and comes back, a pool that fails to store
+and recovers, refusals, back-pressure."""
 
 from __future__ import annotations
 
@@ -7,6 +8,7 @@ import asyncio
 import logging
 import os
 from collections.abc import Iterator
+from typing import Any
 
 import pytest
 
@@ -15,7 +17,7 @@ from executor import outbox as outbox_mod
 from executor.background import BackgroundTasks
 from executor.codec import decode_call
 from executor.shared import drain_background, shared_outbox
-from tests.server.fakepool import FakePool
+from tests.server.fakepool import FakePool, FakePoolError
 
 MODULE = __name__
 
@@ -37,6 +39,37 @@ def make_fake(path: str) -> FakePool:
     pool = FakePool(path)
     pool.kinds[f"{MODULE}.helper"] = {"max_retries": 3, "timeout_s": 300.0}
     return pool
+
+
+class FlakyPool(FakePool):
+    """A fake pool whose ``n``-th ``submit`` (from 1) answers the error
+    ``failures[n]`` (a wire form) if there is one, and that refuses as
+    ``invalid`` any call whose ``x`` is in ``bad``, as the real pool refuses
+    a spec it cannot store."""
+
+    def __init__(self, path: str, failures: dict[int, dict[str, Any]],
+                 bad: frozenset[int] = frozenset()) -> None:
+        super().__init__(path)
+        self.kinds[f"{MODULE}.helper"] = {"max_retries": 3, "timeout_s": 300.0}
+        self.failures = failures
+        self.bad = bad
+        self.submits = 0
+
+    async def _op_submit(self, args: dict[str, Any]) -> dict[str, Any]:
+        self.submits += 1
+        err = self.failures.get(self.submits)
+        if err is not None:
+            raise FakePoolError(err["code"], err["message"], err.get("field"))
+        for i, spec in enumerate(args["tasks"]):
+            if decode_call(spec["payload"])[0][0] in self.bad:
+                raise FakePoolError("invalid", f"tasks[{i}].priority must be an integer "
+                                    "from -1000 to 1000", f"tasks[{i}].priority")
+        return await super()._op_submit(args)
+
+
+STORE_FAILED = {"code": "internal", "message": "the store refused the tasks: disk I/O error"}
+NOT_DURABLE = {"code": "internal",
+               "message": "the tasks could not be made durable: [Errno 5] Input/output error"}
 
 
 @pytest.fixture
@@ -166,3 +199,93 @@ def test_a_full_outbox_makes_the_hand_off_wait(run_dir: str, fake_path: str,
         pool.stop()
     assert blocked and left == 0
     assert [x for b in submitted(pool) for x in b] == [0, 1, 2]
+
+
+def _hand_off(settings: Settings, xs: list[int]) -> list[BackgroundTasks]:
+    """Hand off one ``helper(x)`` call per request, drain, and return the requests."""
+    async def go() -> list[BackgroundTasks]:
+        handed = []
+        for x in xs:
+            tasks = BackgroundTasks(settings=settings)
+            tasks.add_task(helper, x)
+            await tasks()
+            handed.append(tasks)
+        assert await drain_background(10) == 0
+        return handed
+
+    return asyncio.run(go())
+
+
+def test_a_pool_that_fails_to_store_gets_the_calls_again_until_it_stores_them(
+        run_dir: str, fake_path: str, caplog: pytest.LogCaptureFixture) -> None:
+    """``internal`` (a failed write or fsync) is not a refusal: the calls stay
+    queued and are sent again with back-off, and are stored once, in order."""
+    settings = Settings(run_dir=run_dir)
+    pool = FlakyPool(fake_path, {1: STORE_FAILED, 2: NOT_DURABLE, 3: STORE_FAILED}).start()
+    caplog.set_level(logging.WARNING, "offload.background")
+    try:
+        handed = _hand_off(settings, [0, 1, 2])
+    finally:
+        pool.stop()
+    assert submitted(pool) == [[0, 1, 2]] * 4  # three failures, then stored
+    assert [t.task_ids[0] for t in handed] == list(pool.tasks)  # each once, in order
+    assert all(t.pending_count() == 0 for t in handed)
+    assert "dropped" not in caplog.text
+    warnings = [r for r in caplog.records if r.levelno == logging.WARNING]
+    assert len(warnings) == 2, caplog.text  # once when it fails, once when it stores again
+    assert "disk I/O error" in warnings[0].getMessage()
+    assert "3 background call(s) wait" in warnings[0].getMessage()
+    assert "the pool stores again" in warnings[1].getMessage()
+
+
+def test_submit_waits_through_store_failures_instead_of_failing(
+        run_dir: str, fake_path: str) -> None:
+    """``submit()``'s futures fail only on a real refusal; an unknown error
+    code is taken as a failure to store, not as a refusal."""
+    settings = Settings(run_dir=run_dir)
+    odd = {"code": "overloaded", "message": "come back later"}
+    pool = FlakyPool(fake_path, {1: STORE_FAILED, 2: odd}).start()
+
+    async def go() -> list[str]:
+        tasks = BackgroundTasks(settings=settings)
+        tasks.add_task(helper, 7)
+        return await tasks.submit(10)
+
+    try:
+        ids = asyncio.run(go())
+    finally:
+        pool.stop()
+    assert ids == list(pool.tasks) and len(ids) == 1
+
+
+def test_a_refusal_still_drops_only_the_refused_call(
+        run_dir: str, fake_path: str, caplog: pytest.LogCaptureFixture) -> None:
+    settings = Settings(run_dir=run_dir)
+    pool = FlakyPool(fake_path, {}, bad=frozenset({1})).start()
+    try:
+        first, refused, third = _hand_off(settings, [0, 1, 2])
+    finally:
+        pool.stop()
+    assert submitted(pool) == [[0, 1, 2], [0], [1], [2]]
+    assert len(first.task_ids) == len(third.task_ids) == 1 and refused.task_ids == []
+    assert len(pool.tasks) == 2 and refused.pending_count() == 0
+    assert f"refused 1 background call(s) of {MODULE}.helper" in caplog.text
+    assert "tasks[0].priority must be an integer" in caplog.text
+
+
+def test_a_store_failure_while_a_refused_batch_is_resent_drops_nothing_more(
+        run_dir: str, fake_path: str, caplog: pytest.LogCaptureFixture) -> None:
+    """After a refusal the puts go one at a time; one of those failing to be
+    stored is sent again, not dropped with the refused one."""
+    settings = Settings(run_dir=run_dir)
+    # the batch is refused; the second submit is ``[0]`` alone
+    pool = FlakyPool(fake_path, {2: STORE_FAILED}, bad=frozenset({1})).start()
+    caplog.set_level(logging.WARNING, "offload.background")
+    try:
+        first, refused, third = _hand_off(settings, [0, 1, 2])
+    finally:
+        pool.stop()
+    assert submitted(pool) == [[0, 1, 2], [0], [0], [1], [2]]
+    assert len(first.task_ids) == len(third.task_ids) == 1 and refused.task_ids == []
+    assert list(pool.tasks) == first.task_ids + third.task_ids
+    assert caplog.text.count("dropped") == 1
