@@ -5,61 +5,28 @@ pool stores them at the end of the loop turn (``take_submits``,
 ``store_submits``), so everything that arrived together is one transaction,
 and every reply goes out only after that commit is on disk. Should the
 store refuse the turn's tasks anyway, each submission is stored on its own,
-so only one the store refuses alone fails.
-
-Before that, each spec is checked: every field must be one the store can
-hold (type, range, length; see ``PRIORITY_MIN`` and the bounds after it),
-and its call must bind to the registered kind's parameters
-(``executor.callcheck``, from the template's manifest): a call that cannot
-bind would fail on every attempt.
+so only one the store refuses alone fails. Before that, each spec is
+checked (``executor.specs``).
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
-import math
 import time
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
-from executor.callcheck import CallChecks
 from executor.listener import ClientConn
 from executor.ops import record_to_wire
-from executor.registry import unknown_kind_message
+from executor.specs import Invalid, Specs
 from executor.store import FINISHED, STATUSES, NewTask, StoreError, TaskRecord
 
 if TYPE_CHECKING:
     from executor.pool import Pool
 
 log = logging.getLogger("offload.pool")
-_SPEC_KEYS = frozenset({"kind", "payload", "max_retries", "timeout_s", "priority", "not_before",
-                        "idempotency_key", "group_id", "seq", "ref"})
 _Submit = tuple[ClientConn, int, list[NewTask], bool]  # (conn, request id, tasks, ids only)
-
-# What a spec may hold. The store refuses or cannot bind anything else, and
-# a turn's submissions are stored in one transaction that one bad spec fails.
-PRIORITY_MIN, PRIORITY_MAX = -1000, 1000
-"""The priorities a task may have: the HTTP API's (``server.validate.PRIORITY_RANGE``)."""
-INT64_MAX = 2**63 - 1
-"""The largest integer the store holds (``seq``, ``max_retries``); msgpack carries up to 2**64-1."""
-MAX_KEY_CHARS = 200
-"""The longest ``group_id`` and ``idempotency_key``: the HTTP API's keys
-(``server.validate.MAX_KEY_CHARS``); ``BackgroundTasks`` makes ones of 32
-and about 45 characters."""
-MAX_NAME_CHARS = 1000
-"""The longest ``kind`` and ``ref``. A ``BackgroundTasks`` function's kind
-and ref are its module path and qualname, of any length ``add_task``
-accepts: this is far beyond a real one, and only keeps huge names out."""
-
-
-class Invalid(Exception):
-    """A request argument is wrong; ``field`` names it."""
-
-    def __init__(self, code: str, message: str, field: str | None = None) -> None:
-        super().__init__(message)
-        self.code, self.message, self.field = code, message, field
-
 
 class Requests:
     """Dispatches requests to handlers; holds submissions and long-poll waiters."""
@@ -68,7 +35,7 @@ class Requests:
         self.pool = pool
         self._submits: list[_Submit] = []
         self._waiters: dict[str, list[tuple[ClientConn, int, asyncio.TimerHandle]]] = {}
-        self._checks = CallChecks()
+        self.specs = Specs(pool)
 
     def handle(self, conn: ClientConn, req_id: int, op: str, args: dict[str, Any]) -> None:
         """Entry point for every request frame."""
@@ -91,88 +58,12 @@ class Requests:
 
     # -- submit ------------------------------------------------------------------
 
-    def _spec(self, i: int, raw: Any, now: float) -> NewTask:
-        """The task of spec ``tasks[i]``; raises ``Invalid`` naming the field
-        (``unknown_kind`` for an unregistered kind without ``ref``) unless
-        the store can hold every field and the call binds (see the module
-        docstring)."""
-        # Hot path (every submitted task): no strings built unless refused.
-        if not isinstance(raw, dict):
-            raise _bad(i, "", "must be a map")
-        if not raw.keys() <= _SPEC_KEYS:
-            raise _bad(i, "", f"has unknown field(s): {sorted(set(raw) - _SPEC_KEYS)}")
-        get = raw.get
-        kind, payload, ref = get("kind"), get("payload", b""), get("ref")
-        if not isinstance(kind, str) or not 0 < len(kind) <= MAX_NAME_CHARS:
-            raise _bad(i, ".kind", f"must be a string of 1 to {MAX_NAME_CHARS} characters")
-        if ref is not None and not (isinstance(ref, str) and 0 < len(ref) <= MAX_NAME_CHARS):
-            raise _bad(i, ".ref", f"must be a string module:qualname of 1 to {MAX_NAME_CHARS} "
-                                  "characters")
-        manifest = self.pool.manifest
-        opts = manifest.get(kind)
-        if opts is None:
-            if ref is None:
-                raise Invalid("unknown_kind", unknown_kind_message(kind, manifest),
-                              f"tasks[{i}].kind")
-            opts = {}
-        if not isinstance(payload, bytes):
-            raise _bad(i, ".payload", "must be bytes")
-        if ref is None:  # BackgroundTasks calls (ref) were checked by add_task
-            self._check_call(i, kind, opts, payload, manifest)
-        max_retries = get("max_retries")
-        if max_retries is None:
-            max_retries = opts.get("max_retries")
-            if max_retries is None:
-                max_retries = self.pool.settings.default_max_retries
-        timeout_s = get("timeout_s")
-        if timeout_s is None:
-            timeout_s = opts.get("timeout_s")
-            if timeout_s is None:
-                timeout_s = self.pool.settings.default_timeout_s
-        if type(max_retries) is not int or not 0 <= max_retries <= INT64_MAX:
-            raise _bad(i, ".max_retries", f"must be an integer from 0 to {INT64_MAX}")
-        if isinstance(timeout_s, bool) or not isinstance(timeout_s, (int, float)) \
-                or not math.isfinite(timeout_s) or timeout_s <= 0:
-            raise _bad(i, ".timeout_s", "must be a number > 0")
-        priority = get("priority") or 0
-        if type(priority) is not int or not PRIORITY_MIN <= priority <= PRIORITY_MAX:
-            raise _bad(i, ".priority", f"must be an integer from {PRIORITY_MIN} to "
-                                       f"{PRIORITY_MAX}")
-        not_before = get("not_before") or 0.0
-        if isinstance(not_before, bool) or not isinstance(not_before, (int, float)) \
-                or not math.isfinite(not_before) or not_before < 0:
-            # Refused here: the store cannot hold NaN, and a failed enqueue
-            # fails every submission committed in the same loop turn.
-            raise _bad(i, ".not_before", "must be a time in seconds since the epoch")
-        seq = get("seq") or 0
-        if type(seq) is not int or not 0 <= seq <= INT64_MAX:
-            raise _bad(i, ".seq", f"must be an integer from 0 to {INT64_MAX}")
-        group_id, key = get("group_id"), get("idempotency_key")
-        if group_id is not None and not (isinstance(group_id, str)
-                                         and 0 < len(group_id) <= MAX_KEY_CHARS):
-            raise _bad(i, ".group_id", f"must be a string of 1 to {MAX_KEY_CHARS} characters")
-        if key is not None and not (isinstance(key, str) and 0 < len(key) <= MAX_KEY_CHARS):
-            raise _bad(i, ".idempotency_key", f"must be a string of 1 to {MAX_KEY_CHARS} "
-                                              "characters")
-        return NewTask(kind, payload, max_retries, float(timeout_s), priority,
-                       float(not_before), group_id, seq, key, ref)
-
-    def _check_call(self, i: int, kind: str, opts: dict[str, Any], payload: bytes,
-                    manifest: dict[str, dict[str, Any]]) -> None:
-        """Raise ``Invalid`` (field ``tasks[i].args``, ``.kwargs`` or ``.payload``)
-        if the call in ``payload`` does not bind to ``kind``'s parameters."""
-        problem = self._checks.problem(kind, opts, payload, manifest)
-        if problem is not None:
-            field, message = problem
-            raise Invalid("invalid", message if field != "payload" else
-                          f"tasks[{i}].payload {message}", f"tasks[{i}].{field}")
-
     def op_submit(self, conn: ClientConn, req_id: int, args: dict[str, Any]) -> object:
         tasks = args.get("tasks")
         if not isinstance(tasks, list) or not tasks:
             raise Invalid("invalid", "tasks must be a non-empty list", "tasks")
         now = time.time()
-        specs = [self._spec(i, raw, now) for i, raw in enumerate(tasks)]
+        specs = [self.specs.task(i, raw, now) for i, raw in enumerate(tasks)]
         self._submits.append((conn, req_id, specs, args.get("reply") == "ids"))
         self.pool.schedule_turn()
         return _DEFERRED
@@ -223,7 +114,7 @@ class Requests:
                 # Safe to try again: a failed enqueue leaves no trace. The
                 # store call is all or nothing (a savepoint in the turn's
                 # batch), and Pool.enqueue hands tasks out and counts them
-                # only after it, which cannot fail for a task _spec accepted.
+                # only after it, which cannot fail for a task Specs.task accepted.
                 log.exception("storing %d submissions together failed; storing each on its "
                               "own", len(batch))
                 return [done for sub in batch for done in self._enqueue([sub], retried=True)]
@@ -362,6 +253,3 @@ class Requests:
 
 
 _DEFERRED = object()
-def _bad(i: int, field: str, what: str) -> Invalid:
-    where = f"tasks[{i}]{field}"
-    return Invalid("invalid", f"{where} {what}", where)

@@ -15,7 +15,8 @@ import pytest
 from executor.callcheck import NO_ARGUMENTS, CallCheck, call_shape, params_of
 from executor.codec import encode_call
 from executor.registry import Registry
-from executor.requests import Invalid, Requests
+from executor.requests import Requests
+from executor.specs import Invalid
 
 MODULES = ["tests.support.tasks", "tests.executor.signature_tasks"]
 
@@ -139,7 +140,7 @@ def _spec(kind: str, /, *args: Any, **kwargs: Any) -> dict[str, Any]:
 
 def _refusal(req: Requests, spec: dict[str, Any], i: int = 0) -> Invalid:
     with pytest.raises(Invalid) as info:
-        req._spec(i, spec, 0.0)
+        req.specs.task(i, spec, 0.0)
     assert info.value.code == "invalid"
     return info.value
 
@@ -181,7 +182,7 @@ def test_pool_refuses_calls_that_do_not_bind(spec: dict[str, Any], field: str,
 def test_pool_accepts_calls_that_bind(spec: dict[str, Any]) -> None:
     req = _requests()
     for _ in range(2):  # the second time from the remembered call shape
-        assert req._spec(0, spec, 0.0).kind == spec["kind"]
+        assert req.specs.task(0, spec, 0.0).kind == spec["kind"]
 
 
 def test_the_no_arguments_shortcut_is_what_the_codec_makes() -> None:
@@ -202,14 +203,14 @@ def test_a_new_manifest_brings_new_checks() -> None:
     """A reload (new template, new manifest) may change a kind's signature."""
     manifest = {"job": {"params": [["a", 1, False]]}}
     req = _requests(manifest)
-    req._spec(0, _spec("job", 1), 0.0)
+    req.specs.task(0, _spec("job", 1), 0.0)
     _refusal(req, _spec("job", 1, 2))
     req.pool.manifest = {"job": {"params": [["a", 1, False],
                                             ["b", 1, False]]}}
-    req._spec(0, _spec("job", 1, 2), 0.0)
+    req.specs.task(0, _spec("job", 1, 2), 0.0)
     assert _refusal(req, _spec("job", 1)).field == "tasks[0].args"
 
 
 def test_an_unusable_manifest_entry_is_not_checked() -> None:
     req = _requests({"job": {"params": [["a", "nonsense", False]]}})
-    req._spec(0, _spec("job", 1, 2, 3), 0.0)
+    req.specs.task(0, _spec("job", 1, 2, 3), 0.0)

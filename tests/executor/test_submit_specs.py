@@ -20,7 +20,8 @@ import pytest
 from executor.background import BackgroundTasks
 from executor.codec import encode_call
 from executor.protocol import FrameReader, FrameType, encode
-from executor.requests import Invalid, Requests
+from executor.requests import Requests
+from executor.specs import Invalid
 from executor.store import NewTask
 from tests.executor.helpers import pool_error
 from tests.support.procs import PoolHandle
@@ -64,7 +65,7 @@ BAD_FIELDS: list[tuple[str, Any]] = [
 def test_a_spec_field_the_store_cannot_hold_is_refused_naming_it(field: str,
                                                                   value: Any) -> None:
     with pytest.raises(Invalid) as info:
-        _requests()._spec(3, _good(**{field: value}), 0.0)
+        _requests().specs.task(3, _good(**{field: value}), 0.0)
     assert (info.value.code, info.value.field) == ("invalid", f"tasks[3].{field}")
     assert info.value.message.startswith(f"tasks[3].{field} must be")
 
@@ -78,7 +79,7 @@ def test_a_spec_field_the_store_cannot_hold_is_refused_naming_it(field: str,
     {"kind": "k" * 1000, "ref": "m" * 500 + ":" + "f" * 499},
 ])
 def test_the_edges_of_each_range_are_accepted(fields: dict[str, Any]) -> None:
-    task = _requests()._spec(0, _good(**fields), 0.0)
+    task = _requests().specs.task(0, _good(**fields), 0.0)
     assert task.kind == fields.get("kind", "echo")
 
 
@@ -88,7 +89,7 @@ def test_what_background_tasks_sends_is_accepted() -> None:
     tasks.add_task(job, 2)
     for seq, call in tasks._pending:
         spec = tasks._spec(seq, call)
-        task = _requests()._spec(seq, spec, 0.0)
+        task = _requests().specs.task(seq, spec, 0.0)
         assert (task.group_id, task.seq, task.idempotency_key, task.ref) == (
             spec["group_id"], seq, spec["idempotency_key"], f"{__name__}:job")
 
