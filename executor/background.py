@@ -15,8 +15,10 @@ Contract:
   ``TypeError`` saying why and what to do if an executor could not make it:
   ``fn`` must be a module-level function (sync or ``async def``) importable
   by its module path, so no lambdas, closures, bound methods of instances
-  or functions of ``__main__``; the arguments must fit ``fn``'s signature
-  and be encodable (``executor.codec``; the message names the argument).
+  or functions of ``__main__``; the arguments must fit ``fn``'s signature,
+  be encodable (``executor.codec``; the message names the argument) and,
+  encoded, fit in half of ``max_frame_bytes``. The calls of one
+  ``BackgroundTasks`` too large for one submit go in several, in order.
 - Each call becomes one task, with its own record, id and retries. Its kind
   is the ``@task`` kind when ``fn`` is registered, else ``module.qualname``
   (sent with ``ref="module:qualname"``, so any importable function works).
@@ -56,7 +58,7 @@ from config.settings import Settings
 from executor.codec import encode_call
 from executor.errors import PoolUnavailable
 from executor.registry import import_object, task_def
-from executor.shared import shared_outbox
+from executor.shared import default_settings, shared_outbox
 
 P = ParamSpec("P")
 
@@ -113,6 +115,8 @@ def _refuse(fn: object, why: str, todo: str) -> TypeError:
 
 
 _MAX_SHAPES = 64  # call shapes remembered per function
+_LARGE_PAYLOAD = 64 * 1024  # arguments this small are never checked against the frame limit
+_SPEC_OVERHEAD = 1024  # a call's submit spec beside its payload, generously
 
 _MODULE_LEVEL = ("define it at module level in a module the executors can import "
                  "(e.g. one listed in task_modules)")
@@ -272,6 +276,13 @@ class BackgroundTasks:
         self._append(_prepare(fn, args, kwargs))
 
     def _append(self, call: _Call) -> None:
+        if len(call.payload) > _LARGE_PAYLOAD:
+            limit = (self.settings or default_settings()).max_frame_bytes // 2 - _SPEC_OVERHEAD
+            if len(call.payload) > limit:
+                raise TypeError(
+                    f"add_task({call.ref}): its arguments are {len(call.payload)} bytes "
+                    f"encoded, over the {limit} one call may carry (half of max_frame_bytes); "
+                    "store large data elsewhere (a file, object storage) and pass a reference")
         self._pending.append((self._added, call))
         self._added += 1
 

@@ -90,7 +90,9 @@ class Outbox:
         return self._queued_calls
 
     async def put(self, specs: list[dict[str, Any]]) -> asyncio.Future[list[str]]:
-        """Queue the submit specs ``specs``; they are sent together, in order.
+        """Queue the submit specs ``specs``; they are sent in order, together
+        unless together they would not fit in one frame (then in several
+        submits, one after another).
 
         Returns a future of their task ids, set once they are stored, or
         failed with ``PoolError`` if the pool refused them. Waits only while
@@ -99,9 +101,17 @@ class Outbox:
         while self._queued_calls >= MAX_QUEUED_CALLS:
             self._room.clear()
             await self._room.wait()
-        stored: asyncio.Future[list[str]] = asyncio.get_running_loop().create_future()
-        size = sum(len(s.get("payload") or b"") + 256 for s in specs)
-        self._queue.append(_Put(specs, stored, size))
+        loop = asyncio.get_running_loop()
+        sizes = [len(s.get("payload") or b"") + 256 for s in specs]
+        if sum(sizes) <= self.max_batch_bytes:
+            stored: asyncio.Future[list[str]] = loop.create_future()
+            self._queue.append(_Put(specs, stored, sum(sizes)))
+        else:
+            parts = []
+            for chunk, size in _chunks(specs, sizes, self.max_batch_bytes):
+                parts.append(loop.create_future())
+                self._queue.append(_Put(chunk, parts[-1], size))
+            stored = _joined(loop, parts)
         self._queued_calls += len(specs)
         self._idle.clear()
         if self._sender is None or self._sender.done():
@@ -207,3 +217,46 @@ class Outbox:
         self._queued_calls -= len(put.specs)
         if self._queued_calls < MAX_QUEUED_CALLS:
             self._room.set()
+
+
+def _chunks(specs: list[dict[str, Any]], sizes: list[int], max_bytes: int
+            ) -> list[tuple[list[dict[str, Any]], int]]:
+    """``specs`` cut, in order, into runs of at most ``max_bytes`` (by ``sizes``);
+    a spec larger than that alone goes alone (the pool refuses it alone)."""
+    out: list[tuple[list[dict[str, Any]], int]] = []
+    run: list[dict[str, Any]] = []
+    total = 0
+    for spec, size in zip(specs, sizes, strict=True):
+        if run and total + size > max_bytes:
+            out.append((run, total))
+            run, total = [], 0
+        run.append(spec)
+        total += size
+    out.append((run, total))
+    return out
+
+
+def _joined(loop: asyncio.AbstractEventLoop, parts: list[asyncio.Future[list[str]]]
+            ) -> asyncio.Future[list[str]]:
+    """One future of the ids of every part, in order, once all are done; it
+    fails with the first part's error if one was refused (the other parts
+    are stored all the same)."""
+    joined: asyncio.Future[list[str]] = loop.create_future()
+
+    def part_done(_: asyncio.Future[list[str]]) -> None:
+        if joined.done() or not all(p.done() for p in parts):
+            return
+        failed = [p for p in parts if p.cancelled() or p.exception() is not None]
+        if failed:
+            error = failed[0].exception() if not failed[0].cancelled() else None
+            if error is None:
+                joined.cancel()
+            else:
+                joined.set_exception(error)
+                joined.exception()  # nobody may await it: the refusal is logged
+        else:
+            joined.set_result([i for p in parts for i in p.result()])
+
+    for part in parts:
+        part.add_done_callback(part_done)
+    return joined

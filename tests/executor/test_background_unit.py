@@ -130,6 +130,16 @@ def test_unencodable_argument_is_refused_naming_it() -> None:
     assert "argument 'value'" in message and "would not decode" in message
 
 
+def test_arguments_too_large_for_a_frame_are_refused_at_add_task() -> None:
+    tasks = BackgroundTasks(settings=Settings(max_frame_bytes=256 * 1024,
+                                              max_result_bytes=1024))
+    tasks.add_task(support_tasks.record, "trace", "v" * 100_000)  # fits in half a frame
+    with pytest.raises(TypeError, match=r"arguments are \d+ bytes encoded, over the \d+ one "
+                                        r"call may carry \(half of max_frame_bytes\)"):
+        tasks.add_task(support_tasks.record, "trace", "v" * 200_000)
+    assert len(tasks) == 1
+
+
 def test_arguments_that_do_not_fit_the_signature_are_refused() -> None:
     assert "missing a required argument: 'value'" in refused(support_tasks.record, "trace")
     assert "unexpected keyword argument 'colour'" in refused(helper, 1, colour="red")

@@ -30,6 +30,10 @@ def unknown_to_the_pool(x: int) -> int:
     return x
 
 
+def big(x: int, blob: str) -> int:
+    return x
+
+
 @pytest.fixture
 def fake_path(run_dir: str) -> str:
     return os.path.join(run_dir, "pool.sock")
@@ -38,6 +42,7 @@ def fake_path(run_dir: str) -> str:
 def make_fake(path: str) -> FakePool:
     pool = FakePool(path)
     pool.kinds[f"{MODULE}.helper"] = {"max_retries": 3, "timeout_s": 300.0}
+    pool.kinds[f"{MODULE}.big"] = {"max_retries": 3, "timeout_s": 300.0}
     return pool
 
 
@@ -289,3 +294,20 @@ def test_a_store_failure_while_a_refused_batch_is_resent_drops_nothing_more(
     assert len(first.task_ids) == len(third.task_ids) == 1 and refused.task_ids == []
     assert list(pool.tasks) == first.task_ids + third.task_ids
     assert caplog.text.count("dropped") == 1
+
+
+def test_calls_too_large_for_one_submit_together_go_in_several_in_order(
+        run_dir: str, fake: FakePool) -> None:
+    # 256 KiB frames: a submit carries up to 128 KiB of calls.
+    settings = Settings(run_dir=run_dir, max_frame_bytes=256 * 1024, max_result_bytes=1024)
+    tasks = BackgroundTasks(settings=settings)
+    for x in range(3):
+        tasks.add_task(big, x, "b" * 50_000)
+    tasks.add_task(helper, 3)
+
+    async def go() -> list[str]:
+        return await tasks.submit()
+
+    ids = asyncio.run(go())
+    assert submitted(fake) == [[0, 1], [2, 3]]
+    assert ids == list(fake.tasks) and len(ids) == 4
