@@ -170,6 +170,26 @@ class Supervision:
         74 ms to 22 ms, and every request in flight waits out a pause."""
         gc.freeze()
 
+    def worker_int(self, worker: Any) -> None:
+        """SIGINT (Ctrl-C) or SIGQUIT in an HTTP worker: gunicorn's asgi worker
+        then stops at once, skipping the app's lifespan shutdown and with it
+        the storing of background calls still queued (``executor.outbox``).
+        With calls queued, the stop is made graceful instead, so they are
+        stored first; the master still kills the worker after
+        ``graceful_timeout``. With none queued, the quick stop stays quick."""
+        from executor.shared import queued_background  # the worker's, after fork
+
+        queued = queued_background()
+        loop = getattr(worker, "loop", None)
+        if queued and loop is not None and getattr(worker, "_quick_shutdown", False):
+            worker.log.warning("offload: %d background call(s) not stored yet: stopping "
+                               "gracefully to store them first", queued)
+            worker._quick_shutdown = False
+            # Ctrl-C brings a second quit signal (the master's SIGQUIT after the
+            # terminal's SIGINT): from now on both mean a graceful stop.
+            for sig in (signal.SIGINT, signal.SIGQUIT):
+                loop.add_signal_handler(sig, worker.handle_exit_signal)
+
     def when_ready(self, server: Any) -> None:
         """Say where offload listens."""
         s = self.settings

@@ -12,8 +12,8 @@ It runs an asyncio loop (uvloop) and does three things:
   lease renewal, purge of expired results).
 
 Signal handlers only set flags or schedule work on the loop (gunicorn's
-habit): SIGTERM/SIGINT -> graceful stop, SIGHUP -> reload settings and task
-code, EOF on the lifeline fd -> graceful stop.
+habit): SIGTERM (and SIGINT when run on its own) -> graceful stop, SIGHUP ->
+reload settings and task code, EOF on the lifeline fd -> graceful stop.
 """
 
 from __future__ import annotations
@@ -104,8 +104,14 @@ class Pool:
         self.fleet.use_template(await self.fleet.start_template())
         server = await listen(socket_path_for(self.settings), self.requests.handle,
                               self.settings.max_frame_bytes)
-        for sig in (signal.SIGTERM, signal.SIGINT):
-            loop.add_signal_handler(sig, self.request_stop)
+        loop.add_signal_handler(signal.SIGTERM, self.request_stop)
+        if self.lifeline_fd is None:  # on its own: Ctrl-C stops it
+            loop.add_signal_handler(signal.SIGINT, self.request_stop)
+        else:
+            # Supervised: a terminal's Ctrl-C reaches every process, and the HTTP
+            # workers may still need this pool to store background calls while
+            # they stop; the supervisor stops it (SIGTERM, or the lifeline) after.
+            signal.signal(signal.SIGINT, signal.SIG_IGN)
         loop.add_signal_handler(signal.SIGHUP, lambda: loop.create_task(self.reload()))
         if self.lifeline_fd is not None:
             loop.add_reader(self.lifeline_fd, self._lifeline_readable)

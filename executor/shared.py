@@ -114,10 +114,15 @@ async def drain_background(timeout_s: float = 10.0) -> int:
     return left
 
 
+def queued_background() -> int:
+    """Background calls handed off in this process and not yet stored."""
+    return sum(o.queued_calls() for per_loop in list(_outboxes.values())
+               for o in per_loop.values())
+
+
 @atexit.register
 def _report_lost() -> None:
-    left = sum(o.queued_calls() for per_loop in list(_outboxes.values())
-               for o in per_loop.values())
+    left = queued_background()
     if left and os.getpid() == _pid:
         log.error("exiting with %d background call(s) not stored: they are lost "
                   "(await executor.drain_background() at shutdown)", left)

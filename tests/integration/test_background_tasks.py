@@ -186,10 +186,12 @@ def test_offload_routes_and_the_app_are_served_side_by_side(web: ServerHandle) -
 
 
 
+@pytest.mark.parametrize("stop", [signal.SIGTERM, signal.SIGINT], ids=["SIGTERM", "Ctrl-C"])
 def test_calls_handed_off_while_the_pool_is_frozen_are_stored_as_the_worker_stops(
-        tmp_path: Path) -> None:
+        tmp_path: Path, stop: signal.Signals) -> None:
     """The hand-off after the response never waits for the pool; a worker that
-    stops first stores what its outbox still holds."""
+    stops first stores what its outbox still holds, on a quick stop (Ctrl-C:
+    SIGINT to every process, SIGQUIT from the master) too."""
     env = Env(tmp_path, app="tests.support.webapps:fastapi_app", workers=1, executors=1,
               task_modules=["tests.support.tasks", "tests.support.webapps"])
     trace = new_trace()
@@ -200,13 +202,19 @@ def test_calls_handed_off_while_the_pool_is_frozen_are_stored_as_the_worker_stop
         try:
             for n, path in enumerate(PREFIXES * 2):  # answered while the pool cannot store
                 post(server, path, {"steps": [["step", trace, f"call{n}"]]})
-            server.signal(signal.SIGTERM)  # the worker drains its outbox as it stops
+            if stop == signal.SIGINT:  # as a terminal's Ctrl-C: the whole process group
+                for pid in session_pids(server.pid):
+                    os.kill(pid, signal.SIGINT)
+            else:
+                server.signal(stop)  # the worker drains its outbox as it stops
             time.sleep(0.5)  # not a measurement: the worker is then waiting on the pool
         finally:
             os.kill(pool, signal.SIGCONT)
         server.popen.wait(60)
         log = server.output()
     assert "were not stored" not in log and "not stored: they are lost" not in log
+    if stop == signal.SIGINT:
+        assert "4 background call(s) not stored yet: stopping gracefully" in log
     with running(lambda: ServerHandle(env)) as server:  # same store: the calls run now
         lines = trace_lines(server, trace, 4)
         status, page, _ = server.http("GET", f"/tasks?kind={STEP}&limit=100")
