@@ -75,7 +75,8 @@ class Settings:
     run_dir: str = _setting(
         "", "private directory (0700) for the pool socket; empty = /tmp/offload-<uid>/<hash>"
     )
-    auth_token: str = _setting("", "bearer token required on every route but /healthz; empty = off")
+    auth_token: str = _setting("", "bearer token required on offload's routes but /healthz "
+                               "(your app's routes keep their own auth); empty = off")
     max_body_bytes: int = _setting(1_048_576, "largest HTTP request body accepted", min=1)
     max_frame_bytes: int = _setting(8_388_608, "largest frame on the pool socket and pipes",
                                     min=1024)
