@@ -133,3 +133,13 @@ def test_should_retry_allows_max_retries_after_the_first_attempt() -> None:
     assert [should_retry(n, 2, True) for n in (1, 2, 3)] == [True, True, False]
     assert not should_retry(1, 5, retryable=False)
     assert not should_retry(1, 0, True)
+
+
+def test_retry_on_holds_for_a_task_reached_by_ref(pool: PoolHandle) -> None:
+    """A ``@task`` whose module is not in task_modules (a BackgroundTasks call)
+    keeps its retry_on."""
+    assert "unlisted_picky" not in pool.call("kinds")["kinds"]
+    rec = pool.wait(pool.submit("unlisted_picky", ref="tests.executor.unlisted_tasks:picky",
+                                max_retries=3))
+    assert (rec["status"], rec["attempts"]) == ("failed", 1), rec
+    assert "ValueError: not worth retrying" in rec["error"]["message"]
