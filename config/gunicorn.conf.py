@@ -43,6 +43,5 @@ on_starting = _sup.on_starting
 on_reload = _sup.on_reload
 post_fork = _sup.post_fork
 post_worker_init = _sup.post_worker_init
-worker_int = _sup.worker_int
 when_ready = _sup.when_ready
 on_exit = _sup.on_exit

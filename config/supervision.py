@@ -167,28 +167,19 @@ class Supervision:
         far (the app, its framework, the settings) out of the cyclic garbage
         collector's reach (``gc.freeze``). A full collection then scans only
         what requests made: under load, the longest pauses seen went from
-        74 ms to 22 ms, and every request in flight waits out a pause."""
+        74 ms to 22 ms, and every request in flight waits out a pause.
+
+        Also: SIGINT (Ctrl-C) and SIGQUIT make gunicorn's asgi worker stop at
+        once, skipping the app's lifespan shutdown and with it the storing of
+        background calls still queued (``executor.outbox``). With calls
+        queued when one arrives, the worker stops gracefully instead, so they
+        are stored first (the master still kills it after
+        ``graceful_timeout``); with none, the quick stop stays quick."""
         gc.freeze()
-
-    def worker_int(self, worker: Any) -> None:
-        """SIGINT (Ctrl-C) or SIGQUIT in an HTTP worker: gunicorn's asgi worker
-        then stops at once, skipping the app's lifespan shutdown and with it
-        the storing of background calls still queued (``executor.outbox``).
-        With calls queued, the stop is made graceful instead, so they are
-        stored first; the master still kills the worker after
-        ``graceful_timeout``. With none queued, the quick stop stays quick."""
-        from executor.shared import queued_background  # the worker's, after fork
-
-        queued = queued_background()
         loop = getattr(worker, "loop", None)
-        if queued and loop is not None and getattr(worker, "_quick_shutdown", False):
-            worker.log.warning("offload: %d background call(s) not stored yet: stopping "
-                               "gracefully to store them first", queued)
-            worker._quick_shutdown = False
-            # Ctrl-C brings a second quit signal (the master's SIGQUIT after the
-            # terminal's SIGINT): from now on both mean a graceful stop.
+        if loop is not None and hasattr(worker, "handle_quit_signal"):
             for sig in (signal.SIGINT, signal.SIGQUIT):
-                loop.add_signal_handler(sig, worker.handle_exit_signal)
+                loop.add_signal_handler(sig, _quit, worker)
 
     def when_ready(self, server: Any) -> None:
         """Say where offload listens."""
@@ -208,6 +199,23 @@ class Supervision:
             grace_s = (self.settings.graceful_timeout_s if self.settings else 30.0) + 10
             _wait_for_eof(self.watch_r, grace_s)
         # The pipes close as the master exits: the watchdog may still read one.
+
+
+def _quit(worker: Any) -> None:
+    """An HTTP worker's SIGINT/SIGQUIT: quick, unless background calls wait
+    to be stored (see ``Supervision.post_worker_init``). Every such signal
+    decides anew: Ctrl-C brings two (the terminal's SIGINT, the master's
+    SIGQUIT)."""
+    from executor.shared import queued_background  # the worker's, after fork
+
+    queued = queued_background()
+    if not queued:
+        worker.handle_quit_signal()
+        return
+    if worker.alive:
+        worker.log.warning("offload: %d background call(s) not stored yet: stopping "
+                           "gracefully to store them first", queued)
+    worker.handle_exit_signal()
 
 
 def _wait_for_eof(fd: int, timeout_s: float | None = None) -> bool:
