@@ -73,6 +73,9 @@ class Fleet:
         self._next_slot = 1
         self._generation = 0
         self._outbufs: dict[int, bytearray] = {}
+        # Given out in the current turn, not yet written (see hand_out).
+        self._unsent: dict[int, list[bytes]] = {}
+        self._assigned: list[tuple[Slot, Inflight]] = []
 
     @property
     def settings(self) -> Settings:
@@ -255,10 +258,14 @@ class Fleet:
 
     def hand_out(self, room: list[tuple[Slot, int]], claimed: list[TaskRecord]
                  ) -> list[TaskRecord]:
-        """Write ``claimed`` to the executors in ``room``, emptiest first (an idle
-        executor gets a task before a busy one gets a second). Returns leftovers."""
+        """Give ``claimed`` to the executors in ``room``, emptiest first (an idle
+        executor gets a task before a busy one gets a second). Returns leftovers.
+
+        The tasks count against their executors' room at once, but reach the
+        pipes only with ``send_handed_out``, once the claim is committed;
+        ``undo_handed_out`` forgets them if it was rolled back instead."""
         room = sorted(room, key=lambda p: len(p[0].inflight))
-        frames: dict[int, list[bytes]] = {}
+        frames = self._unsent
         it = iter(claimed)
         for depth in range(PREFETCH + 1):
             for slot, n in room:
@@ -271,13 +278,29 @@ class Fleet:
                                rec.created_at, rec.not_before)
                 slot.inflight.append(inf)
                 self.inflight[rec.id] = (slot, inf)
+                self._assigned.append((slot, inf))
                 desc = {"id": rec.id, "kind": rec.kind, "payload": rec.payload, "ref": rec.ref,
                         "attempt": rec.attempts, "max_retries": rec.max_retries,
                         "timeout_s": rec.timeout_s}
                 frames.setdefault(slot.slot_id, []).append(encode(FrameType.RUN, desc))
-        for slot_id, parts in frames.items():
-            self._write(self.slots[slot_id], b"".join(parts))
         return list(it)
+
+    def send_handed_out(self) -> None:
+        """Write the tasks given out since the last call to their pipes."""
+        frames, self._unsent, self._assigned = self._unsent, {}, []
+        for slot_id, parts in frames.items():
+            slot = self.slots.get(slot_id)
+            if slot is not None:  # one that ended meanwhile: its EOF released them
+                self._write(slot, b"".join(parts))
+
+    def undo_handed_out(self) -> None:
+        """Forget the tasks given out since the last ``send_handed_out`` (their
+        claim was rolled back): they never reach a pipe."""
+        for slot, inf in self._assigned:
+            if inf in slot.inflight:
+                slot.inflight.remove(inf)
+            self.inflight.pop(inf.id, None)
+        self._unsent, self._assigned = {}, []
 
     def _write(self, slot: Slot, data: bytes) -> None:
         """Write to the executor's pipe without blocking; the rest waits for writability."""

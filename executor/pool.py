@@ -50,6 +50,7 @@ TICK_S = 0.05
 # (2,980/2,993 -> 3,304/3,302 per s, wrk -c64, two runs each).
 GIL_SWITCH_S = 0.0005
 DUE_TIMER_MAX_S = 3600.0  # a far-off due time re-arms its timer on the way
+RETRY_TURN_S = 0.5  # after a turn the store refused (disk full, I/O error)
 
 
 class Pool:
@@ -280,35 +281,61 @@ class Pool:
 
     def _flush_turn(self) -> None:
         """End of a loop turn: one transaction stores the turn's submissions,
-        outcomes and claims; the submitters are answered once it is on disk."""
+        starts, outcomes and claims. Only once it commits do claimed tasks
+        reach the executors and long-polls hear of outcomes; submitters are
+        answered once it is on disk. If it is rolled back, nothing of the turn
+        happened: submitters get the error, and the starts and outcomes are
+        written again in a later turn."""
         self._turn_scheduled = False
         submits = self.requests.take_submits()
         if not submits and not self._finishes and not self._starts and (
                 self.stopping or not self._maybe_due or not self.fleet.room()):
             return  # nothing to write: no transaction at all
         acknowledge = None
+        answered = False
+        starts, self._starts = self._starts, []
+        finishes, self._finishes = self._finishes, []
+        finished: list[TaskRecord] = []
         try:
             with self.store.batch():
                 if submits:
                     acknowledge = self.requests.store_submits(submits)
-                if self._starts:
-                    starts, self._starts = self._starts, []
+                    answered = True
+                if starts:
                     self.store.started(starts)
-                if self._finishes:
-                    batch, self._finishes = self._finishes, []
-                    records = self.store.finish([o for o, _ in batch])
-                    for rec in records:
-                        self.metrics.task_finished(rec.kind, rec.status)
-                        self.requests.task_finished(rec)
-                        if rec.group_id is not None:
-                            self._maybe_due = True
+                if finishes:
+                    finished = self.store.finish([o for o, _ in finishes])
+                    if any(rec.group_id is not None for rec in finished):
+                        self._maybe_due = True  # the next call of a group may run now
                 self._dispatch()
-        except BaseException as exc:
-            if acknowledge is not None:
-                acknowledge(exc)  # rolled back: nothing of theirs is stored
-            raise
+        except Exception as exc:
+            self._rolled_back(exc, submits if not answered else [], acknowledge,
+                              starts, finishes)
+            return
+        self.fleet.send_handed_out()
+        for rec in finished:
+            self.metrics.task_finished(rec.kind, rec.status)
+            self.requests.task_finished(rec)
         if acknowledge is not None:
             self.after_sync(acknowledge)
+
+    def _rolled_back(self, exc: Exception, unanswered: list[Any],
+                     acknowledge: Callable[[BaseException | None], None] | None,
+                     starts: list[tuple[str, float]],
+                     finishes: list[tuple[Outcome, Inflight]]) -> None:
+        """The turn's transaction failed: undo what it did in memory, answer
+        its submitters, and write its starts and outcomes again later."""
+        log.error("the store refused this turn's writes, nothing of it is stored; "
+                  "trying again in %.1f s: %s", RETRY_TURN_S, exc)
+        self.fleet.undo_handed_out()
+        self._starts[:0] = starts
+        self._finishes[:0] = finishes
+        for conn, req_id, _, _ in unanswered:
+            conn.fail(req_id, "internal", f"the store could not write the tasks: {exc}")
+        if acknowledge is not None:
+            acknowledge(exc)  # rolled back: nothing of theirs is stored
+        self._maybe_due = True
+        asyncio.get_running_loop().call_later(RETRY_TURN_S, self.schedule_turn)
 
     def enqueue(self, tasks: list[NewTask]) -> list[TaskRecord]:
         """Store ``tasks`` (inside the turn's batch) and count them.

@@ -177,8 +177,8 @@ def _run_one(desc: dict[str, Any], registry: Registry, limits: Limits,
             fn, retry_on[kind] = d.fn, d.options.retry_on
         elif ref:
             fn = resolve_ref(ref)
-            d = task_def(fn)  # a @task whose module is not in task_modules
-            retry_on[kind] = d.options.retry_on if d is not None else None
+            found = task_def(fn)  # a @task whose module is not in task_modules
+            retry_on[kind] = found.options.retry_on if found is not None else None
         else:
             registry.get(kind)  # raises UnknownKind with close matches
         args, kwargs = decode_call(desc["payload"])

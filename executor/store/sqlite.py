@@ -235,13 +235,19 @@ class SQLiteStore:
             if power_safe:
                 raise StoreError(f"{self.path}: a power-safe write inside batch(); "
                                  "write with sync=False and sync() after the batch")
+            if not db.in_transaction:
+                # SQLite itself rolled the batch back (disk full, I/O error): a
+                # savepoint now would open, and its release commit, a new one.
+                raise StoreError(f"{self.path}: the batch's transaction was rolled back by "
+                                 "an earlier error; nothing more is written in it")
             delta = self._delta.copy()
             db.execute("SAVEPOINT call")
             try:
                 yield db
             except BaseException as exc:
-                db.execute("ROLLBACK TO call")
-                db.execute("RELEASE call")
+                if db.in_transaction:
+                    db.execute("ROLLBACK TO call")
+                    db.execute("RELEASE call")
                 self._delta = delta
                 if isinstance(exc, sqlite3.Error):
                     raise StoreError(f"{self.path}: {exc}; nothing was changed") from exc
