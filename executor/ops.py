@@ -21,7 +21,8 @@ the same id. Errors are ``{"code", "message", "field"}`` (see
     not checked here (``add_task`` checked them when the call was made).
     Errors: ``unknown_kind`` (field ``tasks[i].kind``), ``invalid``.
 ``get``     ``{"id": str, "wait_s"?: float}`` -> record. With ``wait_s`` the
-    reply waits until the task is finished or ``wait_s`` passes. ``not_found``.
+    reply waits until the task is finished or ``wait_s`` (0..3600) passes.
+    ``not_found``; ``invalid`` (field ``wait_s``) for another wait.
 ``list``    ``{"status"?, "kind"?, "limit"?, "cursor"?}`` -> ``{"tasks", "next_cursor"}``.
 ``cancel``  ``{"id": str, "force"?: bool, "by"?: str}`` -> record (status
     ``cancelled``). ``not_found``; ``conflict`` if finished, or running without force.

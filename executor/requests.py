@@ -26,6 +26,9 @@ if TYPE_CHECKING:
     from executor.pool import Pool
 
 log = logging.getLogger("offload.pool")
+MAX_WAIT_S = 3600.0
+"""The longest a ``get`` may wait for its task to finish (HTTP caps it lower,
+``long_poll_max_s``)."""
 _Submit = tuple[ClientConn, int, list[NewTask], bool]  # (conn, request id, tasks, ids only)
 
 class Requests:
@@ -156,6 +159,11 @@ class Requests:
     def op_get(self, conn: ClientConn, req_id: int, args: dict[str, Any]) -> object:
         rec = self._record(args.get("id"))
         wait_s = args.get("wait_s")
+        if wait_s is not None and (isinstance(wait_s, bool) or not isinstance(
+                wait_s, (int, float)) or not 0 <= wait_s <= MAX_WAIT_S):
+            # A waiter (and its timer) is held until then, even if its client goes.
+            raise Invalid("invalid", f"wait_s must be a number of seconds from 0 to "
+                                     f"{MAX_WAIT_S:g}", "wait_s")
         if rec.status in FINISHED or not wait_s:
             return record_to_wire(rec)
         loop = asyncio.get_running_loop()

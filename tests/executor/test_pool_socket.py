@@ -10,6 +10,7 @@ from pathlib import Path
 import msgpack
 import pytest
 
+from executor.errors import PoolError
 from executor.protocol import FrameReader, FrameType, encode
 from tests.support.procs import PYTHON, Env, PoolHandle, Proc, wait_for
 
@@ -157,3 +158,12 @@ def test_a_pool_does_not_take_the_socket_of_a_live_one(pool: PoolHandle, tmp_pat
     finally:
         second.stop()
     assert pool.wait(pool.submit("noop"))["status"] == "succeeded"
+
+
+@pytest.mark.parametrize("wait_s", ["soon", -1, 1e9, float("nan"), True])
+def test_get_refuses_a_wait_it_cannot_honour(pool: PoolHandle, wait_s: object) -> None:
+    task_id = pool.submit("sleep", 0.5)
+    with pytest.raises(PoolError) as info:
+        pool.call("get", {"id": task_id, "wait_s": wait_s})
+    assert (info.value.code, info.value.field) == ("invalid", "wait_s")
+    assert pool.call("get", {"id": task_id, "wait_s": 10})["status"] == "succeeded"
