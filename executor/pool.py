@@ -51,6 +51,7 @@ TICK_S = 0.05
 GIL_SWITCH_S = 0.0005
 DUE_TIMER_MAX_S = 3600.0  # a far-off due time re-arms its timer on the way
 RETRY_TURN_S = 0.5  # after a turn the store refused (disk full, I/O error)
+START_WRITE_S = 0.05  # a task's start reaches the store with a turn at most this late
 
 
 class Pool:
@@ -71,7 +72,8 @@ class Pool:
         self._next_due: float | None = None
         self._due_timer: asyncio.TimerHandle | None = None
         self._finishes: list[tuple[Outcome, Inflight]] = []
-        self._starts: list[tuple[str, float]] = []  # (id, started_at), stored with the turn
+        self._starts: list[tuple[str, float]] = []  # (id, started_at), stored with a turn
+        self._starts_timer: asyncio.TimerHandle | None = None
         self._turn_scheduled = False
         self._stopped: asyncio.Event | None = None
         self._reloading = False
@@ -207,11 +209,20 @@ class Pool:
                            self.settings.retry_backoff_max_s if cap is None else cap)
 
     def started(self, inf: Inflight) -> None:
-        """A handed-out task started: the store learns it with the turn's write,
-        so that after a crash only tasks that really started lose an attempt."""
+        """A handed-out task started: the store learns it with the next turn
+        that writes, within ``START_WRITE_S``, so that after a crash only tasks
+        that really started lose an attempt. Not a turn of its own at once:
+        that was one more commit per task while executors idle."""
         assert inf.started_at is not None
         self._starts.append((inf.id, inf.started_at))
-        self.schedule_turn()
+        if self._starts_timer is None:
+            self._starts_timer = asyncio.get_running_loop().call_later(
+                START_WRITE_S, self._write_starts)
+
+    def _write_starts(self) -> None:
+        self._starts_timer = None
+        if self._starts:
+            self.schedule_turn()
 
     def complete(self, inf: Inflight, ok: bool, result: bytes | None,
                  error: dict[str, Any] | None, retry_delay_s: float | None,

@@ -19,6 +19,7 @@ from typing import Any
 
 import pytest
 
+from executor.store import open_store
 from tests.support.procs import (
     Env,
     ServerHandle,
@@ -242,6 +243,12 @@ def test_stored_calls_survive_kill_9_of_every_process_and_run_in_order_after_a_r
         wait_for(lambda: server.http("GET", "/tasks?kind=tests.support.webapps.async_step"
                                      )[1]["tasks"], 30, what="the fire-and-forget call stored")
         assert record(server, ids[0])["status"] == "running"
+        store = open_store(env.settings["store_url"])  # read beside the pool (WAL)
+        try:  # its start reaches the store within START_WRITE_S
+            wait_for(lambda: store.get(ids[0]).started_at is not None,  # type: ignore[union-attr]
+                     10, what="the first call's start in the store")
+        finally:
+            store.close()
         processes = session_pids(server.pid)
         assert len(processes) >= 6  # master, worker, keeper, pool, template, executor
         kill_session(server.pid)
