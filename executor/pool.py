@@ -74,6 +74,7 @@ class Pool:
         self._finishes: list[tuple[Outcome, Inflight]] = []
         self._starts: list[tuple[str, float]] = []  # (id, started_at), stored with a turn
         self._starts_timer: asyncio.TimerHandle | None = None
+        self._submitted: Counter[str] = Counter()  # tasks stored this turn, by kind
         self._turn_scheduled = False
         self._stopped: asyncio.Event | None = None
         self._reloading = False
@@ -324,6 +325,9 @@ class Pool:
                               starts, finishes)
             return
         self.fleet.send_handed_out()
+        for kind, n in self._submitted.items():
+            self.metrics.task_submitted(kind, n)
+        self._submitted.clear()
         for rec in finished:
             self.metrics.task_finished(rec.kind, rec.status)
             self.requests.task_finished(rec)
@@ -339,6 +343,7 @@ class Pool:
         log.error("the store refused this turn's writes, nothing of it is stored; "
                   "trying again in %.1f s: %s", RETRY_TURN_S, exc)
         self.fleet.undo_handed_out()
+        self._submitted.clear()
         self._starts[:0] = starts
         self._finishes[:0] = finishes
         for conn, req_id, _, _ in unanswered:
@@ -368,8 +373,7 @@ class Pool:
             records, started = self.store.enqueue(tasks, now, sync=False), []
         if len(started) < len(records):
             self._maybe_due = True
-        for kind, n in Counter(rec.kind for rec in records).items():
-            self.metrics.task_submitted(kind, n)
+        self._submitted.update(rec.kind for rec in records)  # counted once committed
         return records
 
     def _dispatch(self) -> None:

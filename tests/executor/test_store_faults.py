@@ -64,5 +64,11 @@ def test_a_turn_the_store_refuses_runs_nothing_of_it_and_loses_no_outcome(env: E
         assert sorted(ran) == sorted(accepted)
         assert not set(refused) & set(ran)
         assert "the store refused this turn's writes" in pool.output()
+        # Counted as submitted: what was stored, not what a rolled-back turn tried.
+        text = call(env.socket_path, "metrics")["text"]
+        submitted = [line for line in text.splitlines()
+                     if line.startswith('offload_tasks_submitted_total{kind="record"}')]
+        assert submitted == [f'offload_tasks_submitted_total{{kind="record"}} '
+                             f'{float(len(accepted))}']
     finally:
         pool.stop()
