@@ -185,7 +185,8 @@ class Supervision:
         """Say where offload listens."""
         s = self.settings
         assert s is not None
-        server.log.info("offload ready: http://%s  (try: curl http://%s/healthz)", s.bind, s.bind)
+        server.log.info("offload listening: http://%s  (workers and the pool are starting; "
+                        "try: curl http://%s/readyz)", s.bind, s.bind)
 
     def on_exit(self, server: Any) -> None:
         """Master stop: stop the watchdog, stop the pool gracefully and wait (up
