@@ -225,6 +225,14 @@ class Pool:
         if self._starts:
             self.schedule_turn()
 
+    def outcome_pending(self, task_id: str) -> str | None:
+        """The final status of ``task_id`` if its outcome arrived and waits for
+        the turn's write, else ``None``: a cancel must not overwrite it."""
+        for outcome, _ in self._finishes:
+            if outcome.id == task_id:
+                return outcome.status
+        return None
+
     def complete(self, inf: Inflight, ok: bool, result: bytes | None,
                  error: dict[str, Any] | None, retry_delay_s: float | None,
                  retryable: bool) -> None:

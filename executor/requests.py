@@ -215,6 +215,9 @@ class Requests:
         rec = stored  # decide on the store's status, not the displayed one
         if rec.status in FINISHED:
             raise Invalid("conflict", f"task {rec.id} already ended: {rec.status}", "id")
+        ended = self.pool.outcome_pending(rec.id)
+        if ended is not None:  # its outcome is in, to be stored at the end of this turn
+            raise Invalid("conflict", f"task {rec.id} already ended: {ended}", "id")
         if rec.status == "running" and not force:
             raise Invalid("conflict", f"task {rec.id} is running; cancel with force=true to "
                                       f"kill its executor", "id")
