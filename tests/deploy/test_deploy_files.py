@@ -102,6 +102,10 @@ def test_toml_examples_are_valid_settings(tmp_path):
     for path in (configmap, DEPLOY / "systemd" / "offload.toml"):
         assert set(tomllib.loads(path.read_text())) <= set(FIELDS), path
         settings = load_settings(path, environ={})  # types, ranges and store_url too
+        # The documented installs have no extras: only the default worker class
+        # is there (uvicorn's comes with offload[uvicorn], which tests install).
+        assert settings.worker_class == "asgi", path
+        assert settings.memory_limit_mb > 0, f"{path}: a runaway task must not OOM the host"
     assert settings.sqlite_path == "/var/lib/offload/offload.db"  # systemd's StateDirectory
 
 
