@@ -19,7 +19,9 @@ the same id. Errors are ``{"code", "message", "field"}`` (see
     a required keyword-only one missing); a payload that is not an encoded
     call is ``invalid``, field ``tasks[i].payload``. Specs with ``ref`` are
     not checked here (``add_task`` checked them when the call was made).
-    Errors: ``unknown_kind`` (field ``tasks[i].kind``), ``invalid``.
+    Errors: ``unknown_kind`` (field ``tasks[i].kind``), ``invalid``;
+    ``store_unavailable`` when the store cannot write or sync them (disk full,
+    I/O error): nothing stored, or not known to be durable; send again.
 ``get``     ``{"id": str, "wait_s"?: float}`` -> record. With ``wait_s`` the
     reply waits until the task is finished or ``wait_s`` (0..3600) passes.
     ``not_found``; ``invalid`` (field ``wait_s``) for another wait.

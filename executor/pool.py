@@ -355,7 +355,8 @@ class Pool:
         self._starts[:0] = starts
         self._finishes[:0] = finishes
         for conn, req_id, _, _ in unanswered:
-            conn.fail(req_id, "internal", f"the store could not write the tasks: {exc}")
+            conn.fail(req_id, "store_unavailable", f"the store could not write the tasks, "
+                      f"nothing was stored; retry shortly: {exc}")
         if acknowledge is not None:
             acknowledge(exc)  # rolled back: nothing of theirs is stored
         self._maybe_due = True

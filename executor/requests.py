@@ -100,8 +100,8 @@ class Requests:
                 if error is None:
                     conn.reply(req_id, result)
                 else:
-                    conn.fail(req_id, "internal", f"the tasks could not be made durable: "
-                                                  f"{error}")
+                    conn.fail(req_id, "store_unavailable", f"the tasks could not be made "
+                              f"durable; retry shortly with the same idempotency key: {error}")
 
         return acknowledge
 

@@ -57,6 +57,8 @@ def from_pool_error(exc: PoolError, field_prefix: str | None = None) -> ApiError
     name and from the start of its message, so a single ``POST /tasks``
     reports ``kind`` rather than ``tasks[0].kind``.
     """
+    if exc.code == "store_unavailable":  # disk full, I/O error: nothing stored
+        return ApiError(503, "store_unavailable", exc.message, None, [(b"retry-after", b"1")])
     status = _POOL_STATUS.get(exc.code, 500)
     if exc.code == "frame_too_large" and exc.field == "limit":
         status = 422  # the pool's page, not the request, was too large: ask for fewer

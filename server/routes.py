@@ -25,6 +25,10 @@ METRICS_TYPE = b"text/plain; version=0.0.4; charset=utf-8"
 _HEALTHZ = json_response(200, {"status": "ok"})
 # Slack past ``wait`` before a long poll gives up on the pool.
 LONG_POLL_SLACK_S = 5.0
+PROBE_TIMEOUT_S = 2.0
+"""How long ``/readyz`` and ``/metrics`` wait for the pool: a hung pool must
+read as not ready (and ``offload_pool_up 0``) while probes and scrapes still
+wait, not after ``http_timeout_s``."""
 
 
 class Routes:
@@ -114,7 +118,8 @@ class Routes:
     async def metrics(self, req: Request) -> Response:
         """``GET /metrics``: Prometheus text; ``offload_pool_up 0`` if the pool is away."""
         try:
-            text: bytes | str = (await self.link.call("metrics"))["text"]
+            text: bytes | str = (await self.link.call("metrics", timeout_s=PROBE_TIMEOUT_S))[
+                "text"]
         except ApiError as exc:
             if exc.status != 503:
                 raise
@@ -129,7 +134,7 @@ class Routes:
 
     async def readyz(self, req: Request) -> Response:
         """``GET /readyz``: 200 when the pool answers and an executor is up, else 503."""
-        health = await self.link.call("health")
+        health = await self.link.call("health", timeout_s=PROBE_TIMEOUT_S)
         if health.get("executors_up", 0) >= 1:
             return json_response(200, {"status": "ready", **health})
         raise ApiError(503, "not_ready",

@@ -73,7 +73,7 @@ class FlakyPool(FakePool):
 
 
 STORE_FAILED = {"code": "internal", "message": "the store refused the tasks: disk I/O error"}
-NOT_DURABLE = {"code": "internal",
+NOT_DURABLE = {"code": "store_unavailable",
                "message": "the tasks could not be made durable: [Errno 5] Input/output error"}
 
 

@@ -36,7 +36,7 @@ def test_a_turn_the_store_refuses_runs_nothing_of_it_and_loses_no_outcome(env: E
                     task_id = call(env.socket_path, "submit", {"tasks": [spec]})[
                         "tasks"][0]["id"]
                 except PoolError as exc:
-                    assert exc.code == "internal", exc
+                    assert exc.code == "store_unavailable", exc
                     with lock:
                         refused.append(label)
                 else:

@@ -171,7 +171,7 @@ def test_a_turn_the_store_takes_is_one_call_answered_once_on_disk() -> None:
     acknowledge = _store(pool, _submits(conn, "a", "b"))
     assert pool.calls == [["a", "a", "b", "b"]] and conn.replies == {}
     acknowledge(OSError("fsync failed"))
-    assert conn.replies == {} and {c for c, _ in conn.errors.values()} == {"internal"}
+    assert conn.replies == {} and {c for c, _ in conn.errors.values()} == {"store_unavailable"}
 
 
 # -- over a real pool's socket ---------------------------------------------------

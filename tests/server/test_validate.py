@@ -145,6 +145,14 @@ def test_pool_error_mapping(code: str, status: int) -> None:
         assert err.message != "msg" and err.field is None
 
 
+def test_a_store_that_cannot_write_is_a_503_to_retry() -> None:
+    err = from_pool_error(PoolError("store_unavailable", "the store could not write the tasks, "
+                                    "nothing was stored; retry shortly: disk full"))
+    assert (err.status, err.code, err.headers) == (503, "store_unavailable",
+                                                    [(b"retry-after", b"1")])
+    assert "disk full" in err.message
+
+
 def test_pool_unavailable_mapping() -> None:
     err = from_pool_unavailable(PoolUnavailable("cannot reach the pool at /secret/pool.sock"))
     assert err.status == 503 and err.headers == [(b"retry-after", b"1")]
