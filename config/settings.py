@@ -86,7 +86,7 @@ class Settings:
     default_max_retries: int = _setting(3, "retries after the first attempt, unless set per kind",
                                         min=0)
     default_timeout_s: float = _setting(300.0, "soft time limit of a task, unless set per kind",
-                                        min=0.001)
+                                        min=0.001, max=604_800.0)
     kill_grace_s: float = _setting(
         5.0, "seconds past the soft limit before the executor is killed (hard limit)", min=0.0
     )
@@ -118,7 +118,7 @@ class Settings:
         604_800.0, "finished task records are purged after this many seconds", min=1.0
     )
     long_poll_max_s: float = _setting(60.0, "longest ?wait= accepted by GET /tasks/{id}",
-                                      min=0.0)
+                                      min=0.0, max=3600.0)
     log_level: str = _setting("info", "log level of every process", choices=LOG_LEVELS)
 
     @property

@@ -27,12 +27,16 @@ _SPEC_KEYS = frozenset({"kind", "payload", "max_retries", "timeout_s", "priority
 # a turn's submissions are stored in one transaction that one bad spec fails.
 PRIORITY_MIN, PRIORITY_MAX = -1000, 1000
 """The priorities a task may have: the HTTP API's (``server.validate.PRIORITY_RANGE``)."""
+MAX_TIMEOUT_S = 604_800.0
+"""The longest soft time limit: a week (``server.validate.MAX_TIMEOUT_S``);
+the executor's timer cannot take absurd values."""
 INT64_MAX = 2**63 - 1
 """The largest integer the store holds (``seq``, ``max_retries``); msgpack carries up to 2**64-1."""
-MAX_KEY_CHARS = 200
+MAX_KEY_CHARS = 256
 """The longest ``group_id`` and ``idempotency_key``: the HTTP API's keys
-(``server.validate.MAX_KEY_CHARS``); ``BackgroundTasks`` makes ones of 32
-and about 45 characters."""
+(``server.validate.MAX_KEY_CHARS``, 200) plus the ``#<i>`` a batch's
+``Idempotency-Key`` header numbers them with; ``BackgroundTasks`` makes ones
+of 32 and about 45 characters."""
 MAX_NAME_CHARS = 1000
 """The longest ``kind`` and ``ref``. A ``BackgroundTasks`` function's kind
 and ref are its module path and qualname, of any length ``add_task``
@@ -95,8 +99,8 @@ class Specs:
         if type(max_retries) is not int or not 0 <= max_retries <= INT64_MAX:
             raise _bad(i, ".max_retries", f"must be an integer from 0 to {INT64_MAX}")
         if isinstance(timeout_s, bool) or not isinstance(timeout_s, (int, float)) \
-                or not math.isfinite(timeout_s) or timeout_s <= 0:
-            raise _bad(i, ".timeout_s", "must be a number > 0")
+                or not 0 < timeout_s <= MAX_TIMEOUT_S:  # also refuses nan
+            raise _bad(i, ".timeout_s", f"must be a number > 0 and at most {MAX_TIMEOUT_S:g}")
         priority = get("priority") or 0
         if type(priority) is not int or not PRIORITY_MIN <= priority <= PRIORITY_MAX:
             raise _bad(i, ".priority", f"must be an integer from {PRIORITY_MIN} to "

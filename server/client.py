@@ -231,6 +231,8 @@ class _Endpoint:
             return None
         remaining = deadline - time.monotonic()
         if remaining <= 0:
+            if record is None:  # asked once at least, even with timeout_s=0
+                return _wait_req(task_id, 0.0, self.timeout_s)
             raise WaitTimeout(task_id, timeout_s, record)
         return _wait_req(task_id, min(remaining, self.long_poll_s), self.timeout_s)
 

@@ -66,6 +66,12 @@ class Routes:
     async def submit_batch(self, req: Request) -> Response:
         """``POST /tasks/batch``: 202 and every record, all or nothing."""
         specs = validate.batch(await self._body(req, keep=3), time.time())
+        if req.idempotency_key is not None:
+            # A retried batch is the same batch: each task without its own key
+            # gets the header's, numbered, so it is stored once.
+            key = validate.idempotency_key(req.idempotency_key, "Idempotency-Key")
+            for i, item in enumerate(specs):
+                item.setdefault("idempotency_key", f"{key}#{i}")
         result = await self.link.call("submit", {"tasks": specs})
         return json_response(202, {"tasks": [records.to_json(w) for w in result["tasks"]]})
 

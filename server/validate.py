@@ -6,7 +6,7 @@ reaches the pool.
 Submit body (``POST /tasks``, and each item of ``POST /tasks/batch``)::
 
     {"kind": str, "args": list = [], "kwargs": object = {},
-     "max_retries": int 0..100, "timeout_s": number > 0,
+     "max_retries": int 0..100, "timeout_s": number in (0, 604800],
      "delay_s": number >= 0  |  "eta": epoch seconds,
      "priority": int -1000..1000, "idempotency_key": str (1..200 chars)}
 
@@ -32,6 +32,8 @@ MAX_KEY_CHARS = 200
 MAX_KIND_CHARS = 200
 MAX_RETRIES = 100
 PRIORITY_RANGE = (-1000, 1000)
+MAX_TIMEOUT_S = 604_800.0
+"""The longest soft time limit a task may ask for (a week)."""
 MAX_DELAY_S = 10 * 366 * 86400.0
 """How far ahead a task may be scheduled (``delay_s``, ``eta``): ten years.
 Beyond that a typo (milliseconds for seconds) would park a task for ever."""
@@ -113,6 +115,9 @@ def spec(body: dict[str, Any], now: float, prefix: str = "") -> dict[str, Any]:
     if "timeout_s" in body:
         out["timeout_s"] = _number(body["timeout_s"], prefix + "timeout_s", minimum=0,
                                    exclusive=True)
+        if out["timeout_s"] > MAX_TIMEOUT_S:
+            raise invalid(prefix + "timeout_s", f"{prefix}timeout_s must be at most "
+                          f"{MAX_TIMEOUT_S:.0f} (a week), got {out['timeout_s']:g}")
     if "priority" in body:
         out["priority"] = _int(body["priority"], prefix + "priority", *PRIORITY_RANGE)
     if "delay_s" in body:

@@ -42,7 +42,7 @@ def test_unknown_key_names_the_file_and_lists_accepted_keys(tmp_path: Path) -> N
 @pytest.mark.parametrize(("line", "accepted"), [
     ('executors = "many"', "an integer >= 1"),
     ("executors = 0", "an integer >= 1"),
-    ("default_timeout_s = -1", "a number >= 0.001"),
+    ("default_timeout_s = -1", "a number from 0.001 to 604800"),
     ('worker_class = "sync"', "one of: asgi, uvicorn_worker.UvicornWorker"),
     ('task_modules = "app.tasks"', "a list of strings"),
     ("workers = true", "an integer"),
@@ -127,3 +127,10 @@ def test_max_result_bytes_must_fit_in_half_a_frame(tmp_path: Path) -> None:
                                           r"accepted: an integer >= 2097152 \(twice "
                                           r"max_result_bytes = 1048576"):
         load_settings(path, environ={})
+
+
+@pytest.mark.parametrize(("key", "value"), [("long_poll_max_s", "3601"),
+                                            ("default_timeout_s", "1e308")])
+def test_bounded_numbers_have_an_upper_bound(tmp_path: Path, key: str, value: str) -> None:
+    with pytest.raises(ConfigError, match=rf"OFFLOAD_{key.upper()} .*accepted: a number from"):
+        load_settings(write(tmp_path, ""), environ={f"OFFLOAD_{key.upper()}": value})

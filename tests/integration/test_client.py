@@ -107,14 +107,14 @@ def test_arguments_that_are_not_json_are_refused_before_sending(client: Client) 
 
 def test_wait_times_out_with_a_typed_timeout(client: Client) -> None:
     task_id = client.submit("sleep", 3)
-    started = time.monotonic()
     with pytest.raises(WaitTimeout) as info:
         client.wait(task_id, timeout_s=0.5)
     assert isinstance(info.value, TimeoutError)
-    assert time.monotonic() - started < 2.5
     assert info.value.record is not None and info.value.record["status"] in ("pending",
                                                                              "running")
     assert client.wait(task_id, timeout_s=30)["status"] == "succeeded"
+    # With no time to wait, it still asks once: a finished task is no timeout.
+    assert client.wait(task_id, timeout_s=0)["status"] == "succeeded"
 
 
 def test_unreachable_server_is_unavailable() -> None:

@@ -68,6 +68,24 @@ def test_idempotency_key_passed_through(app: ASGIApp, pool: FakePool) -> None:
     assert len(pool.tasks) == 1
 
 
+def test_a_batch_retried_with_its_idempotency_key_is_stored_once(app: ASGIApp,
+                                                                  pool: FakePool) -> None:
+    batch = {"tasks": [{"kind": "send_email"}, {"kind": "report", "idempotency_key": "own"}]}
+
+    async def body(c: httpx.AsyncClient) -> tuple[httpx.Response, httpx.Response]:
+        headers = {"Idempotency-Key": "import-7"}
+        one = await c.post("/tasks/batch", json=batch, headers=headers)
+        two = await c.post("/tasks/batch", json=batch, headers=headers)
+        return one, two
+    one, two = run(app, body)
+    assert one.status_code == two.status_code == 202
+    assert [t["id"] for t in one.json()["tasks"]] == [t["id"] for t in two.json()["tasks"]]
+    keys = [[t.get("idempotency_key") for t in a["tasks"]] for op, a in pool.calls
+            if op == "submit"]
+    assert keys == [["import-7#0", "own"]] * 2  # an item's own key wins
+    assert len(pool.tasks) == 2
+
+
 @pytest.mark.parametrize("key", ["k" * 201, ""])
 def test_idempotency_key_too_long_or_empty_is_422(app: ASGIApp, pool: FakePool, key: str) -> None:
     r = call(app, "POST", "/tasks", json={"kind": "send_email"},

@@ -43,6 +43,8 @@ def test_spec_defaults_and_options() -> None:
     ({"kind": "k", "timeout_s": "5"}, "timeout_s"),
     ({"kind": "k", "timeout_s": -0.1}, "timeout_s"),
     ({"kind": "k", "timeout_s": math.inf}, "timeout_s"),
+    ({"kind": "k", "timeout_s": 1e308}, "timeout_s"),
+    ({"kind": "k", "timeout_s": validate.MAX_TIMEOUT_S + 1}, "timeout_s"),
     ({"kind": "k", "priority": -1001}, "priority"),
     ({"kind": "k", "delay_s": 1, "eta": 2}, "eta"),
     ({"kind": "k", "eta": -1}, "eta"),
