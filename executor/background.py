@@ -260,6 +260,7 @@ class BackgroundTasks:
         self._pending: list[tuple[int, _Call]] = []  # added, not yet handed off
         self._handed: list[asyncio.Future[list[str]]] = []  # handed off, not yet stored
         self._handed_calls = 0
+        self._ids: list[list[str] | None] = []  # per hand-off, in order: its ids once stored
         self._added = 0
         for t in tasks or ():
             if isinstance(t, BackgroundTask):
@@ -320,12 +321,16 @@ class BackgroundTasks:
             raise
         self._handed.append(stored)
         self._handed_calls += len(batch)
-        stored.add_done_callback(functools.partial(self._stored, len(batch)))
+        self._ids.append(None)
+        stored.add_done_callback(functools.partial(self._stored, len(batch), len(self._ids) - 1))
 
-    def _stored(self, n: int, fut: asyncio.Future[list[str]]) -> None:
+    def _stored(self, n: int, index: int, fut: asyncio.Future[list[str]]) -> None:
+        # Hand-offs may be stored out of order (a large one goes in several
+        # submits): task_ids keeps the order the calls were added in.
         self._handed_calls -= n
         if not fut.cancelled() and fut.exception() is None:
-            self.task_ids.extend(fut.result())
+            self._ids[index] = fut.result()
+            self.task_ids[:] = [i for ids in self._ids if ids is not None for i in ids]
 
     async def submit(self, timeout_s: float = STORE_TIMEOUT_S) -> list[str]:
         """Hand off the pending calls and wait until every call handed off is

@@ -311,3 +311,21 @@ def test_calls_too_large_for_one_submit_together_go_in_several_in_order(
     ids = asyncio.run(go())
     assert submitted(fake) == [[0, 1], [2, 3]]
     assert ids == list(fake.tasks) and len(ids) == 4
+
+
+def test_task_ids_keep_the_order_added_when_a_large_hand_off_is_split(
+        run_dir: str, fake: FakePool) -> None:
+    settings = Settings(run_dir=run_dir, max_frame_bytes=256 * 1024, max_result_bytes=1024)
+    tasks = BackgroundTasks(settings=settings)
+
+    async def go() -> list[str]:
+        for x in range(3):  # 150 KB together: two submits
+            tasks.add_task(big, x, "b" * 50_000)
+        await tasks()
+        tasks.add_task(helper, 3)  # a second hand-off, stored with the first's tail
+        await tasks()
+        return await tasks.submit()
+
+    ids = asyncio.run(go())
+    assert submitted(fake) == [[0, 1], [2, 3]]
+    assert ids == tasks.task_ids == list(fake.tasks)  # the order added, not the order stored
