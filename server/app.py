@@ -94,6 +94,11 @@ class OffloadApp:
         kind = scope["type"]
         if kind == "http":
             path: str = scope["path"]
+            root = scope.get("root_path")
+            if root and path.startswith(root):
+                # Mounted under a prefix: ASGI's path carries it (as Starlette's
+                # Mount passes it), the routes do not.
+                path = path[len(root):]
             route = self._exact.get(path)
             if route is not None:
                 await self._serve(route, scope, receive, send, "")

@@ -488,3 +488,28 @@ def test_app_setting_is_imported(run_dir: str, pool: FakePool) -> None:
 
 
 SETTING_APP = UserApp()
+
+
+def test_served_under_a_prefix_by_a_starlette_mount(run_dir: str, pool: FakePool) -> None:
+    """Starlette's Mount passes the full path and the prefix as root_path."""
+    from starlette.applications import Starlette
+    from starlette.routing import Mount
+
+    offload = create_app(settings_for(run_dir))
+    outer = Starlette(routes=[Mount("/offload", app=offload)])
+
+    async def body(c: httpx.AsyncClient) -> list[httpx.Response]:
+        return [await c.get("/offload/healthz"),
+                await c.post("/offload/tasks", json={"kind": "report"}),
+                await c.get("/offload/nothing-here")]
+
+    async def main() -> list[httpx.Response]:
+        async with lifespan(offload), httpx.AsyncClient(
+                transport=httpx.ASGITransport(app=outer), base_url="http://offload.test") as c:
+            return await body(c)
+
+    health, submitted, missing = asyncio.run(main())
+    assert health.json() == {"status": "ok"}
+    assert submitted.status_code == 202
+    assert submitted.headers["location"] == f"/offload/tasks/{submitted.json()['id']}"
+    assert missing.status_code == 404
