@@ -25,7 +25,9 @@ just before it is sent, which costs the response nothing since the hand-off
 does not wait). If the route raises, the calls are discarded, as FastAPI
 and Starlette discard the background tasks of a failed request. If the
 response's own in-process background task raises *after* the route
-returned, the calls are still handed off. A route that wants its calls
+returned, the calls are still handed off (FastAPI 0.121 and later; before,
+FastAPI cannot tell the two cases apart, and the calls are discarded with a
+warning in the log). A route that wants its calls
 stored before it answers awaits ``tasks.submit()`` itself; the exit code
 then has nothing left to do.
 
@@ -88,6 +90,13 @@ async def offload_tasks(request: Request) -> AsyncIterator[BackgroundTasks]:
             except Exception:
                 log.exception("%d background call(s) of %s %s were not handed off and are "
                               "lost", tasks.pending_count(), request.method, request.url.path)
+        elif endpoint.returned is None and tasks.pending_count():
+            # This FastAPI cannot tell whether the route raised or, after it
+            # returned, the response did: the calls go as a failed route's do.
+            log.warning("%d background call(s) of %s %s discarded: the request failed, and "
+                        "this FastAPI (before 0.121) cannot tell whether the route had "
+                        "returned; await tasks.submit() in the route to keep them",
+                        tasks.pending_count(), request.method, request.url.path)
         raise
     await tasks()
 

@@ -14,6 +14,7 @@ from typing import Any
 import httpx
 import pytest
 import starlette.background
+import starlette.requests
 from fastapi import FastAPI, HTTPException
 from fastapi.responses import JSONResponse
 
@@ -23,7 +24,7 @@ from executor import shared as shared_mod
 from executor.codec import decode_call
 from executor.shared import drain_background, shared_client
 from server import create_app
-from server.fastapi import OffloadTasks
+from server.fastapi import OffloadTasks, offload_tasks
 from tests.server.fakepool import FakePool
 from tests.support import tasks as support_tasks
 from tests.support import webapps
@@ -389,4 +390,27 @@ def test_dependency_submits_when_the_responses_own_background_fails(
 def test_dependency_discards_the_calls_of_a_route_that_raises(
         fastapi_app: FastAPI, fake: FakePool) -> None:
     assert post_and_drain(fastapi_app, "/raises") == 409
+    assert fake.calls == []
+
+
+def test_a_fastapi_that_cannot_tell_what_failed_discards_with_a_warning(
+        run_dir: str, fake: FakePool, monkeypatch: pytest.MonkeyPatch,
+        caplog: pytest.LogCaptureFixture) -> None:
+    """FastAPI before 0.121 has no function stack in the scope: an exception at
+    the dependency's yield may be the route's or the response's, and the calls
+    are discarded, but never silently."""
+    monkeypatch.setattr(shared_mod, "_default", Settings(run_dir=run_dir))
+    request = starlette.requests.Request({"type": "http", "method": "POST", "path": "/x",
+                                          "headers": [], "query_string": b""})
+
+    async def go() -> None:
+        dependency = offload_tasks(request)
+        tasks = await dependency.__anext__()
+        tasks.add_task(webapps.step, "t", "a")
+        with pytest.raises(RuntimeError):
+            await dependency.athrow(RuntimeError("the response failed"))
+
+    with caplog.at_level("WARNING", logger="offload.server"):
+        run(go())
+    assert "1 background call(s) of POST /x discarded" in caplog.text
     assert fake.calls == []
