@@ -51,10 +51,11 @@ import inspect
 import os
 import time
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any, ParamSpec, Protocol
 
 from config.settings import Settings
+from executor.callcheck import CallCheck, params_of
 from executor.codec import encode_call
 from executor.errors import PoolUnavailable
 from executor.registry import import_object, task_def
@@ -85,11 +86,8 @@ class _Target:
     kind: str
     ref: str
     names: tuple[str, ...]  # positional parameter names, for error messages
-    signature: inspect.Signature | None
+    check: CallCheck | None  # None: the signature cannot be read (some builtins)
     options: tuple[tuple[str, Any], ...]  # the @task options the pool cannot know otherwise
-    # Call shapes (positional count, keyword names) ``signature`` accepted:
-    # ``Signature.bind`` looks at nothing else, and costs ~3 us per call.
-    shapes: set[tuple[int, tuple[str, ...]]] = field(default_factory=set, compare=False)
 
 
 @dataclass(frozen=True, slots=True)
@@ -114,7 +112,6 @@ def _refuse(fn: object, why: str, todo: str) -> TypeError:
     return TypeError(f"add_task({name}): {why}; {todo}")
 
 
-_MAX_SHAPES = 64  # call shapes remembered per function
 _LARGE_PAYLOAD = 64 * 1024  # arguments this small are never checked against the frame limit
 _SPEC_OVERHEAD = 1024  # a call's submit spec beside its payload, generously
 
@@ -174,14 +171,12 @@ def _describe(fn: Callable[..., Any], owner: object) -> _Target:
         raise _refuse(fn, f"importing {module}:{qualname} gives another object than this "
                       "function (was it replaced, or decorated without functools.wraps?)",
                       "pass the function the module exposes under that name")
-    try:
-        signature: inspect.Signature | None = inspect.signature(fn)
-    except (TypeError, ValueError):  # some builtins have none
-        signature = None
-    names = () if signature is None else tuple(
-        p.name for p in signature.parameters.values()
-        if p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD))
     ref = f"{module}:{qualname}"
+    params = params_of(fn)
+    check = None if params is None else CallCheck(ref, params)
+    names = () if check is None else tuple(
+        p.name for p in check.signature.parameters.values()
+        if p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD))
     d = task_def(fn)
     options: tuple[tuple[str, Any], ...] = ()
     if d is not None:
@@ -189,20 +184,16 @@ def _describe(fn: Callable[..., Any], owner: object) -> _Target:
                                              ("timeout_s", d.options.timeout_s))
                         if v is not None)
     return _Target(d.kind if d is not None else f"{module}.{qualname}", ref, names,
-                   signature, options)
+                   check, options)
 
 
 def _prepare(fn: Callable[..., Any], args: Sequence[Any], kwargs: Mapping[str, Any]) -> _Call:
     target = _target(fn)
-    shape = (len(args), tuple(kwargs))
-    if target.signature is not None and shape not in target.shapes:
-        try:
-            target.signature.bind(*args, **kwargs)
-        except TypeError as exc:
-            raise TypeError(f"add_task({target.ref}): {exc}; the call would fail in the "
-                            "executor") from None
-        if len(target.shapes) < _MAX_SHAPES:
-            target.shapes.add(shape)
+    # Binding depends on the call's shape alone: CallCheck binds each shape
+    # once (``Signature.bind`` costs ~3 us), as the pool checks HTTP calls.
+    why = None if target.check is None else target.check.why(len(args), tuple(kwargs))
+    if why is not None:
+        raise TypeError(f"add_task({target.ref}): {why}; the call would fail in the executor")
     try:
         payload = encode_call(args, kwargs, target.names)
     except TypeError as exc:

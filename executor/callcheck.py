@@ -11,7 +11,7 @@ and which keyword names. ``CallCheck`` binds placeholders of that shape
 with ``inspect.Signature.bind`` (the check ``BackgroundTasks.add_task``
 makes, with the same messages) and remembers the shapes that fit.
 ``CallChecks`` keeps one per kind for the pool, rebuilt when a reload brings
-a new manifest.
+a new manifest; ``BackgroundTasks.add_task`` keeps one per function.
 """
 
 from __future__ import annotations
@@ -91,11 +91,9 @@ class CallCheck:
         #: ``fn(*args, **kwargs)``: every call fits, callers may skip the check.
         self.accepts_any = kinds == {P.VAR_POSITIONAL, P.VAR_KEYWORD}
 
-    def problem(self, nargs: int, names: tuple[str, ...]) -> tuple[str, str] | None:
+    def why(self, nargs: int, names: tuple[str, ...]) -> str | None:
         """``None`` if ``nargs`` positional arguments and keyword arguments named
-        ``names`` bind; else ``(field, message)``, the field ``"kwargs"`` for a
-        keyword that does not fit or a keyword-only parameter left out,
-        ``"args"`` otherwise."""
+        ``names`` bind, else why not (``Signature.bind``'s words)."""
         shape = (nargs, names)
         if shape in self._fits:
             return None
@@ -103,15 +101,22 @@ class CallCheck:
         try:
             self.signature.bind(*[None] * nargs, **keywords)
         except TypeError as exc:
-            why = str(exc)
-            missing = why.partition("missing a required argument: ")[2].strip("'")
-            keyword = "keyword" in why or "multiple values" in why
-            field = "kwargs" if keyword or missing in self._keyword_only else "args"
-            return field, f"{self.name}(): {why}; the task's signature is " \
-                          f"{self.name}{self.signature}"
+            return str(exc)
         if len(self._fits) < _MAX_FITS:
             self._fits.add(shape)
         return None
+
+    def problem(self, nargs: int, names: tuple[str, ...]) -> tuple[str, str] | None:
+        """``why``, as the pool refuses a spec: ``None`` if the call binds, else
+        ``(field, message)``, the field ``"kwargs"`` for a keyword that does
+        not fit or a keyword-only parameter left out, ``"args"`` otherwise."""
+        why = self.why(nargs, names)
+        if why is None:
+            return None
+        missing = why.partition("missing a required argument: ")[2].strip("'")
+        keyword = "keyword" in why or "multiple values" in why
+        field = "kwargs" if keyword or missing in self._keyword_only else "args"
+        return field, f"{self.name}(): {why}; the task's signature is {self.name}{self.signature}"
 
 
 class CallChecks:

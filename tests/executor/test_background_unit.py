@@ -36,6 +36,10 @@ def helper(x: int) -> int:
     return x
 
 
+def posonly_then_kwargs(a: int = 1, /, **kw: Any) -> None:
+    """``a=2`` by keyword goes to ``**kw`` in CPython; ``Signature.bind`` refuses it."""
+
+
 async def async_helper(x: int) -> int:
     return x
 
@@ -138,6 +142,12 @@ def test_arguments_too_large_for_a_frame_are_refused_at_add_task() -> None:
     with pytest.raises(TypeError, match=r"arguments are \d+ bytes encoded, over the \d+ one "
                                         r"call may carry \(half of max_frame_bytes\)"):
         tasks.add_task(support_tasks.record, "trace", "v" * 200_000)
+    assert len(tasks) == 1
+
+
+def test_a_call_python_accepts_is_accepted_where_signature_bind_is_stricter() -> None:
+    tasks = BackgroundTasks()
+    tasks.add_task(posonly_then_kwargs, a=2)  # the same check as the pool's (CallCheck)
     assert len(tasks) == 1
 
 
