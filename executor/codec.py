@@ -109,7 +109,7 @@ def _pack(value: object, what: str, to: str = "sent to an executor",
 def _decodes(data: bytes) -> bool:
     """Whether ``data`` decodes as the receiving side decodes it."""
     try:
-        msgpack.unpackb(data, ext_hook=_ext_hook, raw=False, strict_map_key=False)
+        decode_value(data)
     except (TypeError, ValueError):
         return False
     return True

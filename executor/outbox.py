@@ -13,8 +13,8 @@ Contract:
 
 - Calls are kept, in the order put, until the pool has stored them. When
   the pool cannot be reached, or fails to store them (``PoolError`` code
-  ``internal``: a write or fsync of its store failed; or a code this
-  outbox does not know), they wait and are sent again (with back-off) for
+  ``store_unavailable``: a write or fsync of its store failed; ``internal``;
+  or a code this outbox does not know), they wait and are sent again (with back-off) for
   as long as the process lives, with one warning per outage; each call
   carries an idempotency key, so a re-send after a lost reply never
   stores one twice.

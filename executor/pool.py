@@ -34,7 +34,7 @@ from typing import Any
 from config import ConfigError, Settings, load_settings, socket_path_for
 from executor.fleet import STATUS_WAIT_S, Fleet
 from executor.listener import listen
-from executor.requests import Requests
+from executor.requests import Requests, Submission
 from executor.retry import RetryPolicy, should_retry
 from executor.slots import Inflight, Slot
 from executor.store import NewTask, Outcome, Store, TaskRecord, open_store
@@ -342,7 +342,7 @@ class Pool:
         if acknowledge is not None:
             self.after_sync(acknowledge)
 
-    def _rolled_back(self, exc: Exception, unanswered: list[Any],
+    def _rolled_back(self, exc: Exception, unanswered: list[Submission],
                      acknowledge: Callable[[BaseException | None], None] | None,
                      starts: list[tuple[str, float]],
                      finishes: list[tuple[Outcome, Inflight]]) -> None:
@@ -403,7 +403,8 @@ class Pool:
         self._hand_out(room, claimed)
 
     def _hand_out(self, room: list[tuple[Slot, int]], claimed: list[TaskRecord]) -> None:
-        """Write claimed tasks to the executors in ``room`` (no more than fit)."""
+        """Give claimed tasks to the executors in ``room`` (no more than fit); they
+        reach the pipes once the turn commits (``Fleet.send_handed_out``)."""
         for rec in self.fleet.hand_out(room, claimed):  # leftovers: should not happen
             self.store.reschedule(rec.id, rec.not_before, error=None, count_attempt=False)
 

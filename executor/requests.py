@@ -29,14 +29,15 @@ log = logging.getLogger("offload.pool")
 MAX_WAIT_S = 3600.0
 """The longest a ``get`` may wait for its task to finish (HTTP caps it lower,
 ``long_poll_max_s``)."""
-_Submit = tuple[ClientConn, int, list[NewTask], bool]  # (conn, request id, tasks, ids only)
+# One ``submit`` request waiting for the turn: (conn, request id, tasks, ids only).
+Submission = tuple[ClientConn, int, list[NewTask], bool]
 
 class Requests:
     """Dispatches requests to handlers; holds submissions and long-poll waiters."""
 
     def __init__(self, pool: Pool) -> None:
         self.pool = pool
-        self._submits: list[_Submit] = []
+        self._submits: list[Submission] = []
         self._waiters: dict[str, list[tuple[ClientConn, int, asyncio.TimerHandle]]] = {}
         self.specs = Specs(pool)
 
@@ -71,12 +72,13 @@ class Requests:
         self.pool.schedule_turn()
         return _DEFERRED
 
-    def take_submits(self) -> list[_Submit]:
+    def take_submits(self) -> list[Submission]:
         """The submissions queued this loop turn (``op_submit``), now the caller's."""
         batch, self._submits = self._submits, []
         return batch
 
-    def store_submits(self, batch: list[_Submit]) -> Callable[[BaseException | None], None] | None:
+    def store_submits(self, batch: list[Submission]
+                      ) -> Callable[[BaseException | None], None] | None:
         """Store ``batch`` (inside the pool's turn transaction, see ``Pool.enqueue``).
 
         Returns the callback that answers every submitter whose tasks were
@@ -105,8 +107,8 @@ class Requests:
 
         return acknowledge
 
-    def _enqueue(self, batch: list[_Submit], *, retried: bool = False
-                 ) -> list[tuple[_Submit, list[TaskRecord]]]:
+    def _enqueue(self, batch: list[Submission], *, retried: bool = False
+                 ) -> list[tuple[Submission, list[TaskRecord]]]:
         """Store ``batch`` in one ``Pool.enqueue``, else each submission alone;
         the submissions stored, with their records. Those the store refuses
         alone are answered ``internal`` here."""

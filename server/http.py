@@ -69,13 +69,12 @@ class Request:
         qs: bytes = self.scope.get("query_string", b"")
         if not qs:
             return {}
-        pairs = parse_qsl(qs.decode("latin-1"), keep_blank_values=True)
-        out = dict(pairs)
-        if len(out) < len(pairs):
-            twice = next(name for i, (name, _) in enumerate(pairs)
-                         if any(name == other for other, _ in pairs[:i]))
-            raise ApiError(422, "invalid", f"query parameter {twice!r} is given more than "
-                           "once; give it once", twice)
+        out: dict[str, str] = {}
+        for name, value in parse_qsl(qs.decode("latin-1"), keep_blank_values=True):
+            if name in out:
+                raise ApiError(422, "invalid", f"query parameter {name!r} is given more than "
+                               "once; give it once", name)
+            out[name] = value
         return out
 
 
