@@ -31,6 +31,7 @@ import time
 from typing import Any
 
 from config.settings import ConfigError, Settings, load_settings
+from executor.retry import RESPAWN_FIRST_S, respawn_delay_s
 
 log = logging.getLogger("offload.supervision")
 
@@ -98,7 +99,7 @@ class Supervision:
         (EOF on the watch pipe) start a new keeper, until the master stops.
         A keeper that dies young is restarted after a back-off (0.2 s
         doubling to 5 s), so one that cannot start does not spin."""
-        backoff_s = 0.2
+        backoff_s = RESPAWN_FIRST_S
         while True:
             with self._lock:
                 watch_r = self.watch_r
@@ -109,7 +110,7 @@ class Supervision:
                     return
                 self.keeper_pid = None
             lived_s = time.monotonic() - self.started_at
-            backoff_s = 0.2 if lived_s > 10 else min(backoff_s * 2, 5.0)
+            backoff_s = respawn_delay_s(backoff_s, lived_s)
             log.error("offload: the pool keeper is gone (it ran %.1f s; its pool has "
                       "stopped too): starting a new keeper in %.1f s", lived_s, backoff_s)
             if self._stopping.wait(backoff_s):

@@ -35,6 +35,7 @@ import sys
 import time
 
 from config import start_process
+from executor.retry import RESPAWN_FIRST_S, respawn_delay_s
 
 log = logging.getLogger("offload.keeper")
 
@@ -52,7 +53,7 @@ class Keeper:
         self.pidfd: int | None = None
         self.pool_lifeline_w: int | None = None
         self.started_at = 0.0
-        self.backoff_s = 0.2
+        self.backoff_s = RESPAWN_FIRST_S
         self.stopping = False
         self.pending_signals: list[int] = []  # signal numbers, handled by the loop
 
@@ -125,7 +126,7 @@ class Keeper:
                 if key.data == "pool":
                     status = self.reap()
                     lived = time.monotonic() - self.started_at
-                    self.backoff_s = 0.2 if lived > 10 else min(self.backoff_s * 2, 5.0)
+                    self.backoff_s = respawn_delay_s(self.backoff_s, lived)
                     log.error("pool exited (%s) after %.1f s: respawning in %.1f s",
                               status, lived, self.backoff_s)
                     respawn_at = time.monotonic() + self.backoff_s

@@ -33,3 +33,19 @@ def should_retry(attempts: int, max_retries: int, retryable: bool) -> bool:
     """A task that has run ``attempts`` times may run again if ``retryable``
     and it has retries left (``max_retries`` retries after the first attempt)."""
     return retryable and attempts < max_retries + 1
+
+
+RESPAWN_FIRST_S = 0.2
+RESPAWN_MAX_S = 5.0
+RESPAWN_HEALTHY_S = 10.0
+
+
+def respawn_delay_s(previous_s: float, lived_s: float) -> float:
+    """How long to wait before starting again a supervised process that lived
+    ``lived_s`` and was last restarted after ``previous_s``: at once-ish
+    (``RESPAWN_FIRST_S``) after a healthy run, doubling up to ``RESPAWN_MAX_S``
+    while it keeps dying young (task code that does not import, a bad
+    config), so a crash loop does not spin. The keeper (for the pool) and
+    the master's watchdog (for the keeper) share it."""
+    return RESPAWN_FIRST_S if lived_s > RESPAWN_HEALTHY_S else min(previous_s * 2,
+                                                                    RESPAWN_MAX_S)
