@@ -18,6 +18,7 @@ _POOL_STATUS = {
     "not_found": 404,
     "conflict": 409,
     "frame_too_large": 413,
+    "store_unavailable": 503,  # disk full, I/O error: nothing stored, send again
 }
 
 
@@ -57,8 +58,6 @@ def from_pool_error(exc: PoolError, field_prefix: str | None = None) -> ApiError
     name and from the start of its message, so a single ``POST /tasks``
     reports ``kind`` rather than ``tasks[0].kind``.
     """
-    if exc.code == "store_unavailable":  # disk full, I/O error: nothing stored
-        return ApiError(503, "store_unavailable", exc.message, None, [(b"retry-after", b"1")])
     status = _POOL_STATUS.get(exc.code, 500)
     if exc.code == "frame_too_large" and exc.field == "limit":
         status = 422  # the pool's page, not the request, was too large: ask for fewer
@@ -71,7 +70,8 @@ def from_pool_error(exc: PoolError, field_prefix: str | None = None) -> ApiError
         # The pool's internal message may describe its internals: keep it out.
         return ApiError(500, "internal", "the task pool failed to answer the request; "
                         "see the server log", None)
-    return ApiError(status, exc.code, message, field)
+    retry = [(b"retry-after", b"1")] if status == 503 else None  # worth sending again soon
+    return ApiError(status, exc.code, message, field, retry)
 
 
 def from_pool_unavailable(exc: PoolUnavailable) -> ApiError:
