@@ -172,6 +172,23 @@ def test_a_route_that_raises_submits_nothing(web: ServerHandle) -> None:
     assert status == 200 and page["tasks"] == []
 
 
+def test_every_refusal_comes_with_its_reason_in_a_real_worker(web: ServerHandle) -> None:
+    status, messages, _ = web.http("POST", "/fa/refusals")
+    assert status == 200, messages
+    expected = {
+        "lambda": "lambdas cannot be imported by an executor",
+        "closure": "nested functions and closures cannot be imported",
+        "bound method": "bound methods cannot be re-created in an executor",
+        "not importable": "tests.support.webapps:no_such_function cannot be imported",
+        "unencodable": "argument 'label' cannot be sent to an executor",
+        "signature": "got an unexpected keyword argument 'colour'",
+    }
+    assert set(messages) == set(expected)
+    for case, reason in expected.items():
+        assert messages[case].startswith("add_task(") and reason in messages[case], (case,
+                                                                                     messages)
+
+
 def test_a_single_starlette_style_background_task(web: ServerHandle) -> None:
     trace = new_trace()
     post(web, "/st/task", {"trace": trace, "label": "solo"})

@@ -16,6 +16,7 @@ Routes take ``{"steps": [[name, *args], ...]}`` and add one call per step:
   in-process Starlette task) and also adds to FastAPI's injected
   ``BackgroundTasks``, which FastAPI then drops (fastapi/fastapi#11215).
 - ``POST /fa/raises``: adds the steps, then fails with 409.
+- ``POST /fa/refusals``: tries every call ``add_task`` refuses; their messages.
 - ``POST /st/steps``: Starlette, ``Response(background=tasks)``.
 - ``POST /st/task``: Starlette, one ``BackgroundTask`` as ``background``.
 """
@@ -143,6 +144,40 @@ async def fa_pitfall(tasks: OffloadTasks, injected: fastapi.BackgroundTasks,
 def fa_raises(tasks: OffloadTasks, steps: Steps) -> None:
     _add_steps(tasks, steps)
     raise HTTPException(409, "refused after adding calls")
+
+
+class _Mailer:
+    def send(self, to: str) -> None: ...
+
+
+def _ghost() -> None: ...
+
+
+_ghost.__qualname__ = "no_such_function"  # not importable under its own name
+
+
+@fastapi_app.post("/fa/refusals")
+def fa_refusals(tasks: OffloadTasks) -> dict[str, str]:
+    """Every call ``add_task`` refuses, as a route in a real HTTP worker meets
+    them: ``{case: the TypeError's message}``; nothing is added."""
+    def closure() -> None: ...
+
+    cases: dict[str, Callable[[], None]] = {
+        "lambda": lambda: tasks.add_task(lambda: None),
+        "closure": lambda: tasks.add_task(closure),
+        "bound method": lambda: tasks.add_task(_Mailer().send, "a@b.c"),
+        "not importable": lambda: tasks.add_task(_ghost),
+        "unencodable": lambda: tasks.add_task(step, "t", object()),
+        "signature": lambda: tasks.add_task(step, "t", "a", colour="red"),
+    }
+    messages = {}
+    for case, add in cases.items():
+        try:
+            add()
+        except TypeError as exc:
+            messages[case] = str(exc)
+    assert len(tasks) == 0
+    return messages
 
 
 # -- Starlette -----------------------------------------------------------------
