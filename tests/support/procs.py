@@ -106,6 +106,7 @@ class Env:
         }
         base.update(settings)
         self.settings = base
+        self.extra_env: dict[str, str] = {}  # more environment for the processes
         self.config_path = tmp / "offload.toml"
         self.write_config()
 
@@ -131,6 +132,7 @@ class Env:
         for k in list(env):
             if k.startswith("OFFLOAD_") and k not in ("OFFLOAD_CONFIG", "OFFLOAD_TEST_DIR"):
                 del env[k]
+        env.update(self.extra_env)
         return env
 
     def trace(self, name: str) -> list[str]:
