@@ -48,6 +48,7 @@ from __future__ import annotations
 import asyncio
 import functools
 import inspect
+import itertools
 import os
 import time
 from collections.abc import Callable, Mapping, Sequence
@@ -98,13 +99,36 @@ class _Call:
     options: tuple[tuple[str, Any], ...]
 
 
+class _GroupIds:
+    """This process's group ids: a random tag drawn at start and after every
+    fork (gunicorn's workers are forked), then a counter: unique without a
+    system call per ``BackgroundTasks`` (``os.urandom`` each time cost more
+    than the rest of ``BackgroundTasks()``)."""
+
+    tag = ""
+    count = itertools.count()
+
+    @classmethod
+    def renew(cls) -> None:
+        cls.tag = os.urandom(6).hex()
+        cls.count = itertools.count()
+
+
+_GroupIds.renew()
+os.register_at_fork(after_in_child=_GroupIds.renew)
+
+
 def _group_id() -> str:
-    """32 hex digits: milliseconds since the epoch, then 80 random bits.
+    """32 hex digits: milliseconds since the epoch, this process's 48-bit
+    random tag, then a 32-bit counter.
 
     Time-ordered, so the store's group and idempotency-key indexes grow at
-    their right edge instead of at random pages.
+    their right edge instead of at random pages. Two ids are equal only if
+    two processes drew the same tag and reached the same count within the
+    same millisecond.
     """
-    return f"{time.time_ns() // 1_000_000:012x}{os.urandom(10).hex()}"
+    return (f"{time.time_ns() // 1_000_000:012x}{_GroupIds.tag}"
+            f"{next(_GroupIds.count) & 0xFFFFFFFF:08x}")
 
 
 def _refuse(fn: object, why: str, todo: str) -> TypeError:
@@ -306,7 +330,9 @@ class BackgroundTasks:
         batch, self._pending = self._pending, []
         specs = [self._spec(seq, call) for seq, call in batch]
         try:
-            stored = await shared_outbox(self.settings).put(specs)
+            outbox = shared_outbox(self.settings)
+            # No coroutine to await while there is room: this runs once per request.
+            stored = await outbox.put(specs) if outbox.full() else outbox.offer(specs)
         except BaseException:
             self._pending[:0] = batch
             raise

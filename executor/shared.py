@@ -34,6 +34,16 @@ _outboxes: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, dict[str, Outbox
     weakref.WeakKeyDictionary()
 )
 _pid = os.getpid()
+
+
+def _forked() -> None:
+    """In a forked child: the parent's clients and outboxes are not ours."""
+    global _pid
+    _outboxes.clear()
+    _pid = os.getpid()
+
+
+os.register_at_fork(after_in_child=_forked)
 _default: Settings | None = None
 # id(settings) -> (settings, socket path): socket_path_for hashes a path, and
 # BackgroundTasks ask for every flush. Settings objects are few and long-lived.
@@ -78,11 +88,7 @@ def shared_outbox(settings: Settings | None = None) -> Outbox:
     made on first use with the shared client it sends through. Raises
     ``RuntimeError`` outside a running event loop.
     """
-    global _pid
     loop = asyncio.get_running_loop()
-    if os.getpid() != _pid:  # forked: the parent's clients are not ours
-        _outboxes.clear()
-        _pid = os.getpid()
     if settings is None:
         settings = default_settings()
     path = _socket_path(settings)

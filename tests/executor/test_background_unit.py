@@ -336,6 +336,44 @@ def test_one_client_per_loop_and_pool_shared_with_the_http_worker(run_dir: str) 
         shared_client(settings)  # no running loop
 
 
+def _in_child(fn: Any) -> str:
+    """``fn()`` run in a forked child; its string result."""
+    read, write = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # pragma: no cover - the child
+        try:
+            os.write(write, str(fn()).encode())
+        finally:
+            os._exit(0)
+    os.close(write)
+    try:
+        with os.fdopen(read, "rb") as f:
+            return f.read().decode()
+    finally:
+        os.waitpid(pid, 0)
+
+
+def test_group_ids_are_unique_time_ordered_and_differ_in_a_forked_child() -> None:
+    ids = [BackgroundTasks().group_id for _ in range(1000)]
+    assert len(set(ids)) == 1000
+    assert all(len(i) == 32 and int(i, 16) >= 0 for i in ids)
+    assert ids == sorted(ids)  # same process: millisecond, tag, then counter
+    child = _in_child(lambda: BackgroundTasks().group_id)
+    # gunicorn forks its workers: a child draws its own tag, so its ids
+    # cannot repeat the parent's (or a sibling's) counter values.
+    assert len(child) == 32 and child[12:24] != ids[-1][12:24]
+
+
+def test_a_forked_child_does_not_use_its_parents_client(run_dir: str) -> None:
+    settings = Settings(run_dir=run_dir)
+
+    async def child_sees() -> str:
+        shared_client(settings)  # the parent's, on this loop
+        return _in_child(lambda: len(shared_mod._outboxes))
+
+    assert asyncio.run(child_sees()) == "0"
+
+
 # -- the FastAPI dependency, over the fake pool ---------------------------------
 
 @pytest.fixture
