@@ -89,6 +89,10 @@ class Outbox:
         """Calls put and not yet stored (or dropped)."""
         return self._queued_calls
 
+    def full(self) -> bool:
+        """Whether ``put`` would wait for room."""
+        return self._queued_calls >= MAX_QUEUED_CALLS
+
     async def put(self, specs: list[dict[str, Any]]) -> asyncio.Future[list[str]]:
         """Queue the submit specs ``specs``; they are sent in order, together
         unless together they would not fit in one frame (then in several
@@ -101,6 +105,11 @@ class Outbox:
         while self._queued_calls >= MAX_QUEUED_CALLS:
             self._room.clear()
             await self._room.wait()
+        return self.offer(specs)
+
+    def offer(self, specs: list[dict[str, Any]]) -> asyncio.Future[list[str]]:
+        """``put`` without the wait: queue ``specs`` even when the outbox is
+        full (``put`` waits first; call this only after checking ``full()``)."""
         loop = asyncio.get_running_loop()
         sizes = [len(s.get("payload") or b"") + 256 for s in specs]
         if sum(sizes) <= self.max_batch_bytes:
@@ -115,7 +124,7 @@ class Outbox:
         self._queued_calls += len(specs)
         self._idle.clear()
         if self._sender is None or self._sender.done():
-            self._sender = asyncio.get_running_loop().create_task(
+            self._sender = loop.create_task(
                 self._send_all(), name="offload-outbox")
         return stored
 

@@ -315,6 +315,11 @@ class Pool:
         answered = False
         starts, self._starts = self._starts, []
         finishes, self._finishes = self._finishes, []
+        if starts and finishes:
+            # An outcome carries its start time: a task that started and ended
+            # since the last turn needs one write, not two.
+            ending = {o.id for o, _ in finishes}
+            starts = [s for s in starts if s[0] not in ending]
         finished: list[TaskRecord] = []
         try:
             with self.store.batch():
