@@ -28,9 +28,10 @@ the same id. Errors are ``{"code", "message", "field"}`` (see
 ``list``    ``{"status"?, "kind"?, "limit"?, "cursor"?}`` -> ``{"tasks", "next_cursor"}``.
 ``cancel``  ``{"id": str, "force"?: bool, "by"?: str}`` -> record (status
     ``cancelled``). ``not_found``; ``conflict`` if finished, or running without force.
-``stats``   ``{}`` -> ``{"counts": {status: n}, "queue_depth": n,
+``stats``   ``{}`` -> ``{"counts": {status: n}, "queue_depth": n, "oldest_due_s": s,
     "executors": [{"pid", "state", "task_id", "tasks_run", "rss_mb"}]}``
-    (``rss_mb`` is null until the executor has run a task).
+    (``oldest_due_s``: how long the longest-waiting due task has waited, 0
+    when none; ``rss_mb`` is null until the executor has run a task).
 ``kinds``   ``{}`` -> ``{"kinds": {kind: {"max_retries", "timeout_s", "retry_backoff_s",
     "retry_backoff_max_s", "params"}}}``: the template's manifest
     (``executor.template``); ``params`` is ``[[name, kind, has_default], ...]``

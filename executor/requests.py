@@ -235,10 +235,22 @@ class Requests:
         return record_to_wire(after)
 
     def op_stats(self, conn: ClientConn, req_id: int, args: dict[str, Any]) -> object:
-        counts = self.pool.store.counts()
-        self.pool.metrics.set_queue_depth(counts)
+        counts, oldest_due_s = self._queue_metrics()
         return {"counts": counts, "queue_depth": counts["pending"] + counts["retrying"],
+                "oldest_due_s": round(oldest_due_s, 3),
                 "executors": self.pool.fleet.rows()}
+
+    def _queue_metrics(self) -> tuple[dict[str, int], float]:
+        """Refresh the queue gauges from the store: the counts per status, and
+        how long the longest-waiting due task has waited (0.0: none)."""
+        pool = self.pool
+        counts = pool.store.counts()
+        due = pool.store.next_due()
+        # the earliest due time of a waiting task: if past, the longest wait
+        oldest_due_s = 0.0 if due is None else max(0.0, time.time() - due)
+        pool.metrics.set_queue_depth(counts)
+        pool.metrics.set_oldest_due(oldest_due_s)
+        return counts, oldest_due_s
 
     def op_kinds(self, conn: ClientConn, req_id: int, args: dict[str, Any]) -> object:
         return {"kinds": self.pool.manifest}
@@ -250,7 +262,7 @@ class Requests:
 
     def op_metrics(self, conn: ClientConn, req_id: int, args: dict[str, Any]) -> object:
         pool = self.pool
-        pool.metrics.set_queue_depth(pool.store.counts())
+        self._queue_metrics()
         pool.metrics.set_executors(pool.fleet.states())
         return {"text": pool.metrics.render().decode()}
 

@@ -93,6 +93,11 @@ class PoolMetrics:
                                   ["kind"], buckets=TASK_BUCKETS_S, registry=r)
         self._depth = Gauge("offload_queue_depth", "Tasks in the store, by status.",
                             ["status"], registry=r)
+        self._oldest_due = Gauge(
+            "offload_queue_oldest_due_seconds",
+            "How long the longest-waiting due task (pending or retrying, its due time"
+            " passed) has waited since it became due; 0 when none. Tasks scheduled"
+            " ahead are not counted until due.", registry=r)
         self._executors = Gauge("offload_executors", "Executor processes, by state.",
                                 ["state"], registry=r)
         self._restarts = Counter("offload_executor_restarts",
@@ -153,6 +158,10 @@ class PoolMetrics:
         for status, n in counts.items():
             self._depth.labels(status=status).set(n)
         self._depth_statuses.update(counts)
+
+    def set_oldest_due(self, seconds: float) -> None:
+        """Called with the queue depth: the wait of the longest-waiting due task (0: none)."""
+        self._oldest_due.set(max(0.0, seconds))
 
     def set_executors(self, states: Mapping[str, int]) -> None:
         """Called when executors change state; states absent from ``states`` go to 0."""

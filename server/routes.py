@@ -118,7 +118,7 @@ class Routes:
         return json_response(200, records.to_json(wire))
 
     async def queue_stats(self, req: Request) -> Response:
-        """``GET /queue/stats``: the pool's counts, queue depth and executors."""
+        """``GET /queue/stats``: the pool's counts, queue depth, oldest due wait and executors."""
         return json_response(200, await self.link.call("stats"))
 
     async def metrics(self, req: Request) -> Response:

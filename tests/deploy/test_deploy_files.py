@@ -26,7 +26,8 @@ STOP_S = 2 * FIELDS["graceful_timeout_s"].default + 10
 METRICS = {
     "offload_tasks_submitted_total": {"kind"}, "offload_tasks_finished_total": {"kind", "outcome"},
     "offload_task_failures_total": {"kind", "reason"}, "offload_task_retries_total": {"kind"},
-    "offload_queue_depth": {"status"}, "offload_executors": {"state"},
+    "offload_queue_depth": {"status"}, "offload_queue_oldest_due_seconds": set(),
+    "offload_executors": {"state"},
     "offload_executor_restarts_total": {"reason"}, "offload_pool_up": set(),
     "offload_http_requests_total": {"method", "route", "status"},
 }
@@ -227,7 +228,7 @@ def test_dashboard():
 
 def test_alert_rules():
     rules = {r["alert"]: r for r in alert_rules()}
-    assert set(rules) == {"OffloadTaskFailureRatioHigh", "OffloadQueueDepthGrowing",
+    assert set(rules) == {"OffloadTaskFailureRatioHigh", "OffloadQueueLagging",
                           "OffloadExecutorRestartsHigh", "OffloadPoolDown"}
     for rule in rules.values():
         assert rule["for"] and rule["labels"]["severity"] in ("warning", "critical")

@@ -180,3 +180,31 @@ def test_cancel_finished_task_is_a_conflict(pool: PoolHandle) -> None:
     assert "succeeded" in err.message
     assert get(pool, task_id)["status"] == "succeeded"
     assert pool_error(pool, "cancel", {"id": "nope"}).code == "not_found"
+
+
+# -- how long due tasks wait ---------------------------------------------------------
+
+
+def _oldest_due_gauge(pool: PoolHandle) -> float:
+    text = pool.call("metrics")["text"]
+    line = next(x for x in text.splitlines()
+                if x.startswith("offload_queue_oldest_due_seconds "))
+    return float(line.split()[1])
+
+
+def test_oldest_due_wait_counts_due_tasks_not_tasks_scheduled_ahead(pool: PoolHandle) -> None:
+    ahead = pool.submit("noop", not_before=time.time() + 3600)
+    stats = pool.call("stats")
+    assert stats["counts"]["pending"] == 1 and stats["queue_depth"] == 1
+    assert stats["oldest_due_s"] == 0 and _oldest_due_gauge(pool) == 0
+
+    first = pool.submit("gate", "due-wait", group_id="g", seq=0)
+    second = pool.submit("noop", group_id="g", seq=1)  # due, waits behind ``first``
+    executor_running(pool, first)
+    waited = wait_for(lambda: pool.call("stats")["oldest_due_s"] > 0.3 and
+                      _oldest_due_gauge(pool), 10, what="a due task's wait to show")
+    assert waited > 0.3
+    open_gate(pool, "due-wait")
+    assert pool.wait(second)["status"] == "succeeded"
+    assert pool.call("stats")["oldest_due_s"] == 0 and _oldest_due_gauge(pool) == 0
+    assert get(pool, ahead)["status"] == "pending"

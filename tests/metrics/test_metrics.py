@@ -45,6 +45,7 @@ EXPECTED_NAMES = {
     "offload_task_queue_seconds_sum",
     "offload_task_queue_seconds_count",
     "offload_queue_depth",
+    "offload_queue_oldest_due_seconds",
     "offload_executors",
     "offload_executor_restarts_total",
     "offload_http_requests_total",
@@ -215,6 +216,11 @@ def test_gauges_set_and_reset() -> None:
         lab(state="busy"): 3, lab(state="stopping"): 0,
     }
     assert s["offload_queue_depth"] == {lab(status="pending"): 7, lab(status="retrying"): 0}
+    assert s["offload_queue_oldest_due_seconds"] == {lab(): 0}
+    m.set_oldest_due(12.5)
+    assert samples(m.render())["offload_queue_oldest_due_seconds"] == {lab(): 12.5}
+    m.set_oldest_due(-0.001)  # a due time a clock tick ahead is no wait
+    assert samples(m.render())["offload_queue_oldest_due_seconds"] == {lab(): 0}
 
 
 def test_refuses_prometheus_multiprocess_mode(monkeypatch: pytest.MonkeyPatch) -> None:
