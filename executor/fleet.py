@@ -514,7 +514,8 @@ class Fleet:
             loop.call_later(STATUS_WAIT_S, self._bury, slot)
 
     def _bury(self, slot: Slot) -> None:
-        """Record why a dead executor's running task ended; forget the executor."""
+        """Record why a dead executor's running task ended; forget the executor.
+        After a crash, kill what is left of its process group."""
         if slot.state is ExecutorState.DEAD:
             return
         status = slot.exit_status or "unknown"
@@ -542,6 +543,11 @@ class Fleet:
         if slot.pid is not None:
             self.by_pid.pop(slot.pid, None)
         restart = "killed" if restart == "cancelled" else restart
+        if restart == "crash" and slot.pid is not None:
+            # What the crashed task started (its process group) would run on
+            # unowned: killed, as a timeout's or a cancel's is. A group with
+            # no process left is no error.
+            self._signal(slot, signal.SIGKILL, group=True)
         if restart in _RESTART_REASONS:
             self.owner.metrics.executor_restarted(restart)
         if restart == "crash" or slot.kill_reason:

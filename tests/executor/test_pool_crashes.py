@@ -74,10 +74,17 @@ def test_socket_is_private(pool: PoolHandle) -> None:
 
 
 def test_crashing_task_leaves_no_stray_process(pool: PoolHandle) -> None:
+    """A crashed task's executor is gone, and so is the child the task
+    started (the executor's process group is killed, as for a timeout)."""
     pids = {e["pid"] for e in pool.call("stats")["executors"]}
-    pool.wait(pool.submit("exit3"))
-    pool.wait(pool.submit("noop"))
-    assert len([p for p in pids if pid_alive(p)]) <= 1
+    rec = pool.wait(pool.submit("exit3_leaving_child", "stray.pid"))
+    assert rec["status"] == "failed" and rec["error"]["reason"] == "crash"
+    crashed = rec["error"]["message"].split("executor pid ")[1].split()[0]
+    assert int(crashed) in pids and not pid_alive(int(crashed))
+    child = int((pool.env.trace_dir / "stray.pid").read_text())
+    wait_for(lambda: not pid_alive(child), 30,
+             what=f"the crashed task's child {child} to be killed")
+    assert pool.wait(pool.submit("noop"))["status"] == "succeeded"
 
 
 def _children(pid: int) -> list[tuple[int, str]]:

@@ -78,6 +78,15 @@ def exit3() -> None:
     os._exit(3)
 
 
+@task(name="exit3_leaving_child", max_retries=0)
+def exit3_leaving_child(name: str) -> None:
+    """Start a long ``sleep`` (its pid appended to the trace file ``name``),
+    then leave the executor abruptly, as ``exit3`` does."""
+    child = subprocess.Popen(["sleep", "300"])
+    _append(name, str(child.pid))
+    os._exit(3)
+
+
 @task(name="segfault", max_retries=0)
 def segfault() -> None:
     """Read address 0."""
