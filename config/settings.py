@@ -217,6 +217,15 @@ def _warn_misspelt(env: Mapping[str, str]) -> None:
                             "ignored; did you mean %s?", var, close[0])
 
 
+_SECRETS = frozenset({"auth_token"})
+
+
+def _shown(key: str, value: object) -> str:
+    """``value`` as a config error shows it: a secret's only as its type,
+    since these messages go to logs."""
+    return f"(a {type(value).__name__}, not shown)" if key in _SECRETS else repr(value)
+
+
 def load_settings(
     path: str | os.PathLike[str] | None = None, environ: Mapping[str, str] | None = None
 ) -> Settings:
@@ -246,7 +255,8 @@ def load_settings(
                 origins[key] = f"{cfg_path}: key {key!r}"
             except ValueError:
                 raise ConfigError(
-                    f"{cfg_path}: key {key!r} has value {value!r}; accepted: {_accepted(f)}"
+                    f"{cfg_path}: key {key!r} has value {_shown(key, value)}; "
+                    f"accepted: {_accepted(f)}"
                 ) from None
     elif explicit:
         raise ConfigError(f"{cfg_path}: configuration file not found (from OFFLOAD_CONFIG)")
@@ -258,8 +268,8 @@ def load_settings(
                 origins[name] = f"environment variable {var} (key {name!r})"
             except ValueError:
                 raise ConfigError(
-                    f"environment variable {var} (key {name!r}) has value {env[var]!r}; "
-                    f"accepted: {_accepted(f)}"
+                    f"environment variable {var} (key {name!r}) has value "
+                    f"{_shown(name, env[var])}; accepted: {_accepted(f)}"
                 ) from None
     _warn_misspelt(env)
     settings = Settings(**values)
