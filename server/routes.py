@@ -16,7 +16,15 @@ from config.settings import Settings
 from metrics import pool_down_exposition
 from server import records, validate
 from server.errors import ApiError, invalid
-from server.http import ClientDisconnected, Receive, Request, Response, json_response, read_json
+from server.http import (
+    BodyDeadlines,
+    ClientDisconnected,
+    Receive,
+    Request,
+    Response,
+    json_response,
+    read_json,
+)
 from server.pool import PoolLink
 
 # The pool renders the classic text format (every offload name is a legacy-valid
@@ -37,13 +45,14 @@ class Routes:
     def __init__(self, settings: Settings, link: PoolLink) -> None:
         self.link = link
         self.max_body_bytes = settings.max_body_bytes
+        self.body_deadlines = BodyDeadlines(settings.http_timeout_s)
         self.long_poll_max_s = settings.long_poll_max_s
         self._pool_down = pool_down_exposition()  # built once: it never changes
 
     async def _body(self, req: Request, keep: int) -> Any:
         """The request's JSON body, refused if over the size or nesting limits
         (``keep``: path segments of the too-deep field to name)."""
-        body, raw = await read_json(req, self.max_body_bytes)
+        body, raw = await read_json(req, self.max_body_bytes, self.body_deadlines)
         deep = validate.too_deep(raw, body, keep=keep)
         if deep is not None:
             raise _too_deep(deep)
