@@ -154,6 +154,8 @@ def test_compose_and_dockerfile():
     assert context == ROOT and (context / offload["build"]["dockerfile"]).is_file()
     assert "redis" not in json.dumps(offload.get("environment", {}))  # not used today
     assert any(v.endswith(":/var/lib/offload") for v in offload["volumes"])
+    # no token by default: published on this host's loopback only
+    assert offload["ports"] == ["127.0.0.1:8000:8000"]
     assert int(offload["stop_grace_period"].rstrip("s")) >= STOP_S
     assert all("healthcheck" in service for service in services.values())
     mounted = [v.split(":")[0] for v in services["prometheus"]["volumes"] if v.startswith(".")]
