@@ -165,7 +165,8 @@ class Store(Protocol):
 
     def list(self, *, status: str | None = None, kind: str | None = None, limit: int = 50,
              cursor: str | None = None) -> tuple[list[TaskRecord], str | None]:
-        """A page of records, newest first, and the cursor of the next page (or ``None``)."""
+        """A page of records, newest first, and the cursor of the next page (or
+        ``None``). Their ``payload`` is ``b""``: pages never carry the calls."""
         ...
 
     def counts(self) -> dict[str, int]:

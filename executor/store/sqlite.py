@@ -14,6 +14,10 @@ Methods block the calling thread for the time of their transaction (plus up
 to ``busy_timeout`` if another process holds the file).
 The pool is the only writer; the store is used from the thread that opened it.
 
+The files hold every task's arguments and results, and a row may name code
+the executor runs: they are private to the server's user, and a store that
+another user could read or write is refused (``executor.store.files``).
+
 ``seqno`` (the rowid) is submission order. Ids are ``f"{ms:012x}{random:016x}"``:
 sortable by creation time, unguessable, 28 characters.
 """
@@ -30,6 +34,7 @@ from contextlib import contextmanager
 from typing import Any, cast
 
 from executor.store.base import STATUSES, NewTask, Outcome, Status, StoreError, TaskRecord
+from executor.store.files import open_private, private_file
 
 SCHEMA_VERSION = 2
 _BUSY_TIMEOUT_MS = 5000
@@ -155,14 +160,17 @@ def _record(row: Sequence[Any]) -> TaskRecord:
 class SQLiteStore:
     """A Store on one SQLite file at ``path`` (created, with its directory, if missing).
 
-    Raises StoreError if the file is not an offload database or was written by
-    a newer schema. Not thread-safe: use it from the thread that opened it.
+    Raises StoreError if the file is not an offload database, was written by
+    a newer schema, or is not private to this user (see the module docstring).
+    Not thread-safe: use it from the thread that opened it.
     """
 
     def __init__(self, path: str, *, writer: bool = False) -> None:
-        """Open (creating or migrating) the file at ``path``. ``writer``: take the
-        single-writer lock first (``_lock_writer``). Raises StoreError."""
+        """Open (creating or migrating) the file at ``path``, once its files pass
+        ``executor.store.files``. ``writer``: take the single-writer lock
+        (``_lock_writer``) before SQLite opens the file. Raises StoreError."""
         self.path = path
+        self._file = path  # the database's real path, once checked
         self._db: sqlite3.Connection | None = None
         self._wal_fd: int | None = None
         self._lock_fd: int | None = None
@@ -171,15 +179,14 @@ class SQLiteStore:
         # the write methods (deltas applied only when their transaction commits).
         self._finished: Counter[str] = Counter()
         self._delta: Counter[str] = Counter()
-        directory = os.path.dirname(os.path.abspath(path))
         try:
-            os.makedirs(directory, exist_ok=True)
+            self._file = private_file(path)
             if writer:
-                self._lock_fd = _lock_writer(path)
+                self._lock_fd = _lock_writer(self._file)
             # isolation_level=None: the module never opens transactions on its
             # own; every write below says BEGIN IMMEDIATE ... COMMIT itself.
             self._db = sqlite3.connect(
-                path, isolation_level=None, check_same_thread=True)
+                self._file, isolation_level=None, check_same_thread=True)
             self._db.execute(f"PRAGMA busy_timeout = {_BUSY_TIMEOUT_MS}")
             # The default 2 MiB page cache spills dirty pages mid-transaction
             # once a few index pages are touched (a batch of submissions
@@ -561,7 +568,9 @@ class SQLiteStore:
              cursor: str | None = None) -> tuple[list[TaskRecord], str | None]:
         """A page of up to ``limit`` records, newest first, filtered by ``status``
         and ``kind``, and the cursor of the next page (``None`` on the last).
-        Raises StoreError for an unknown status, a limit below 1 or a bad cursor."""
+        Records come without payload (``b""``): a page of large calls would
+        otherwise be read whole for nothing. Raises StoreError for an unknown
+        status, a limit below 1 or a bad cursor."""
         if status is not None and status not in STATUSES:
             raise StoreError(f"unknown status {status!r}; statuses: {', '.join(STATUSES)}")
         if limit < 1:
@@ -584,7 +593,7 @@ class SQLiteStore:
             where.append("kind = ?")
             params.append(kind)
         rows = self._conn.execute(
-            f"SELECT {_COLUMNS}, seqno FROM tasks WHERE {' AND '.join(where)}"
+            f"SELECT {_COLUMNS_NO_PAYLOAD}, seqno FROM tasks WHERE {' AND '.join(where)}"
             " ORDER BY seqno DESC LIMIT ?", (*params, limit + 1)).fetchall()
         more = len(rows) > limit
         rows = rows[:limit]
@@ -595,7 +604,7 @@ class SQLiteStore:
         the WAL, as ``synchronous=FULL`` does at each commit). Blocks; touches
         only its own file descriptor, so another thread may call it while this
         one keeps writing."""
-        wal = self.path + "-wal"
+        wal = self._file + "-wal"  # beside the real file, as SQLite puts it
         try:
             ino = os.stat(wal).st_ino
         except FileNotFoundError:
@@ -627,8 +636,15 @@ def _lock_writer(path: str) -> int:
     which holds the owner's pid. Returns the lock's fd, to keep open (the lock
     goes with the process, however it ends). Raises StoreError if another
     process holds it: two pools on one file would each take the other's
-    running tasks for lost (``recover``) and run them again."""
-    fd = os.open(path + ".lock", os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+    running tasks for lost (``recover``) and run them again. Also raises
+    StoreError, writing nothing, if the lock file is a symlink, a hard link,
+    or another user's (``executor.store.files``): it is truncated and written."""
+    lock = path + ".lock"
+    fd = open_private(path, lock, os.O_RDWR | os.O_CREAT)
+    if os.fstat(fd).st_nlink != 1:
+        os.close(fd)
+        raise StoreError(f"the SQLite store {path}: {lock} has other hard links; offload "
+                         "truncates it, and would truncate them too: remove it")
     try:
         fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
     except BlockingIOError:
