@@ -44,9 +44,12 @@ def test_dead_executor_is_replaced(pool: PoolHandle) -> None:
 
 
 def test_sync_and_async_tasks_return_results(pool: PoolHandle) -> None:
+    from executor.codec import decode_value
+    rec = pool.wait(pool.submit("echo", {"nested": [1, 2]}, kwargs={"flag": True}))
+    assert rec["status"] == "succeeded"
+    assert decode_value(rec["result"]) == {"args": [{"nested": [1, 2]}], "kwargs": {"flag": True}}
     rec = pool.wait(pool.submit("async_echo", {"nested": [1, 2]}))
     assert rec["status"] == "succeeded"
-    from executor.codec import decode_value
     assert decode_value(rec["result"]) == {"nested": [1, 2]}
 
 

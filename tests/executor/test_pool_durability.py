@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import signal
+import time
 
 from executor.codec import encode_call
+from tests.executor.helpers import open_gate
 from tests.support.procs import Env, PoolHandle, wait_for
 
 
@@ -12,8 +14,9 @@ def test_kill_9_with_1000_pending_then_restart_runs_every_task(env: Env) -> None
     env.write_config(executors=1)
     pool = PoolHandle(env)
     try:
-        # Keep the single executor busy so the 1,000 tasks stay pending.
-        blocker = pool.submit("sleep", 60)
+        # Keep the single executor busy so the 1,000 tasks stay pending. One
+        # retry: the attempt the kill interrupts is counted, and it runs again.
+        blocker = pool.submit("gate", "blocker", max_retries=1, kwargs={"limit_s": 120.0})
         wait_for(lambda: pool.call("get", {"id": blocker})["status"] == "running",
                  what="the blocker to run")
         # No retries: a task claimed into the executor's pipe (prefetch) but
@@ -28,6 +31,7 @@ def test_kill_9_with_1000_pending_then_restart_runs_every_task(env: Env) -> None
     finally:
         pool.stop()
     env.write_config(executors=2)
+    restarted_at = time.time()
     pool = PoolHandle(env)
     try:
         def all_done() -> bool:
@@ -36,9 +40,15 @@ def test_kill_9_with_1000_pending_then_restart_runs_every_task(env: Env) -> None
         wait_for(all_done, 60, what="1,000 recovered tasks to succeed")
         records = [pool.call("get", {"id": i}) for i in ids]
         assert {(r["status"], r["attempts"]) for r in records} == {("succeeded", 1)}
-        rec = pool.call("get", {"id": blocker})
-        assert rec["attempts"] >= 1  # the running task was found and rerun, its attempt counted
-        assert rec["status"] in ("running", "pending", "succeeded", "retrying")
+        # The task running at the kill was recovered and started again (its
+        # gate still shut): once let through it succeeds on a second attempt,
+        # the interrupted one counted.
+        wait_for(lambda: (pool.call("get", {"id": blocker})["started_at"] or 0) >= restarted_at,
+                 60, what="the interrupted blocker to start again after the restart")
+        open_gate(pool, "blocker")
+        rec = pool.wait(blocker)
+        assert (rec["status"], rec["attempts"]) == ("succeeded", 2)
+        assert rec["started_at"] >= restarted_at
     finally:
         pool.stop()
 

@@ -12,6 +12,7 @@ import pytest
 
 from executor.errors import PoolError
 from executor.protocol import FrameReader, FrameType, encode
+from tests.executor.helpers import open_gate
 from tests.support.procs import PYTHON, Env, PoolHandle, Proc, wait_for
 
 
@@ -128,7 +129,7 @@ def test_stats_show_an_executors_memory_once_it_has_run_a_task(pool: PoolHandle)
 def test_a_second_pool_on_the_same_store_is_refused_and_takes_nothing(pool: PoolHandle) -> None:
     """Two pools on one SQLite file would each recover the other's running tasks
     as lost and run them again; the second one must stop at once instead."""
-    running = pool.submit("sleep", 2.0)
+    running = pool.submit("gate", "second-pool-gone")  # runs until the second pool is gone
     wait_for(lambda: pool.call("get", {"id": running})["status"] == "running")
     second = Proc([PYTHON, "-m", "executor", "--config", str(pool.env.config_path)], pool.env,
                   "second-pool")
@@ -139,6 +140,8 @@ def test_a_second_pool_on_the_same_store_is_refused_and_takes_nothing(pool: Pool
         assert "recovered" not in out
     finally:
         second.stop()
+    assert pool.call("get", {"id": running})["status"] == "running"  # still, not taken
+    open_gate(pool, "second-pool-gone")
     done = pool.wait(running)
     assert (done["status"], done["attempts"]) == ("succeeded", 1)  # ran once, not taken
     assert pool.wait(pool.submit("noop"))["status"] == "succeeded"  # its socket still works

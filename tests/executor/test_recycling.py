@@ -34,8 +34,8 @@ def test_executor_over_max_memory_is_replaced_after_its_task(
     nxt = pool.wait(pool.submit("pid"))
     assert nxt["status"] == "succeeded"
     assert result(nxt) != fat
-    wait_for(lambda: not pid_alive(fat), 5, what="the fat executor to exit")
-    wait_for(lambda: f"executor {fat} leaves after task {task_id}: memory" in pool.output(), 5,
+    wait_for(lambda: not pid_alive(fat), 30, what="the fat executor to exit")
+    wait_for(lambda: f"executor {fat} leaves after task {task_id}: memory" in pool.output(), 30,
              what="the pool to log why the executor left")
 
 

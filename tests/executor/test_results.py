@@ -15,23 +15,25 @@ from tests.support.procs import PoolHandle, wait_for
 
 
 def test_progress_updates_while_running_and_is_kept(pool: PoolHandle) -> None:
-    task_id = pool.submit("slow_progress", 4, 0.25)
-    seen: list[dict[str, Any]] = []
+    # gated_progress reports 0.25, waits for the gate "prog.1", reports 0.5,
+    # waits for "prog.2": each value is seen while the task is running.
+    task_id = pool.submit("gated_progress", "prog")
 
-    def two_updates_seen() -> bool:
+    def running_with(value: float) -> dict[str, Any]:
         rec = get(pool, task_id)
-        if rec["status"] == "running" and rec["progress"] and rec["progress"] not in seen:
-            seen.append(rec["progress"])
-        return len(seen) >= 2
+        ok = rec["status"] == "running" and (rec["progress"] or {}).get("value") == value
+        return rec if ok else {}
 
-    wait_for(two_updates_seen, 10, interval_s=0.02, what="two progress updates while running")
-    assert set(seen[0]) == {"value", "message"}
-    assert seen[0]["value"] < seen[1]["value"] <= 1.0
-    assert seen[0]["message"].startswith("step ")
+    first = wait_for(lambda: running_with(0.25), what="progress 0.25 while running")
+    assert first["progress"] == {"value": 0.25, "message": "step 1 of 2"}
+    open_gate(pool, "prog.1")
+    second = wait_for(lambda: running_with(0.5), what="progress 0.5 while running")
+    assert second["progress"] == {"value": 0.5, "message": "step 2 of 2"}
+    open_gate(pool, "prog.2")
     rec = pool.wait(task_id)
     assert rec["status"] == "succeeded"
     assert result(rec) == "done"
-    assert rec["progress"] == {"value": 1.0, "message": "step 4 of 4"}
+    assert rec["progress"] == {"value": 0.5, "message": "step 2 of 2"}  # kept after the end
 
 
 def test_results_round_trip_everyday_types(pool: PoolHandle) -> None:

@@ -25,9 +25,10 @@ def test_flaky_task_succeeds_on_third_attempt_with_growing_backoff(pool: PoolHan
     assert len(starts) == 3
     gap1, gap2 = starts[1] - starts[0], starts[2] - starts[1]
     # flaky: retry_backoff_s=0.2, equal jitter: wait 1 in [0.1, 0.2], wait 2 in [0.2, 0.4].
+    # Only the floors: a gap can exceed its wait by any amount on a loaded machine
+    # (that the waits grow is test_equal_jitter_waits_never_shrink_until_the_cap).
     assert gap1 >= 0.1
     assert gap2 >= 0.2
-    assert gap2 > gap1
 
 
 def test_waiting_retry_is_retrying_with_not_before(pool: PoolHandle) -> None:

@@ -11,7 +11,6 @@ from __future__ import annotations
 import itertools
 import os
 import signal
-import time
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -225,7 +224,10 @@ def test_calls_handed_off_while_the_pool_is_frozen_are_stored_as_the_worker_stop
                     os.kill(pid, signal.SIGINT)
             else:
                 server.signal(stop)  # the worker drains its outbox as it stops
-            time.sleep(0.5)  # not a measurement: the worker is then waiting on the pool
+            # The pool stays frozen until the worker is stopping (its calls
+            # still in its outbox), so they are stored on the way out.
+            wait_for(lambda: "Worker shutting down..." in server.output(), 30,
+                     what="the HTTP worker to start shutting down")
         finally:
             os.kill(pool, signal.SIGCONT)
         server.popen.wait(60)

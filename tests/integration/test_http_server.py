@@ -35,12 +35,14 @@ def test_submit_and_poll_to_succeeded(server: ServerHandle) -> None:
 
 
 def test_retry_after_while_unfinished(server: ServerHandle) -> None:
-    _, rec, _ = server.http("POST", "/tasks", {"kind": "sleep", "args": [0.5]})
+    _, rec, _ = server.http("POST", "/tasks", {"kind": "gate", "args": ["retry-after"]})
     status, got, headers = server.http("GET", f"/tasks/{rec['id']}")
     assert status == 200
-    if got["status"] not in ("succeeded", "failed"):
-        assert int(headers["retry-after"]) >= 1
+    assert got["status"] in ("pending", "running")  # held until the gate opens
+    assert int(headers["retry-after"]) >= 1
+    (server.env.trace_dir / "retry-after").write_text("open\n")  # open the gate
     done = server.wait_task(rec["id"])
+    assert done["status"] == "succeeded"
     _, _, headers = server.http("GET", f"/tasks/{done['id']}")
     assert "retry-after" not in {k.lower() for k in headers}
 

@@ -11,6 +11,7 @@ import asyncio
 import contextlib
 import json
 import os
+import shutil
 import signal
 import socket
 import subprocess
@@ -19,6 +20,7 @@ import tempfile
 import time
 import urllib.error
 import urllib.request
+import weakref
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any, TypeVar
@@ -88,12 +90,22 @@ def pid_alive(pid: int) -> bool:
         return False
 
 
+def _remove_dir(path: str, owner_pid: int) -> None:
+    """Remove ``path``, unless this is a forked child of the process that made it."""
+    if os.getpid() == owner_pid:
+        shutil.rmtree(path, ignore_errors=True)
+
+
 class Env:
     """A private place for one test server: config file, store, run dir, traces."""
 
     def __init__(self, tmp: Path, **settings: Any) -> None:
         self.tmp = tmp
         self.run_dir = tempfile.mkdtemp(prefix="of-", dir="/tmp")
+        # Removed once this Env is gone (after the test that made it, whose
+        # handles are stopped by then and may be restarted on it until then),
+        # or at the latest when the test process exits.
+        weakref.finalize(self, _remove_dir, self.run_dir, os.getpid())
         self.trace_dir = tmp / "trace"
         self.trace_dir.mkdir(exist_ok=True)
         self.port = free_port()

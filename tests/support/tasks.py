@@ -196,12 +196,24 @@ def pid() -> int:
     return os.getpid()
 
 
-@task(name="slow_progress", max_retries=0)
-def slow_progress(steps: int, seconds: float) -> str:
-    """Report progress step by step."""
-    for i in range(1, steps + 1):
-        time.sleep(seconds)
-        progress(i / steps, f"step {i} of {steps}")
+def _wait_for_gate(name: str, limit_s: float) -> None:
+    """Block until the trace file ``name`` exists; TimeoutError after ``limit_s``."""
+    deadline = time.monotonic() + limit_s
+    while not (_trace_dir() / name).exists():
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"nobody opened the gate {name!r}")
+        time.sleep(0.01)
+
+
+@task(name="gated_progress", max_retries=0)
+def gated_progress(name: str, limit_s: float = 30.0) -> str:
+    """Report progress 0.25, wait for the gate ``{name}.1``, report 0.5, wait
+    for the gate ``{name}.2``, return: the test sees each value before it
+    lets the task go on."""
+    progress(0.25, "step 1 of 2")
+    _wait_for_gate(f"{name}.1", limit_s)
+    progress(0.5, "step 2 of 2")
+    _wait_for_gate(f"{name}.2", limit_s)
     return "done"
 
 
@@ -215,11 +227,7 @@ def flaky_slow(name: str, succeed_on: int) -> int:
 def gate(name: str, value: str = "", limit_s: float = 30.0) -> str:
     """Block until the trace file ``name`` exists (the test opens the gate), then
     append ``value`` to ``gate.log`` if given. Gives up after ``limit_s``."""
-    deadline = time.monotonic() + limit_s
-    while not (_trace_dir() / name).exists():
-        if time.monotonic() > deadline:
-            raise TimeoutError(f"nobody opened the gate {name!r}")
-        time.sleep(0.01)
+    _wait_for_gate(name, limit_s)
     if value:
         _append("gate.log", value)
     return "opened"
