@@ -405,6 +405,14 @@ def test_list_pages_newest_first(store: Store) -> None:
     assert len(page) == 7 and cursor is None
 
 
+def test_list_pages_carry_no_payload_and_get_does(store: Store) -> None:
+    [rec] = store.enqueue([new(payload=b"x" * 100_000)], T0)
+    page, _ = store.list()
+    assert [r.id for r in page] == [rec.id] and page[0].payload == b""
+    got = store.get(rec.id)
+    assert got is not None and got.payload == b"x" * 100_000
+
+
 def test_list_filters_by_status_and_kind(store: Store) -> None:
     records = store.enqueue([new("a"), new("b"), new("a"), new("a", priority=9)], T0)
     claim_ids(store, 1)  # the priority-9 "a"
