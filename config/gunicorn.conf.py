@@ -3,8 +3,9 @@
 Every value comes from offload's settings (``offload.toml`` at
 $OFFLOAD_CONFIG or config/offload.toml, then ``OFFLOAD_*`` variables). The
 hooks start and supervise the task pool next to the HTTP workers. On
-``kill -HUP`` gunicorn re-executes this file: a bad edit is refused with a
-logged error and the server keeps its running settings.
+``kill -HUP`` gunicorn re-executes this file: a bad edit, or a run directory
+that is no longer private, is refused with a logged error and the server
+keeps its running settings.
 """
 
 import os
@@ -13,12 +14,13 @@ import sys
 # Make the project importable when gunicorn is started from its directory.
 sys.path.insert(0, os.getcwd())
 
-from config.paths import ensure_private_dir, run_dir_for
+from config.paths import run_dir_for
 from config.supervision import supervision
 
 _sup = supervision()
+# Also makes the run directory private; on HUP a refused file or an unsafe
+# run directory leaves the running settings in place.
 _settings = _sup.load()
-ensure_private_dir(run_dir_for(_settings))
 
 # Workers build the app from the settings above, never from the file: a bad
 # edit must not stop a replacement worker from booting.

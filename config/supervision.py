@@ -30,6 +30,7 @@ import threading
 import time
 from typing import Any
 
+from config.paths import ensure_private_dir, run_dir_for
 from config.settings import ConfigError, Settings, load_settings
 from executor.retry import RESPAWN_FIRST_S, respawn_delay_s
 
@@ -50,17 +51,22 @@ class Supervision:
         self._stopping = threading.Event()
 
     def load(self) -> Settings:
-        """Load settings; on a reload, a bad file keeps the last good settings.
+        """Load settings and make their run directory private
+        (``ensure_private_dir``); on a reload, a bad file or an unsafe run
+        directory keeps the last good settings (logged, the server runs on).
 
-        At first start a bad file is fatal (``SystemExit`` with the message).
+        At first start either is fatal (``SystemExit`` with the message).
         """
         try:
-            self.settings = load_settings()
-        except ConfigError as exc:
+            settings = load_settings()
+            ensure_private_dir(run_dir_for(settings))
+        except (ConfigError, OSError) as exc:  # RunDirError is a ConfigError
             if self.settings is None:
                 raise SystemExit(f"offload: {exc}") from None
             print(f"offload: reload refused, keeping the running settings: {exc}",
                   file=sys.stderr, flush=True)
+        else:
+            self.settings = settings
         return self.settings
 
     def start_keeper(self) -> None:

@@ -12,7 +12,8 @@ import sys
 
 import uvloop
 
-from config import start_process
+from config import ConfigError, run_dir_for, start_process
+from config.paths import ensure_private_dir
 from executor.pool import Pool
 from executor.store import StoreError
 
@@ -24,6 +25,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--lifeline-fd", type=int, default=None, help=argparse.SUPPRESS)
     opts = parser.parse_args(argv)
     settings = start_process(opts.config)
+    try:  # before anything is started: an unsafe run directory stops us cleanly
+        ensure_private_dir(run_dir_for(settings))
+    except ConfigError as exc:
+        logging.getLogger("offload.pool").error("%s", exc)
+        return 2
     try:
         pool = Pool(settings, opts.config, opts.lifeline_fd)
     except StoreError as exc:  # cannot open, or another pool holds it
@@ -31,6 +37,9 @@ def main(argv: list[str] | None = None) -> int:
         return 4
     try:
         uvloop.run(pool.run())
+    except ConfigError as exc:  # the run directory made unsafe since the check above
+        logging.getLogger("offload.pool").error("%s", exc)
+        return 2
     except RuntimeError as exc:  # task code that does not import, mostly
         logging.getLogger("offload.pool").error("%s", exc)
         return 3

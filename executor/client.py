@@ -4,15 +4,21 @@ HTTP workers (and tests, benches, ``BackgroundTasks``) hold one
 ``PoolClient`` per process. Any number of coroutines may ``call`` at once:
 requests written in the same loop turn go out in one ``write``, replies are
 matched by request id whatever their order.
+
+Each new connection's peer must run as our own uid (``SO_PEERCRED``, checked
+once per connection): a socket put in the pool's place by another user is
+refused before any request is written to it.
 """
 
 from __future__ import annotations
 
 import asyncio
 import itertools
+import os
 from typing import Any
 
 from executor.errors import PoolError, PoolUnavailable
+from executor.peercred import peer_uid
 from executor.protocol import (
     DEFAULT_MAX_FRAME_BYTES,
     HEADER_SIZE,
@@ -85,7 +91,8 @@ class PoolClient:
     """Async client of the pool socket at ``path``.
 
     ``call`` raises ``PoolUnavailable`` when the pool cannot be reached
-    (it reconnects on the next call) and ``PoolError`` for an error reply.
+    (it reconnects on the next call), also when the process listening on
+    ``path`` runs as another uid, and ``PoolError`` for an error reply.
     """
 
     def __init__(self, path: str, max_frame_bytes: int = DEFAULT_MAX_FRAME_BYTES,
@@ -109,14 +116,31 @@ class PoolClient:
                 return conn
             loop = asyncio.get_running_loop()
             try:
-                _, proto = await asyncio.wait_for(
+                transport, proto = await asyncio.wait_for(
                     loop.create_unix_connection(lambda: _Conn(self.max_frame_bytes), self.path),
                     self.connect_timeout_s,
                 )
             except (TimeoutError, OSError) as exc:
                 raise PoolUnavailable(f"cannot reach the pool at {self.path}: {exc}") from exc
+            self._check_peer(transport)
             self._conn = proto
             return proto
+
+    def _check_peer(self, transport: asyncio.Transport) -> None:
+        """Abort the new connection and raise ``PoolUnavailable`` unless the
+        process listening on ``path`` runs as our uid."""
+        try:
+            uid = peer_uid(transport.get_extra_info("socket"))
+        except OSError as exc:
+            transport.abort()
+            raise PoolUnavailable(f"cannot check who listens on {self.path}: {exc}") from exc
+        if uid != os.getuid():
+            transport.abort()
+            raise PoolUnavailable(
+                f"refused the pool socket {self.path}: the process listening on it runs as "
+                f"uid {uid}, not as us (uid {os.getuid()}), so nothing was sent to it; another "
+                f"user may have put it there: check who owns {os.path.dirname(self.path)}, "
+                "or set run_dir (OFFLOAD_RUN_DIR) to a private directory")
 
     async def call(self, op: str, args: dict[str, Any] | None = None,
                    timeout_s: float | None = None) -> Any:

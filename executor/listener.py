@@ -18,11 +18,11 @@ import contextlib
 import logging
 import os
 import socket
-import struct
 from collections.abc import Callable
 from typing import Any
 
 from config.paths import ensure_private_dir
+from executor.peercred import peer_uid
 from executor.protocol import HEADER_SIZE, FrameReader, FrameType, ProtocolError, encode
 
 log = logging.getLogger("offload.pool")
@@ -44,9 +44,7 @@ class ClientConn(asyncio.Protocol):
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self.transport = transport  # type: ignore[assignment]
-        sock = transport.get_extra_info("socket")
-        creds = sock.getsockopt(socket.SOL_SOCKET, socket.SO_PEERCRED, struct.calcsize("3i"))
-        _, uid, _ = struct.unpack("3i", creds)
+        uid = peer_uid(transport.get_extra_info("socket"))
         if uid != os.getuid():
             log.warning("refused a connection from uid %d", uid)
             self.closed = True
@@ -135,7 +133,8 @@ def _error_frame(req_id: int, code: str, message: str, field: str | None) -> byt
 async def listen(path: str, handler: Handler, max_frame_bytes: int) -> asyncio.AbstractServer:
     """Start serving on ``path`` (its directory made private; a stale socket
     removed). Raises ``RuntimeError`` if a live pool already listens there:
-    its socket is not taken from it."""
+    its socket is not taken from it; ``config.paths.RunDirError`` (a
+    ``ConfigError``) if the directory is unsafe (see ``ensure_private_dir``)."""
     ensure_private_dir(os.path.dirname(path))
     if _answers(path):
         raise RuntimeError(f"another pool is listening on {path}; it keeps its socket "
