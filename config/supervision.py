@@ -37,6 +37,22 @@ from executor.retry import RESPAWN_FIRST_S, respawn_delay_s
 log = logging.getLogger("offload.supervision")
 
 
+_LOOPBACK_HOSTS = ("127.", "localhost", "[::1]", "::1")
+
+
+def open_api_warning(settings: Settings) -> str | None:
+    """A warning if the API listens beyond this host without ``auth_token``
+    (anyone who reaches it may submit, read and cancel tasks), else ``None``."""
+    if settings.auth_token or settings.bind.startswith(("unix:", "fd://")):
+        return None
+    host = settings.bind.rsplit(":", 1)[0] if ":" in settings.bind else settings.bind
+    if host.startswith(_LOOPBACK_HOSTS):
+        return None
+    return (f"the API listens on {settings.bind} without auth_token: anyone who can reach "
+            "it may submit, read and cancel tasks; set auth_token (OFFLOAD_AUTH_TOKEN), or "
+            "bind to 127.0.0.1 behind a proxy that authenticates")
+
+
 class Supervision:
     """The master's handle on the keeper, and the last settings that loaded."""
 
@@ -67,6 +83,9 @@ class Supervision:
                   file=sys.stderr, flush=True)
         else:
             self.settings = settings
+            warning = open_api_warning(settings)
+            if warning:
+                print(f"offload: warning: {warning}", file=sys.stderr, flush=True)
         return self.settings
 
     def start_keeper(self) -> None:
