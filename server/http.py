@@ -95,18 +95,21 @@ _decode = json.JSONDecoder(parse_constant=_reject_constant, parse_float=_finite_
 
 
 class BodyDeadlines:
-    """When the request bodies being read must have arrived, ``timeout_s``
-    after their reading began: a stalled upload is answered 408 (and its
-    connection closed) instead of holding its bytes in memory for ever.
+    """When the request bodies being read must have arrived: a stalled or
+    trickling upload is answered 408 (and its connection closed) instead of
+    holding its bytes in memory.
 
+    The deadline is ``http_timeout_s`` less two sweeps (at least a quarter of it)
+    after reading began: gunicorn's asgi worker gives up on a single wait for
+    body data after ``http_timeout_s`` with a bare 500, so this answers
+    first; and unlike that wait it also bounds a body that trickles in.
     One sweep a second cancels the late readers: a registration is a dict
     insert and pop, where ``asyncio.timeout`` per request costs ~9 us here.
-    A deadline is thus met within a second. Belongs to one event loop at a
-    time (a new loop starts afresh).
+    Belongs to one event loop at a time (a new loop starts afresh).
     """
 
-    def __init__(self, timeout_s: float) -> None:
-        self.timeout_s = timeout_s
+    def __init__(self, http_timeout_s: float) -> None:
+        self.timeout_s = max(http_timeout_s / 4, http_timeout_s - 2 * BODY_SWEEP_S)
         self._loop: asyncio.AbstractEventLoop | None = None
         self._due: dict[asyncio.Task[Any], float] = {}
         self._late: set[asyncio.Task[Any]] = set()
@@ -171,8 +174,8 @@ async def read_body(req: Request, max_body_bytes: int,
     finally:
         if not late:
             deadlines.leave(task)
-    raise ApiError(408, "request_timeout", f"the request body did not arrive within "
-                   f"{deadlines.timeout_s:g} s (http_timeout_s)", None,
+    raise ApiError(408, "request_timeout", f"the request body did not all arrive within "
+                   f"{deadlines.timeout_s:g} s (set by http_timeout_s)", None,
                    [(b"connection", b"close")])
 
 

@@ -25,7 +25,7 @@ def test_a_body_that_never_completes_is_a_408(monkeypatch: pytest.MonkeyPatch) -
 
     async def go() -> ApiError:
         with pytest.raises(ApiError) as err:
-            await read_body(_request(stalls), 1000, BodyDeadlines(0.1))
+            await read_body(_request(stalls), 1000, BodyDeadlines(0.2))
         task = asyncio.current_task()
         assert task is not None and task.cancelling() == 0  # the cancel was withdrawn
         return err.value
@@ -65,3 +65,11 @@ def test_another_cancellation_is_not_turned_into_a_408() -> None:
         assert not deadlines._due
 
     asyncio.run(go())
+
+
+def test_the_deadline_comes_before_gunicorns_own_wait_for_body_data() -> None:
+    # gunicorn answers a bare 500 once one wait for body data passes
+    # http_timeout_s: the 408 must come first, sweep included.
+    for http_timeout_s in (2.0, 3.0, 60.0):
+        deadline = BodyDeadlines(http_timeout_s).timeout_s
+        assert deadline > 0 and deadline + http.BODY_SWEEP_S < http_timeout_s
