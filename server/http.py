@@ -104,7 +104,7 @@ class BodyDeadlines:
     body data after ``http_timeout_s`` with a bare 500, so this answers
     first; and unlike that wait it also bounds a body that trickles in.
     One sweep a second cancels the late readers: a registration is a dict
-    insert and pop, where ``asyncio.timeout`` per request costs ~9 us here.
+    insert and pop, cheaper than an ``asyncio.timeout`` per request.
     Belongs to one event loop at a time (a new loop starts afresh).
     """
 
