@@ -94,6 +94,10 @@ def _finite_float(text: str) -> float:
 _decode = json.JSONDecoder(parse_constant=_reject_constant, parse_float=_finite_float).decode
 
 
+BODY_SWEEP_S = 1.0
+"""How often ``BodyDeadlines`` looks for late request bodies."""
+
+
 class BodyDeadlines:
     """When the request bodies being read must have arrived: a stalled or
     trickling upload is answered 408 (and its connection closed) instead of
@@ -136,8 +140,8 @@ class BodyDeadlines:
 
     def _sweep_late(self) -> None:
         self._sweep = None
-        if self._loop is None or not self._due:
-            return
+        if not self._due or self._loop is None:
+            return  # none left: the next enter arms it again
         now = self._loop.time()
         for task, due in list(self._due.items()):
             if now >= due and task not in self._late:
@@ -145,9 +149,6 @@ class BodyDeadlines:
                 task.cancel()
         self._sweep = self._loop.call_later(BODY_SWEEP_S, self._sweep_late)
 
-
-BODY_SWEEP_S = 1.0
-"""How often ``BodyDeadlines`` looks for late request bodies."""
 
 
 async def read_body(req: Request, max_body_bytes: int,
@@ -164,19 +165,16 @@ async def read_body(req: Request, max_body_bytes: int,
     task = asyncio.current_task()
     assert task is not None
     deadlines.enter(task)
-    late = False
     try:
         return await _read_body(req, max_body_bytes)
     except asyncio.CancelledError:
-        late = deadlines.leave(task)
-        if not late:
-            raise
+        if not deadlines.leave(task):
+            raise  # not ours: the worker is stopping
+        raise ApiError(408, "request_timeout", f"the request body did not all arrive within "
+                       f"{deadlines.timeout_s:g} s (set by http_timeout_s)", None,
+                       [(b"connection", b"close")]) from None
     finally:
-        if not late:
-            deadlines.leave(task)
-    raise ApiError(408, "request_timeout", f"the request body did not all arrive within "
-                   f"{deadlines.timeout_s:g} s (set by http_timeout_s)", None,
-                   [(b"connection", b"close")])
+        deadlines.leave(task)  # a second leave is a no-op
 
 
 async def _read_body(req: Request, max_body_bytes: int) -> bytes:
