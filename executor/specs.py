@@ -26,10 +26,10 @@ _SPEC_KEYS = frozenset({"kind", "payload", "max_retries", "timeout_s", "priority
 # What a spec may hold. The store refuses or cannot bind anything else, and
 # a turn's submissions are stored in one transaction that one bad spec fails.
 PRIORITY_MIN, PRIORITY_MAX = -1000, 1000
-"""The priorities a task may have: the HTTP API's (``server.validate.PRIORITY_RANGE``)."""
+"""The priorities a task may have, also in the HTTP API (``server.validate``)."""
 MAX_TIMEOUT_S = 604_800.0
-"""The longest soft time limit: a week (``server.validate.MAX_TIMEOUT_S``);
-the executor's timer cannot take absurd values."""
+"""The longest soft time limit, also in the HTTP API (``server.validate``): a
+week; the executor's timer cannot take absurd values."""
 INT64_MAX = 2**63 - 1
 """The largest integer the store holds (``seq``, ``max_retries``); msgpack carries up to 2**64-1."""
 MAX_KEY_CHARS = 256

@@ -20,6 +20,7 @@ import math
 from typing import Any
 
 from executor.codec import encode_call
+from executor.specs import MAX_TIMEOUT_S, PRIORITY_MAX, PRIORITY_MIN
 from executor.store.base import STATUSES
 from server.errors import invalid
 
@@ -31,9 +32,6 @@ MAX_BATCH = 1000
 MAX_KEY_CHARS = 200
 MAX_KIND_CHARS = 200
 MAX_RETRIES = 100
-PRIORITY_RANGE = (-1000, 1000)
-MAX_TIMEOUT_S = 604_800.0
-"""The longest soft time limit a task may ask for (a week)."""
 MAX_DELAY_S = 10 * 366 * 86400.0
 """How far ahead a task may be scheduled (``delay_s``, ``eta``): ten years.
 Beyond that a typo (milliseconds for seconds) would park a task for ever."""
@@ -49,11 +47,18 @@ def _int(value: Any, field: str, lo: int, hi: int) -> int:
     return value
 
 
-def _number(value: Any, field: str, *, minimum: float, exclusive: bool) -> float:
+def _number(value: Any, field: str, *, minimum: float, exclusive: bool,
+            maximum: float = math.inf, what: str = "") -> float:
+    """``value`` as a float if it is a finite number above ``minimum`` (or at
+    it, unless ``exclusive``) and at most ``maximum`` (``what`` names that
+    bound in the message); else 422 naming ``field``."""
     ok = (not isinstance(value, bool) and isinstance(value, (int, float))
-          and math.isfinite(value) and (value > minimum if exclusive else value >= minimum))
+          and math.isfinite(value) and (value > minimum if exclusive else value >= minimum)
+          and value <= maximum)
     if not ok:
         bound = f"> {minimum:g}" if exclusive else f">= {minimum:g}"
+        if maximum < math.inf:
+            bound += f" and at most {maximum:.0f}" + (f" ({what})" if what else "")
         raise invalid(field, f"{field} must be a number {bound}, got {value!r}")
     return float(value)
 
@@ -114,25 +119,20 @@ def spec(body: dict[str, Any], now: float, prefix: str = "") -> dict[str, Any]:
         out["max_retries"] = _int(body["max_retries"], prefix + "max_retries", 0, MAX_RETRIES)
     if "timeout_s" in body:
         out["timeout_s"] = _number(body["timeout_s"], prefix + "timeout_s", minimum=0,
-                                   exclusive=True)
-        if out["timeout_s"] > MAX_TIMEOUT_S:
-            raise invalid(prefix + "timeout_s", f"{prefix}timeout_s must be at most "
-                          f"{MAX_TIMEOUT_S:.0f} (a week), got {out['timeout_s']:g}")
+                                   exclusive=True, maximum=MAX_TIMEOUT_S, what="a week")
     if "priority" in body:
-        out["priority"] = _int(body["priority"], prefix + "priority", *PRIORITY_RANGE)
+        out["priority"] = _int(body["priority"], prefix + "priority", PRIORITY_MIN,
+                               PRIORITY_MAX)
     if "delay_s" in body:
         if "eta" in body:
             raise invalid(prefix + "eta", "give delay_s or eta, not both")
-        delay = _number(body["delay_s"], prefix + "delay_s", minimum=0, exclusive=False)
-        if delay > MAX_DELAY_S:
-            raise invalid(prefix + "delay_s", f"{prefix}delay_s must be at most {MAX_DELAY_S:.0f} "
-                          f"(ten years), got {delay:g}")
+        delay = _number(body["delay_s"], prefix + "delay_s", minimum=0, exclusive=False,
+                        maximum=MAX_DELAY_S, what="ten years")
         out["not_before"] = now + delay
     elif "eta" in body:
-        eta = _number(body["eta"], prefix + "eta", minimum=0, exclusive=False)
-        if eta > now + MAX_DELAY_S:
-            raise invalid(prefix + "eta", f"{prefix}eta must be a time in seconds since the epoch "
-                          f"at most ten years ahead, got {eta:g}")
+        eta = _number(body["eta"], prefix + "eta", minimum=0, exclusive=False,
+                      maximum=now + MAX_DELAY_S, what="ten years from now, in seconds since "
+                      "the epoch")
         out["not_before"] = eta
     if "idempotency_key" in body:
         out["idempotency_key"] = idempotency_key(body["idempotency_key"],
