@@ -113,11 +113,11 @@ def _make_private(path: str) -> None:
 
 
 def _problem(st: os.stat_result) -> str | None:
-    """Why a run directory with status ``st`` (from ``lstat``/``fstat``) is
-    unsafe, as the end of a sentence starting "it"; ``None`` if it is not."""
+    """Why a run directory with status ``st`` (an ``fstat`` through
+    ``O_NOFOLLOW``, or an ``lstat`` that is no symlink: ``_lstat_problem``
+    names those) is unsafe, as the end of a sentence starting "it"; ``None``
+    if it is not."""
     mode = f"mode {stat.filemode(st.st_mode)} ({stat.S_IMODE(st.st_mode):04o})"
-    if stat.S_ISLNK(st.st_mode):
-        return f"is a symlink (owned by uid {st.st_uid})"
     if not stat.S_ISDIR(st.st_mode):
         return f"is not a directory (owned by uid {st.st_uid}, {mode})"
     if st.st_uid != os.getuid():

@@ -140,8 +140,9 @@ class BodyDeadlines:
 
     def _sweep_late(self) -> None:
         self._sweep = None
-        if not self._due or self._loop is None:
+        if not self._due:
             return  # none left: the next enter arms it again
+        assert self._loop is not None  # set by the enter that armed the sweep
         now = self._loop.time()
         for task, due in list(self._due.items()):
             if now >= due and task not in self._late:
@@ -151,17 +152,14 @@ class BodyDeadlines:
 
 
 
-async def read_body(req: Request, max_body_bytes: int,
-                    deadlines: BodyDeadlines | None = None) -> bytes:
-    """Read the whole body; 413 as soon as it passes ``max_body_bytes``; with
-    ``deadlines``, 408 if it has not all arrived by its deadline.
+async def read_body(req: Request, max_body_bytes: int, deadlines: BodyDeadlines) -> bytes:
+    """Read the whole body; 413 as soon as it passes ``max_body_bytes``; 408
+    if it has not all arrived by its deadline (``deadlines``).
 
     ``Content-Length`` is checked before anything is read; chunked bodies
     are counted as they arrive and reading stops at the first byte over the
     limit. Raises ``ClientDisconnected`` if the client goes away.
     """
-    if deadlines is None:
-        return await _read_body(req, max_body_bytes)
     task = asyncio.current_task()
     assert task is not None
     deadlines.enter(task)
@@ -214,7 +212,7 @@ def _too_large(limit: int) -> ApiError:
                     "(max_body_bytes); send fewer or smaller tasks", None)
 
 
-async def read_json(req: Request, max_body_bytes: int, deadlines: BodyDeadlines | None = None
+async def read_json(req: Request, max_body_bytes: int, deadlines: BodyDeadlines
                     ) -> tuple[dict[str, Any], bytes]:
     """The body as a JSON object, and the raw bytes.
 
