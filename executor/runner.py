@@ -47,6 +47,7 @@ from types import FrameType as PyFrame
 from typing import Any, NoReturn
 
 from executor import context
+from executor.callcheck import CallCheck, params_of
 from executor.codec import decode_call, encode_value
 from executor.doneframe import done_frame
 from executor.errors import Retry, TaskTimeout, UnknownKind
@@ -152,16 +153,12 @@ async def _await(awaitable: Any) -> Any:
 
 def _binds(fn: Any, args: list[Any], kwargs: dict[str, Any]) -> bool:
     """Whether the call binds to ``fn``'s parameters (``True`` if the signature
-    cannot be read). Asked only after a ``TypeError``: a call that cannot bind
-    fails the same way on every attempt; one that can raised it in the task's
-    body."""
-    try:
-        inspect.signature(fn).bind(*args, **kwargs)
-    except TypeError:
-        return False
-    except ValueError:
-        pass
-    return True
+    cannot be read), by the same check ``add_task`` and the pool make
+    (``CallCheck``). Asked only after a ``TypeError``: a call that cannot
+    bind fails the same way on every attempt; one that can raised it in the
+    task's body."""
+    params = params_of(fn)
+    return params is None or CallCheck("", params).why(len(args), tuple(kwargs)) is None
 
 
 def _run_one(desc: dict[str, Any], registry: Registry, limits: Limits,

@@ -37,3 +37,10 @@ def unreadable(*args: object) -> int:
 
 
 setattr(unreadable, "__signature__", "not a signature")  # noqa: B010 - what inspect reads
+
+
+@task(name="posonly_kwargs_type_error", max_retries=1, retry_backoff_s=0.05)
+def posonly_kwargs_type_error(a: object = 0, /, **kw: object) -> None:
+    """Called with ``a=`` by keyword (it goes to ``**kw``, as CPython binds it,
+    though ``Signature.bind`` refuses it), then raises TypeError in its body."""
+    raise TypeError(f"the body cannot use {kw!r}")

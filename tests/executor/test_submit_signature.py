@@ -90,3 +90,11 @@ def test_a_type_error_raised_by_the_task_itself_is_retried(pool: PoolHandle) -> 
     rec = pool.wait(pool.submit("type_error_inside", 1))  # max_retries=1
     assert (rec["status"], rec["attempts"]) == ("failed", 2), rec
     assert rec["error"]["message"] == "TypeError: the body cannot use 1"
+
+
+def test_a_type_error_from_a_call_python_binds_is_retried(pool: PoolHandle) -> None:
+    # Signature.bind refuses a=1 into **kw of f(a=0, /, **kw); CPython accepts
+    # it: the body's TypeError is the task's own, so it is retried.
+    rec = pool.wait(pool.submit("posonly_kwargs_type_error", kwargs={"a": 1}))
+    assert (rec["status"], rec["attempts"]) == ("failed", 2), rec
+    assert rec["error"]["message"] == "TypeError: the body cannot use {'a': 1}"
