@@ -275,7 +275,6 @@ class BackgroundTasks:
         self._pending: list[tuple[int, _Call]] = []  # added, not yet handed off
         self._handed: list[asyncio.Future[list[str]]] = []  # handed off, not yet stored
         self._handed_calls = 0
-        self._ids: list[list[str] | None] = []  # per hand-off, in order: its ids once stored
         self._added = 0
         for t in tasks or ():
             if isinstance(t, BackgroundTask):
@@ -332,22 +331,21 @@ class BackgroundTasks:
         try:
             outbox = shared_outbox(self.settings)
             # No coroutine to await while there is room: this runs once per request.
-            stored = await outbox.put(specs) if outbox.full() else outbox.offer(specs)
+            parts = await outbox.put(specs) if outbox.full() else outbox.offer(specs)
         except BaseException:
             self._pending[:0] = batch
             raise
-        self._handed.append(stored)
-        self._handed_calls += len(batch)
-        self._ids.append(None)
-        stored.add_done_callback(functools.partial(self._stored, len(batch), len(self._ids) - 1))
+        for stored, n in parts:
+            self._handed.append(stored)
+            self._handed_calls += n
+            stored.add_done_callback(functools.partial(self._stored, n))
 
-    def _stored(self, n: int, index: int, fut: asyncio.Future[list[str]]) -> None:
-        # Hand-offs may be stored out of order (a large one goes in several
-        # submits): task_ids keeps the order the calls were added in.
+    def _stored(self, n: int, fut: asyncio.Future[list[str]]) -> None:
+        # The outbox sets its futures in the order queued: task_ids keeps the
+        # order the calls were added in.
         self._handed_calls -= n
         if not fut.cancelled() and fut.exception() is None:
-            self._ids[index] = fut.result()
-            self.task_ids[:] = [i for ids in self._ids if ids is not None for i in ids]
+            self.task_ids.extend(fut.result())
 
     async def submit(self, timeout_s: float = STORE_TIMEOUT_S) -> list[str]:
         """Hand off the pending calls and wait until every call handed off is

@@ -93,40 +93,39 @@ class Outbox:
         """Whether ``put`` would wait for room."""
         return self._queued_calls >= MAX_QUEUED_CALLS
 
-    async def put(self, specs: list[dict[str, Any]]) -> asyncio.Future[list[str]]:
+    async def put(self, specs: list[dict[str, Any]]) -> list[tuple[asyncio.Future[list[str]], int]]:
         """Queue the submit specs ``specs``; they are sent in order, together
-        unless together they would not fit in one frame (then in several
-        submits, one after another).
+        unless together they would not fit in one frame (then each is queued
+        on its own and the sender packs them into as few submits as fit).
 
-        Returns a future of their task ids, set once they are stored, or
-        failed with ``PoolError`` if the pool refused them. Waits only while
-        the outbox is full.
+        Returns, in order, one future per part and its number of calls: the
+        part's task ids, set once stored, or failed with ``PoolError`` if the
+        pool refused it. Futures are set in the order queued. Waits only
+        while the outbox is full.
         """
-        while self._queued_calls >= MAX_QUEUED_CALLS:
+        while self.full():
             self._room.clear()
             await self._room.wait()
         return self.offer(specs)
 
-    def offer(self, specs: list[dict[str, Any]]) -> asyncio.Future[list[str]]:
+    def offer(self, specs: list[dict[str, Any]]) -> list[tuple[asyncio.Future[list[str]], int]]:
         """``put`` without the wait: queue ``specs`` even when the outbox is
         full (``put`` waits first; call this only after checking ``full()``)."""
         loop = asyncio.get_running_loop()
         sizes = [len(s.get("payload") or b"") + 256 for s in specs]
-        if sum(sizes) <= self.max_batch_bytes:
+        total = sum(sizes)
+        parts = ([(specs, total)] if total <= self.max_batch_bytes
+                 else [([spec], size) for spec, size in zip(specs, sizes, strict=True)])
+        out: list[tuple[asyncio.Future[list[str]], int]] = []
+        for part, size in parts:
             stored: asyncio.Future[list[str]] = loop.create_future()
-            self._queue.append(_Put(specs, stored, sum(sizes)))
-        else:
-            parts = []
-            for chunk, size in _chunks(specs, sizes, self.max_batch_bytes):
-                parts.append(loop.create_future())
-                self._queue.append(_Put(chunk, parts[-1], size))
-            stored = _joined(loop, parts)
+            self._queue.append(_Put(part, stored, size))
+            out.append((stored, len(part)))
         self._queued_calls += len(specs)
         self._idle.clear()
         if self._sender is None or self._sender.done():
-            self._sender = loop.create_task(
-                self._send_all(), name="offload-outbox")
-        return stored
+            self._sender = loop.create_task(self._send_all(), name="offload-outbox")
+        return out
 
     async def drain(self, timeout_s: float) -> int:
         """Wait until every queued call is stored, at most ``timeout_s``.
@@ -227,45 +226,3 @@ class Outbox:
         if self._queued_calls < MAX_QUEUED_CALLS:
             self._room.set()
 
-
-def _chunks(specs: list[dict[str, Any]], sizes: list[int], max_bytes: int
-            ) -> list[tuple[list[dict[str, Any]], int]]:
-    """``specs`` cut, in order, into runs of at most ``max_bytes`` (by ``sizes``);
-    a spec larger than that alone goes alone (the pool refuses it alone)."""
-    out: list[tuple[list[dict[str, Any]], int]] = []
-    run: list[dict[str, Any]] = []
-    total = 0
-    for spec, size in zip(specs, sizes, strict=True):
-        if run and total + size > max_bytes:
-            out.append((run, total))
-            run, total = [], 0
-        run.append(spec)
-        total += size
-    out.append((run, total))
-    return out
-
-
-def _joined(loop: asyncio.AbstractEventLoop, parts: list[asyncio.Future[list[str]]]
-            ) -> asyncio.Future[list[str]]:
-    """One future of the ids of every part, in order, once all are done; it
-    fails with the first part's error if one was refused (the other parts
-    are stored all the same)."""
-    joined: asyncio.Future[list[str]] = loop.create_future()
-
-    def part_done(_: asyncio.Future[list[str]]) -> None:
-        if joined.done() or not all(p.done() for p in parts):
-            return
-        failed = [p for p in parts if p.cancelled() or p.exception() is not None]
-        if failed:
-            error = failed[0].exception() if not failed[0].cancelled() else None
-            if error is None:
-                joined.cancel()
-            else:
-                joined.set_exception(error)
-                joined.exception()  # nobody may await it: the refusal is logged
-        else:
-            joined.set_result([i for p in parts for i in p.result()])
-
-    for part in parts:
-        part.add_done_callback(part_done)
-    return joined
