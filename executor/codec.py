@@ -116,13 +116,17 @@ def _decodes(data: bytes) -> bool:
 
 
 def encode_call(
-    args: Sequence[Any], kwargs: Mapping[str, Any], names: Sequence[str] | None = None
+    args: Sequence[Any], kwargs: Mapping[str, Any], names: Sequence[str] | None = None,
+    *, check_decodes: bool = True,
 ) -> bytes:
     """Encode ``(args, kwargs)`` into one msgpack payload.
 
     ``names`` gives the parameter names of the positional arguments (for
     the error message); without it they are called ``args[i]``. Raises
-    ``TypeError`` naming the first argument that cannot be encoded.
+    ``TypeError`` naming the first argument that cannot be encoded, or one
+    that would not decode in the executor (a tuple as a dict key); pass
+    ``check_decodes=False`` for values that always decode (parsed JSON),
+    to skip decoding the payload once more.
     """
     for key in kwargs:
         if not isinstance(key, str):
@@ -130,7 +134,7 @@ def encode_call(
     try:
         # The common case packs and decodes once; only a failure is worth a second look.
         data = msgpack.packb([list(args), dict(kwargs)], default=_default, use_bin_type=True)
-        if _decodes(data):
+        if not check_decodes or _decodes(data):
             return data
     except (TypeError, OverflowError, ValueError):
         pass

@@ -77,7 +77,8 @@ def idempotency_key(value: Any, field: str) -> str:
 
 def _payload(args: list[Any], kwargs: dict[str, Any], prefix: str) -> bytes:
     try:
-        return encode_call(args, kwargs)
+        # Parsed JSON always decodes (str keys, plain values): no second decode.
+        return encode_call(args, kwargs, check_decodes=False)
     except TypeError:
         pass
     # Only JSON values reach here, so the one failure is an integer outside
