@@ -72,7 +72,9 @@ class Pool:
         self._next_due: float | None = None
         self._due_timer: asyncio.TimerHandle | None = None
         self._finishes: list[tuple[Outcome, Inflight]] = []
-        self._starts: list[tuple[str, float]] = []  # (id, started_at), stored with a turn
+        # (id, started_at, time.monotonic() when heard), oldest first: stored
+        # with a turn once START_WRITE_S old, unless the outcome comes first.
+        self._starts: list[tuple[str, float, float]] = []
         self._starts_timer: asyncio.TimerHandle | None = None
         self._submitted: Counter[str] = Counter()  # tasks stored this turn, by kind
         self._turn_scheduled = False
@@ -210,13 +212,18 @@ class Pool:
                            self.settings.retry_backoff_max_s if cap is None else cap)
 
     def started(self, inf: Inflight) -> None:
-        """A handed-out task started: the store learns it with the next turn
-        that writes, within ``START_WRITE_S``, so that after a crash only tasks
-        that really started lose an attempt. Not a turn of its own at once:
-        that was one more commit per task while executors idle."""
+        """A handed-out task started: the store learns it ``START_WRITE_S``
+        later, with the turn then (``_take_starts``), so that after a crash only
+        tasks that really started lose an attempt. Not at once: a task that
+        ends within that time has its start written with its outcome, one
+        write instead of two, and a turn of its own was one more commit per
+        task while executors idle."""
         assert inf.started_at is not None
-        self._starts.append((inf.id, inf.started_at))
-        if self._starts_timer is None:
+        self._starts.append((inf.id, inf.started_at, time.monotonic()))
+        self._arm_starts_timer()
+
+    def _arm_starts_timer(self) -> None:
+        if self._starts_timer is None and self._starts:
             self._starts_timer = asyncio.get_running_loop().call_later(
                 START_WRITE_S, self._write_starts)
 
@@ -224,6 +231,27 @@ class Pool:
         self._starts_timer = None
         if self._starts:
             self.schedule_turn()
+
+    def _starts_due(self) -> bool:
+        """Whether a start waits that this turn must write."""
+        return bool(self._starts) and (
+            self.stopping or self._starts[0][2] <= time.monotonic() - START_WRITE_S)
+
+    def _take_starts(self, finishes: list[tuple[Outcome, Inflight]]
+                     ) -> list[tuple[str, float, float]]:
+        """The starts this turn writes: those ``START_WRITE_S`` old (all when
+        stopping). Starts of tasks ending this turn are dropped (the outcome
+        carries them); younger ones wait for a later turn."""
+        ending = {o.id for o, _ in finishes}
+        cutoff = time.monotonic() - START_WRITE_S
+        now: list[tuple[str, float, float]] = []
+        later: list[tuple[str, float, float]] = []
+        for start in self._starts:
+            if start[0] not in ending:
+                (now if self.stopping or start[2] <= cutoff else later).append(start)
+        self._starts = later
+        self._arm_starts_timer()
+        return now
 
     def outcome_pending(self, task_id: str) -> str | None:
         """The final status of ``task_id`` if its outcome arrived and waits for
@@ -308,18 +336,13 @@ class Pool:
         written again in a later turn."""
         self._turn_scheduled = False
         submits = self.requests.take_submits()
-        if not submits and not self._finishes and not self._starts and (
+        if not submits and not self._finishes and not self._starts_due() and (
                 self.stopping or not self._maybe_due or not self.fleet.room()):
             return  # nothing to write: no transaction at all
         acknowledge = None
         answered = False
-        starts, self._starts = self._starts, []
         finishes, self._finishes = self._finishes, []
-        if starts and finishes:
-            # An outcome carries its start time: a task that started and ended
-            # since the last turn needs one write, not two.
-            ending = {o.id for o, _ in finishes}
-            starts = [s for s in starts if s[0] not in ending]
+        starts = self._take_starts(finishes) if self._starts else []
         finished: list[TaskRecord] = []
         try:
             with self.store.batch():
@@ -327,7 +350,7 @@ class Pool:
                     acknowledge = self.requests.store_submits(submits)
                     answered = True
                 if starts:
-                    self.store.started(starts)
+                    self.store.started([(task_id, at) for task_id, at, _ in starts])
                 if finishes:
                     finished = self.store.finish([o for o, _ in finishes])
                     if any(rec.group_id is not None for rec in finished):
@@ -349,7 +372,7 @@ class Pool:
 
     def _rolled_back(self, exc: Exception, unanswered: list[Submission],
                      acknowledge: Callable[[BaseException | None], None] | None,
-                     starts: list[tuple[str, float]],
+                     starts: list[tuple[str, float, float]],
                      finishes: list[tuple[Outcome, Inflight]]) -> None:
         """The turn's transaction failed: undo what it did in memory, answer
         its submitters, and write its starts and outcomes again later."""
