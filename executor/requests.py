@@ -21,6 +21,7 @@ from executor.listener import ClientConn
 from executor.ops import record_to_wire
 from executor.specs import Invalid, Specs
 from executor.store import FINISHED, STATUSES, NewTask, StoreError, TaskRecord
+from executor.store.base import BatchLost
 
 if TYPE_CHECKING:
     from executor.pool import Pool
@@ -111,9 +112,12 @@ class Requests:
                  ) -> list[tuple[Submission, list[TaskRecord]]]:
         """Store ``batch`` in one ``Pool.enqueue``, else each submission alone;
         the submissions stored, with their records. Those the store refuses
-        alone are answered ``internal`` here."""
+        alone are answered ``internal`` here; ``BatchLost`` (the turn's whole
+        transaction is gone) is raised, for the turn to answer everyone."""
         try:
             records = self.pool.enqueue([t for _, _, specs, _ in batch for t in specs])
+        except BatchLost:
+            raise  # the turn is lost: Pool._flush_turn answers everyone store_unavailable
         except Exception as exc:
             if len(batch) > 1:
                 # Safe to try again: a failed enqueue leaves no trace. The

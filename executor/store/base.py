@@ -30,6 +30,13 @@ class StoreError(Exception):
     """The store cannot do what was asked (bad URL, corrupt file, illegal transition)."""
 
 
+class BatchLost(StoreError):
+    """Inside ``batch()``: the batch's whole transaction is gone (the backend
+    rolled it back, e.g. on a full disk), so nothing of it will be stored and
+    nothing more can be written in it; raised by the call that lost it and
+    by every write after. Callers let it end the batch instead of retrying."""
+
+
 class NewTask(NamedTuple):
     """A task as submitted, before the store gives it an id.
 

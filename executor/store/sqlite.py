@@ -33,7 +33,15 @@ from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from typing import Any, cast
 
-from executor.store.base import STATUSES, NewTask, Outcome, Status, StoreError, TaskRecord
+from executor.store.base import (
+    STATUSES,
+    BatchLost,
+    NewTask,
+    Outcome,
+    Status,
+    StoreError,
+    TaskRecord,
+)
 from executor.store.files import open_private, private_file
 
 SCHEMA_VERSION = 2
@@ -245,8 +253,8 @@ class SQLiteStore:
             if not db.in_transaction:
                 # SQLite itself rolled the batch back (disk full, I/O error): a
                 # savepoint now would open, and its release commit, a new one.
-                raise StoreError(f"{self.path}: the batch's transaction was rolled back by "
-                                 "an earlier error; nothing more is written in it")
+                raise BatchLost(f"{self.path}: the batch's transaction was rolled back by "
+                                "an earlier error; nothing more is written in it")
             delta = self._delta.copy()
             db.execute("SAVEPOINT call")
             try:
@@ -257,6 +265,9 @@ class SQLiteStore:
                     db.execute("RELEASE call")
                 self._delta = delta
                 if isinstance(exc, sqlite3.Error):
+                    if not db.in_transaction:  # SQLite rolled the whole batch back
+                        raise BatchLost(f"{self.path}: {exc}; the batch's transaction was "
+                                        "rolled back, nothing of it is stored") from exc
                     raise StoreError(f"{self.path}: {exc}; nothing was changed") from exc
                 raise
             db.execute("RELEASE call")

@@ -23,6 +23,7 @@ from executor.protocol import FrameReader, FrameType, encode
 from executor.requests import Requests
 from executor.specs import Invalid
 from executor.store import NewTask
+from executor.store.base import BatchLost
 from tests.executor.helpers import pool_error
 from tests.support.procs import PoolHandle
 
@@ -222,3 +223,21 @@ def test_a_bad_submission_does_not_fail_the_good_ones_of_the_same_turn(
     assert got[1]["ok"] and got[4]["ok"], got
     ids = got[1]["result"]["ids"] + [t["id"] for t in got[4]["result"]["tasks"]]
     assert [pool.wait(i)["status"] for i in ids] == ["succeeded"] * 3
+
+
+class _LostPool(_Pool):
+    """``Pool.enqueue`` whose store lost the turn's whole transaction."""
+
+    def enqueue(self, tasks: list[NewTask]) -> list[SimpleNamespace]:
+        self.calls.append([t.kind for t in tasks])
+        raise BatchLost("database or disk is full; the batch's transaction was rolled back")
+
+
+def test_a_lost_turn_is_not_retried_per_submission_nor_answered_internal() -> None:
+    # Pool._flush_turn rolls the turn back and answers every submitter
+    # store_unavailable (503, Retry-After); a per-submission retry could only fail.
+    conn, pool = _Conn(), _LostPool(set())
+    with pytest.raises(BatchLost):
+        _store(pool, _submits(conn, "a", "b"))
+    assert pool.calls == [["a", "a", "b", "b"]] and conn.errors == {}
+
