@@ -33,14 +33,9 @@ log = logging.getLogger("offload.background")
 _outboxes: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, dict[str, Outbox]] = (
     weakref.WeakKeyDictionary()
 )
-_pid = os.getpid()
-
-
 def _forked() -> None:
     """In a forked child: the parent's clients and outboxes are not ours."""
-    global _pid
     _outboxes.clear()
-    _pid = os.getpid()
 
 
 os.register_at_fork(after_in_child=_forked)
@@ -129,7 +124,7 @@ def queued_background() -> int:
 @atexit.register
 def _report_lost() -> None:
     left = queued_background()
-    if left and os.getpid() == _pid:
+    if left:  # a forked child forgot its parent's (_forked)
         log.error("exiting with %d background call(s) not stored: they are lost "
                   "(await executor.drain_background() at shutdown)", left)
 
