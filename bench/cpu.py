@@ -26,11 +26,11 @@ def _role(pid: int, master: int) -> str | None:
         return None
     if pid == master:
         return "master"
-    if b"executor.template" in cmd:
+    if b"executor.worker.template" in cmd:
         return "executors"
     if b"executor" in cmd:
         return "pool"
-    if b"executor.keeper" in cmd:
+    if b"executor.pool.keeper" in cmd:
         return "keeper"
     return "http" if any(b"gunicorn" in c for c in cmd) else None
 

@@ -20,8 +20,8 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from executor.client import PoolClient
-from executor.codec import encode_call
+from executor.client.client import PoolClient
+from executor.wire.codec import encode_call
 from tests.support.procs import Env, PoolHandle
 
 NOOP = {"kind": "noop", "payload": encode_call([], {})}

@@ -1,6 +1,6 @@
 """The gunicorn master's side of pool supervision (used by gunicorn.conf.py).
 
-The master starts one *keeper* process (``python -m executor.keeper``) and
+The master starts one *keeper* process (``python -m executor.pool.keeper``) and
 keeps the write end of a lifeline pipe; the keeper runs and respawns the
 pool. The master never waits on the keeper's exit status (gunicorn's own
 ``waitpid(-1)`` may take it). It holds the read end of a second pipe, the
@@ -32,7 +32,7 @@ from typing import Any
 
 from config.paths import ensure_private_dir, run_dir_for
 from config.settings import ConfigError, Settings, load_settings
-from executor.retry import RESPAWN_FIRST_S, respawn_delay_s
+from executor.pool.retry import RESPAWN_FIRST_S, respawn_delay_s
 
 log = logging.getLogger("offload.supervision")
 
@@ -93,7 +93,7 @@ class Supervision:
         call with the lock held. Raises ``OSError`` if it cannot be spawned."""
         lifeline_r, lifeline_w = os.pipe()
         watch_r, watch_w = os.pipe()
-        cmd = [sys.executable, "-m", "executor.keeper", "--lifeline-fd", str(lifeline_r),
+        cmd = [sys.executable, "-m", "executor.pool.keeper", "--lifeline-fd", str(lifeline_r),
                "--watch-fd", str(watch_w)]
         if "OFFLOAD_CONFIG" in os.environ:
             cmd += ["--config", os.environ["OFFLOAD_CONFIG"]]
@@ -197,7 +197,7 @@ class Supervision:
 
         Also: SIGINT (Ctrl-C) and SIGQUIT make gunicorn's asgi worker stop at
         once, skipping the app's lifespan shutdown and with it the storing of
-        background calls still queued (``executor.outbox``). With calls
+        background calls still queued (``executor.client.outbox``). With calls
         queued when one arrives, the worker stops gracefully instead, so they
         are stored first (the master still kills it after
         ``graceful_timeout``); with none, the quick stop stays quick."""
@@ -233,7 +233,7 @@ def _quit(worker: Any) -> None:
     to be stored (see ``Supervision.post_worker_init``). Every such signal
     decides anew: Ctrl-C brings two (the terminal's SIGINT, the master's
     SIGQUIT)."""
-    from executor.shared import queued_background  # the worker's, after fork
+    from executor.client.shared import queued_background  # the worker's, after fork
 
     queued = queued_background()
     if not queued:

@@ -4,9 +4,9 @@ Public names for task code: ``task``, ``BackgroundTasks``, ``BackgroundTask``,
 ``drain_background``, ``progress``, ``Retry``, ``TaskTimeout``. The rest is the pool's machinery.
 """
 
-from executor.background import BackgroundTask, BackgroundTasks
-from executor.context import progress
-from executor.errors import (
+from executor.client.background import BackgroundTask, BackgroundTasks
+from executor.client.shared import drain_background
+from executor.wire.errors import (
     OffloadError,
     PoolError,
     PoolUnavailable,
@@ -14,8 +14,8 @@ from executor.errors import (
     TaskTimeout,
     UnknownKind,
 )
-from executor.registry import Registry, task
-from executor.shared import drain_background
+from executor.wire.registry import Registry, task
+from executor.worker.context import progress
 
 __all__ = [
     "BackgroundTask",

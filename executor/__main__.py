@@ -14,7 +14,7 @@ import uvloop
 
 from config import ConfigError, run_dir_for, start_process
 from config.paths import ensure_private_dir
-from executor.pool import Pool
+from executor.pool.pool import Pool
 from executor.store import StoreError
 
 

@@ -20,7 +20,7 @@ from time import perf_counter
 
 from config.settings import ConfigError, Settings, load_settings
 from config.supervision import supervision
-from executor.registry import import_object
+from executor.wire.registry import import_object
 from metrics import HttpObservations
 from server import lifespan
 from server.errors import ApiError

@@ -43,8 +43,8 @@ from urllib.parse import quote
 
 import httpx
 
-from executor.errors import OffloadError
 from executor.store.base import FINISHED
+from executor.wire.errors import OffloadError
 
 LONG_POLL_S = 20.0
 """Default longest single ``?wait=`` (the server's ``long_poll_max_s`` defaults to 60)."""

@@ -7,7 +7,7 @@ carries exactly that plus the HTTP status and any extra headers.
 
 from __future__ import annotations
 
-from executor.errors import OffloadError, PoolError, PoolUnavailable
+from executor.wire.errors import OffloadError, PoolError, PoolUnavailable
 
 Headers = list[tuple[bytes, bytes]]
 

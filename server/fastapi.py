@@ -47,7 +47,7 @@ try:
 except ImportError as exc:  # pragma: no cover - depends on the environment
     raise ImportError("server.fastapi needs FastAPI: pip install fastapi") from exc
 
-from executor.background import BackgroundTasks
+from executor.client.background import BackgroundTasks
 
 log = logging.getLogger("offload.server")
 

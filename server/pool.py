@@ -1,7 +1,7 @@
 """The HTTP worker's link to the pool: a lazy ``PoolClient`` and the metrics shipper.
 
 One ``PoolLink`` per app. Its client is the process's shared one
-(``executor.shared.shared_client``), so the worker's offload routes and the
+(``executor.client.shared.shared_client``), so the worker's offload routes and the
 ``BackgroundTasks`` of the app served beside them use one connection. It is
 made on first use *inside the running event loop* (never at import or in the
 gunicorn master, whose loop-less fork would share a socket), and another
@@ -21,9 +21,9 @@ from typing import Any
 
 from config.paths import socket_path_for
 from config.settings import Settings
-from executor.client import PoolClient
-from executor.errors import PoolError, PoolUnavailable
-from executor.shared import drain_background, shared_client, use_settings
+from executor.client.client import PoolClient
+from executor.client.shared import drain_background, shared_client, use_settings
+from executor.wire.errors import PoolError, PoolUnavailable
 from metrics import HttpObservations
 from server.errors import from_pool_error, from_pool_unavailable
 

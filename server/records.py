@@ -13,8 +13,8 @@ from __future__ import annotations
 import math
 from typing import Any
 
-from executor.codec import decode_value, to_json_safe
 from executor.store.base import FINISHED
+from executor.wire.codec import decode_value, to_json_safe
 
 _COPIED = ("id", "kind", "status", "attempts", "max_retries", "timeout_s", "priority",
            "not_before", "created_at", "started_at", "finished_at", "progress", "error",
@@ -22,7 +22,7 @@ _COPIED = ("id", "kind", "status", "attempts", "max_retries", "timeout_s", "prio
 
 
 def to_json(wire: dict[str, Any]) -> dict[str, Any]:
-    """The API record for a wire record (``executor.ops.record_to_wire``)."""
+    """The API record for a wire record (``executor.pool.ops.record_to_wire``)."""
     get = wire.get
     out = {name: get(name) for name in _COPIED}
     result = get("result")

@@ -10,7 +10,7 @@ Submit body (``POST /tasks``, and each item of ``POST /tasks/batch``)::
      "delay_s": number >= 0  |  "eta": epoch seconds,
      "priority": int -1000..1000, "idempotency_key": str (1..200 chars)}
 
-The pool spec (``executor.ops`` ``submit``) is ``{"kind", "payload"}`` plus
+The pool spec (``executor.pool.ops`` ``submit``) is ``{"kind", "payload"}`` plus
 the options given; ``delay_s``/``eta`` become ``not_before``.
 """
 
@@ -19,9 +19,9 @@ from __future__ import annotations
 import math
 from typing import Any
 
-from executor.codec import encode_call
-from executor.specs import MAX_TIMEOUT_S, PRIORITY_MAX, PRIORITY_MIN
+from executor.pool.specs import MAX_TIMEOUT_S, PRIORITY_MAX, PRIORITY_MIN
 from executor.store.base import STATUSES
+from executor.wire.codec import encode_call
 from server.errors import invalid
 
 SPEC_FIELDS = ("kind", "args", "kwargs", "max_retries", "timeout_s", "delay_s", "eta",

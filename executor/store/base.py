@@ -44,7 +44,7 @@ class NewTask(NamedTuple):
     task, and a frozen dataclass's ``__init__`` costs twice as much."""
 
     kind: str
-    payload: bytes  # executor.codec.encode_call(args, kwargs)
+    payload: bytes  # executor.wire.codec.encode_call(args, kwargs)
     max_retries: int
     timeout_s: float
     priority: int = 0

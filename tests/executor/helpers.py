@@ -5,8 +5,8 @@ from __future__ import annotations
 import sqlite3
 from typing import Any
 
-from executor.codec import decode_value, encode_call
-from executor.errors import PoolError
+from executor.wire.codec import decode_value, encode_call
+from executor.wire.errors import PoolError
 from tests.support.procs import PoolHandle, wait_for
 
 

@@ -187,7 +187,7 @@ def test_503_with_json_while_the_pool_is_down(server: ServerHandle) -> None:
     # Hold the keeper so it cannot respawn the pool, then kill the pool: the
     # HTTP workers must answer 503 with a JSON error, never hang or 202.
     keeper = next(pid for pid in session_pids(server.pid)
-                  if b"executor.keeper" in Path(f"/proc/{pid}/cmdline").read_bytes())
+                  if b"executor.pool.keeper" in Path(f"/proc/{pid}/cmdline").read_bytes())
     pool = server.pool_pid()
     assert pool is not None
     os.kill(keeper, signal.SIGSTOP)

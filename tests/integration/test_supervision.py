@@ -29,7 +29,7 @@ def http_workers(server: ServerHandle) -> set[int]:
 def keeper_pid(server: ServerHandle) -> int | None:
     """The live keeper's pid, if there is one."""
     return next((pid for pid in session_pids(server.pid)
-                 if b"executor.keeper" in _cmdline(pid)), None)
+                 if b"executor.pool.keeper" in _cmdline(pid)), None)
 
 
 def kill_a_worker_and_wait_for_its_replacement(server: ServerHandle) -> None:

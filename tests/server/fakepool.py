@@ -1,7 +1,7 @@
 """A fake pool for the HTTP layer's unit tests: the narrow seam.
 
 It listens on a real Unix socket and speaks the real framing
-(``executor.protocol``), answering ``REQUEST`` frames with canned, stateful
+(``executor.wire.protocol``), answering ``REQUEST`` frames with canned, stateful
 ``REPLY`` frames over a dict of tasks. It runs its own event loop in a
 thread, so tests drive the app from any loop they like.
 """
@@ -14,8 +14,8 @@ import time
 import uuid
 from typing import Any
 
-from executor.codec import encode_value
-from executor.protocol import FrameReader, FrameType, encode
+from executor.wire.codec import encode_value
+from executor.wire.protocol import FrameReader, FrameType, encode
 
 FINISHED = ("succeeded", "failed", "cancelled")
 

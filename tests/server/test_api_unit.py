@@ -13,7 +13,7 @@ from typing import Any
 import httpx
 import pytest
 
-from executor.codec import decode_call
+from executor.wire.codec import decode_call
 from server import create_app, mount
 from server.http import ASGIApp
 from tests.server.conftest import call, error_of, lifespan, run, settings_for

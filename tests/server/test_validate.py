@@ -7,8 +7,8 @@ from typing import Any
 
 import pytest
 
-from executor.codec import decode_call, encode_value
-from executor.errors import PoolError, PoolUnavailable
+from executor.wire.codec import decode_call, encode_value
+from executor.wire.errors import PoolError, PoolUnavailable
 from server import records, validate
 from server.errors import ApiError, from_pool_error, from_pool_unavailable
 

@@ -25,8 +25,8 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any, TypeVar
 
-from executor.client import PoolClient
-from executor.codec import encode_call
+from executor.client.client import PoolClient
+from executor.wire.codec import encode_call
 
 ROOT = Path(__file__).resolve().parents[2]
 PYTHON = sys.executable

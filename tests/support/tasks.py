@@ -235,7 +235,7 @@ def gate(name: str, value: str = "", limit_s: float = 30.0) -> str:
 
 @task(name="typed_values", max_retries=0)
 def typed_values(seed: int) -> dict[str, object]:
-    """Return values of every extension type of ``executor.codec``, built here."""
+    """Return values of every extension type of ``executor.wire.codec``, built here."""
     return {
         "naive": dt.datetime(2024, 2, 29, 12, 30, 15, 123456),
         "aware": dt.datetime(2024, 2, 29, 12, 30, tzinfo=dt.timezone(dt.timedelta(hours=-5))),

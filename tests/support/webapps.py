@@ -39,7 +39,7 @@ from starlette.responses import JSONResponse
 from starlette.routing import Route
 
 from executor import BackgroundTask, BackgroundTasks
-from executor.context import current_task_id
+from executor.worker.context import current_task_id
 from server.fastapi import OffloadTasks
 from tests.support.tasks import segfault
 

@@ -1,0 +1,373 @@
+"""``BackgroundTasks``: the FastAPI/Starlette ``add_task`` API, run durably by offload.
+
+::
+
+    from executor import BackgroundTasks
+
+    tasks = BackgroundTasks()
+    tasks.add_task(send_email, user.email, subject="Welcome")
+    tasks.add_task(audit, "signup", user.id)
+    return JSONResponse({"id": user.id}, status_code=201, background=tasks)
+
+Contract:
+
+- ``add_task(fn, *args, **kwargs)`` checks the call at once and raises
+  ``TypeError`` saying why and what to do if an executor could not make it:
+  ``fn`` must be a module-level function (sync or ``async def``) importable
+  by its module path, so no lambdas, closures, bound methods of instances
+  or functions of ``__main__``; the arguments must fit ``fn``'s signature,
+  be encodable (``executor.wire.codec``; the message names the argument) and,
+  encoded, fit in half of ``max_frame_bytes``. The calls of one
+  ``BackgroundTasks`` too large for one submit go in several, in order.
+- Each call becomes one task, with its own record, id and retries. Its kind
+  is the ``@task`` kind when ``fn`` is registered, else ``module.qualname``
+  (sent with ``ref="module:qualname"``, so any importable function works).
+- The calls of one ``BackgroundTasks`` run in the order added, one after
+  another: a call starts once the previous one has finished, retries
+  included; one that fails for good does not stop the next.
+- ``await tasks()`` hands every pending call to this process's outbox
+  (``executor.client.outbox``) and returns at once: nothing waits for the pool
+  after the response. The outbox stores the calls of many requests in one
+  submit, within a round trip, and keeps them, re-sending while the pool is
+  unreachable, until they are stored; each carries an idempotency key, so
+  nothing is stored twice. Until stored, calls live in this process's
+  memory only: a worker killed in that millisecond or so loses them, as it
+  would lose Starlette's own tasks. ``task_ids`` fills in as they are stored.
+- ``await tasks.submit()`` does the same and waits until they are stored,
+  returning their ids; for routes that answer with an id, or must know the
+  calls are durable before they answer.
+
+Starlette runs ``Response(background=tasks)`` after sending the response, so
+that is when the calls are handed off; for FastAPI's dependency injection
+use ``server.fastapi.OffloadTasks``. offload's HTTP app drains the outbox at
+shutdown; anywhere else, ``await executor.drain_background()`` at shutdown.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import functools
+import inspect
+import itertools
+import os
+import time
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any, ParamSpec, Protocol
+
+from config.settings import Settings
+from executor.client.shared import default_settings, shared_outbox
+from executor.wire.callcheck import CallCheck, params_of
+from executor.wire.codec import encode_call
+from executor.wire.errors import PoolUnavailable
+from executor.wire.registry import import_object, task_def
+
+P = ParamSpec("P")
+
+STORE_TIMEOUT_S = 5.0
+"""How long ``submit()`` waits by default for its calls to be stored (the
+pool is respawned within seconds)."""
+
+
+class CallLike(Protocol):
+    """A Starlette/Lilya-style ``BackgroundTask``: a function and its arguments."""
+
+    @property
+    def func(self) -> Callable[..., Any]: ...
+    @property
+    def args(self) -> Sequence[Any]: ...
+    @property
+    def kwargs(self) -> Mapping[str, Any]: ...
+
+
+@dataclass(frozen=True, slots=True)
+class _Target:
+    """What an executor needs to find a function again, worked out once per function."""
+
+    kind: str
+    ref: str
+    names: tuple[str, ...]  # positional parameter names, for error messages
+    check: CallCheck | None  # None: the signature cannot be read (some builtins)
+    options: tuple[tuple[str, Any], ...]  # the @task options the pool cannot know otherwise
+
+
+@dataclass(frozen=True, slots=True)
+class _Call:
+    kind: str
+    ref: str
+    payload: bytes
+    options: tuple[tuple[str, Any], ...]
+
+
+class _GroupIds:
+    """This process's group ids: a random tag drawn at start and after every
+    fork (gunicorn's workers are forked), then a counter: unique without a
+    system call per ``BackgroundTasks`` (``os.urandom`` each time cost more
+    than the rest of ``BackgroundTasks()``)."""
+
+    tag = ""
+    count = itertools.count()
+
+    @classmethod
+    def renew(cls) -> None:
+        cls.tag = os.urandom(6).hex()
+        cls.count = itertools.count()
+
+
+_GroupIds.renew()
+os.register_at_fork(after_in_child=_GroupIds.renew)
+
+
+def _group_id() -> str:
+    """32 hex digits: milliseconds since the epoch, this process's 48-bit
+    random tag, then a 32-bit counter.
+
+    Time-ordered, so the store's group and idempotency-key indexes grow at
+    their right edge instead of at random pages. Two ids are equal only if
+    two processes drew the same tag and reached the same count within the
+    same millisecond.
+    """
+    return (f"{time.time_ns() // 1_000_000:012x}{_GroupIds.tag}"
+            f"{next(_GroupIds.count) & 0xFFFFFFFF:08x}")
+
+
+def _refuse(fn: object, why: str, todo: str) -> TypeError:
+    name = getattr(fn, "__qualname__", None) or type(fn).__name__
+    return TypeError(f"add_task({name}): {why}; {todo}")
+
+
+_LARGE_PAYLOAD = 64 * 1024  # arguments this small are never checked against the frame limit
+_SPEC_OVERHEAD = 1024  # a call's submit spec beside its payload, generously
+
+_MODULE_LEVEL = ("define it at module level in a module the executors can import "
+                 "(e.g. one listed in task_modules)")
+
+
+def _target(fn: Callable[..., Any]) -> _Target:
+    """Check that an executor can re-create ``fn`` and describe it. Raises ``TypeError``."""
+    if isinstance(fn, functools.partial):
+        raise _refuse(fn, "functools.partial objects cannot be sent to an executor",
+                      "pass the function and all its arguments to add_task")
+    owner: object = None
+    if inspect.ismethod(fn):
+        owner = fn.__self__
+        if not isinstance(owner, type):
+            raise _refuse(fn, "bound methods cannot be re-created in an executor",
+                          "use a module-level function and pass the object's id")
+    elif inspect.isbuiltin(fn):
+        if not inspect.ismodule(fn.__self__):
+            raise _refuse(fn, "bound methods cannot be re-created in an executor",
+                          "use a module-level function and pass the object's id")
+    elif inspect.isclass(fn):
+        raise _refuse(fn, "a class is not a function", "call a module-level function that "
+                      "builds and uses the object, and pass it plain arguments")
+    elif not inspect.isfunction(fn):
+        raise _refuse(fn, f"{type(fn).__name__} objects are not functions and cannot be "
+                      "re-created in an executor", "wrap the call in a module-level function")
+    return _describe(fn, owner)
+
+
+@functools.lru_cache(maxsize=1024)
+def _describe(fn: Callable[..., Any], owner: object) -> _Target:
+    module, qualname = getattr(fn, "__module__", None), fn.__qualname__
+    if fn.__name__ == "<lambda>":
+        raise _refuse(fn, "lambdas cannot be imported by an executor", _MODULE_LEVEL)
+    if "<locals>" in qualname:
+        raise _refuse(fn, "nested functions and closures cannot be imported by an executor",
+                      _MODULE_LEVEL + ", and pass what it captured as arguments")
+    if module == "__main__":
+        raise _refuse(fn, "functions defined in __main__ (the script that was run) cannot be "
+                      "imported by an executor", "move it into an importable module")
+    if not module:
+        raise _refuse(fn, "it has no __module__ to import it from", _MODULE_LEVEL)
+    if inspect.isgeneratorfunction(fn) or inspect.isasyncgenfunction(fn):
+        raise _refuse(fn, "generator functions return a generator, which cannot be sent back",
+                      "use a function that does the work and returns a plain value")
+    try:
+        found: Any = import_object(f"{module}:{qualname}")
+    except Exception as exc:
+        raise _refuse(fn, f"{module}:{qualname} cannot be imported ({exc})",
+                      _MODULE_LEVEL) from None
+    same = (found is fn if owner is None else
+            getattr(found, "__func__", None) is getattr(fn, "__func__", fn)
+            and getattr(found, "__self__", None) is owner)
+    if not same:
+        raise _refuse(fn, f"importing {module}:{qualname} gives another object than this "
+                      "function (was it replaced, or decorated without functools.wraps?)",
+                      "pass the function the module exposes under that name")
+    ref = f"{module}:{qualname}"
+    params = params_of(fn)
+    check = None if params is None else CallCheck(ref, params)
+    names = () if check is None else tuple(
+        p.name for p in check.signature.parameters.values()
+        if p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD))
+    d = task_def(fn)
+    options: tuple[tuple[str, Any], ...] = ()
+    if d is not None:
+        options = tuple((k, v) for k, v in (("max_retries", d.options.max_retries),
+                                             ("timeout_s", d.options.timeout_s))
+                        if v is not None)
+    return _Target(d.kind if d is not None else f"{module}.{qualname}", ref, names,
+                   check, options)
+
+
+def _prepare(fn: Callable[..., Any], args: Sequence[Any], kwargs: Mapping[str, Any]) -> _Call:
+    target = _target(fn)
+    # Binding depends on the call's shape alone: CallCheck binds each shape
+    # once (``Signature.bind`` costs ~3 us), as the pool checks HTTP calls.
+    why = None if target.check is None else target.check.why(len(args), tuple(kwargs))
+    if why is not None:
+        raise TypeError(f"add_task({target.ref}): {why}; the call would fail in the executor")
+    try:
+        payload = encode_call(args, kwargs, target.names)
+    except TypeError as exc:
+        raise TypeError(f"add_task({target.ref}): {exc}") from None
+    return _Call(target.kind, target.ref, payload, target.options)
+
+
+class BackgroundTask:
+    """One call ``func(*args, **kwargs)``, checked when made (as ``add_task`` checks).
+
+    Shaped like Starlette's ``BackgroundTask``: ``Response(background=task)``
+    hands it off alone after the response; ``task_id`` is set once stored.
+    """
+
+    def __init__(self, func: Callable[P, Any], *args: P.args, **kwargs: P.kwargs) -> None:
+        self.func = func
+        self.args = args
+        self.kwargs = kwargs
+        self._call = _prepare(func, args, kwargs)
+        self._tasks = BackgroundTasks([self])
+
+    @property
+    def task_id(self) -> str | None:
+        """The call's task id once stored, else ``None``."""
+        return self._tasks.task_ids[0] if self._tasks.task_ids else None
+
+    async def __call__(self) -> None:
+        """Hand this call off, as ``BackgroundTasks.__call__`` does."""
+        await self._tasks()
+
+    async def submit(self, timeout_s: float = STORE_TIMEOUT_S) -> str:
+        """Hand this call off and return its id once stored; raises as
+        ``BackgroundTasks.submit`` does."""
+        return (await self._tasks.submit(timeout_s))[0]
+
+
+class BackgroundTasks:
+    """Calls to run in executors after the response, in order; see the module docstring.
+
+    ``tasks`` are ``BackgroundTask``-shaped objects (offload's, Starlette's,
+    Lilya's: anything with ``func``, ``args`` and ``kwargs``), added in
+    order. ``settings`` pick the pool; by default the one of the offload
+    app serving this process (``executor.client.shared.default_settings``).
+
+    ``len()`` counts every call added; ``pending_count()`` those not yet
+    stored; ``task_ids`` holds the ids of the stored ones, in order.
+    Not for concurrent use by several coroutines.
+    """
+
+    def __init__(self, tasks: Sequence[CallLike] | None = None, *,
+                 settings: Settings | None = None) -> None:
+        self.settings = settings
+        self.group_id = _group_id()
+        self.task_ids: list[str] = []
+        self._pending: list[tuple[int, _Call]] = []  # added, not yet handed off
+        self._handed: list[asyncio.Future[list[str]]] = []  # handed off, not yet stored
+        self._handed_calls = 0
+        self._added = 0
+        for t in tasks or ():
+            if isinstance(t, BackgroundTask):
+                self._append(t._call)
+            elif all(hasattr(t, a) for a in ("func", "args", "kwargs")):
+                self._append(_prepare(t.func, t.args, t.kwargs))
+            else:
+                raise TypeError(f"BackgroundTasks() takes BackgroundTask(fn, *args, **kwargs) "
+                                f"objects, got {type(t).__name__}")
+
+    def add_task(self, fn: Callable[P, Any], *args: P.args, **kwargs: P.kwargs) -> None:
+        """Add the call ``fn(*args, **kwargs)``. Raises ``TypeError`` if an executor
+        could not make it (see the module docstring); nothing is added then."""
+        self._append(_prepare(fn, args, kwargs))
+
+    def _append(self, call: _Call) -> None:
+        if len(call.payload) > _LARGE_PAYLOAD:
+            limit = (self.settings or default_settings()).max_frame_bytes // 2 - _SPEC_OVERHEAD
+            if len(call.payload) > limit:
+                raise TypeError(
+                    f"add_task({call.ref}): its arguments are {len(call.payload)} bytes "
+                    f"encoded, over the {limit} one call may carry (half of max_frame_bytes); "
+                    "store large data elsewhere (a file, object storage) and pass a reference")
+        self._pending.append((self._added, call))
+        self._added += 1
+
+    def __len__(self) -> int:
+        return self._added
+
+    def pending_count(self) -> int:
+        """Calls added but not yet stored by the pool."""
+        return len(self._pending) + self._handed_calls
+
+    def __repr__(self) -> str:
+        return (f"<BackgroundTasks group={self.group_id} added={self._added} "
+                f"pending={self.pending_count()}>")
+
+    def _spec(self, seq: int, call: _Call) -> dict[str, Any]:
+        spec: dict[str, Any] = {"kind": call.kind, "payload": call.payload, "ref": call.ref,
+                                "group_id": self.group_id, "seq": seq,
+                                "idempotency_key": f"bg:{self.group_id}:{seq}"}
+        spec.update(call.options)
+        return spec
+
+    async def __call__(self) -> None:
+        """Hand every pending call to the outbox and return (see the module docstring).
+
+        Waits only while the outbox is full (``executor.client.outbox``).
+        """
+        if not self._pending:
+            return
+        batch, self._pending = self._pending, []
+        specs = [self._spec(seq, call) for seq, call in batch]
+        try:
+            outbox = shared_outbox(self.settings)
+            # No coroutine to await while there is room: this runs once per request.
+            parts = await outbox.put(specs) if outbox.full() else outbox.offer(specs)
+        except BaseException:
+            self._pending[:0] = batch
+            raise
+        for stored, n in parts:
+            self._handed.append(stored)
+            self._handed_calls += n
+            stored.add_done_callback(functools.partial(self._stored, n))
+
+    def _stored(self, n: int, fut: asyncio.Future[list[str]]) -> None:
+        # The outbox sets its futures in the order queued: task_ids keeps the
+        # order the calls were added in.
+        self._handed_calls -= n
+        if not fut.cancelled() and fut.exception() is None:
+            self.task_ids.extend(fut.result())
+
+    async def submit(self, timeout_s: float = STORE_TIMEOUT_S) -> list[str]:
+        """Hand off the pending calls and wait until every call handed off is
+        stored; returns ``task_ids``.
+
+        Raises ``PoolUnavailable`` if they are not stored within ``timeout_s``
+        (they stay queued in this process and are stored once the pool is
+        back, never twice), or the ``PoolError`` with which the pool refused
+        one (that call is dropped).
+        """
+        await self()
+        waiting = [f for f in self._handed if not f.done()]
+        if waiting:
+            _, late = await asyncio.wait(waiting, timeout=timeout_s)
+            if late:
+                raise PoolUnavailable(
+                    f"{self._handed_calls} background call(s) were not stored within "
+                    f"{timeout_s} s; they stay queued in this process and are stored once "
+                    "the pool is back")
+        handed, self._handed = self._handed, []
+        for fut in handed:
+            error = None if fut.cancelled() else fut.exception()
+            if error is not None:
+                raise error
+        return list(self.task_ids)

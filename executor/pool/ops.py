@@ -1,0 +1,59 @@
+"""The requests the pool answers on its socket (``REQUEST`` frames).
+
+Every request is ``{"id": int, "op": str, "args": map}``; the reply carries
+the same id. Errors are ``{"code", "message", "field"}`` (see
+``executor.wire.errors.PoolError``). A *record* is ``record_to_wire(TaskRecord)``.
+
+``submit``  args ``{"tasks": [spec, ...], "reply"?: "ids"}`` -> ``{"tasks": [record, ...]}``
+    (``{"ids": [str, ...]}`` with ``"reply": "ids"``, as the outbox asks).
+    All or nothing, durable before the reply. A spec is ``{"kind": str,
+    "payload": bytes}`` (``executor.wire.codec.encode_call``) plus optional
+    ``max_retries``, ``timeout_s``, ``priority``, ``not_before`` (epoch s),
+    ``idempotency_key``, ``group_id``, ``seq`` and ``ref`` ("module:qualname",
+    for ``BackgroundTasks`` functions that are not registered kinds).
+    Missing options take the kind's ``@task`` options, then the settings.
+    The call in ``payload`` must bind to the registered kind's parameters
+    (as Python would bind it), else ``invalid`` with field ``tasks[i].args``
+    (too many positional arguments, a required positional one missing) or
+    ``tasks[i].kwargs`` (an unexpected, duplicate or positional-only keyword,
+    a required keyword-only one missing); a payload that is not an encoded
+    call is ``invalid``, field ``tasks[i].payload``. Specs with ``ref`` are
+    not checked here (``add_task`` checked them when the call was made).
+    Errors: ``unknown_kind`` (field ``tasks[i].kind``), ``invalid``;
+    ``store_unavailable`` when the store cannot write or sync them (disk full,
+    I/O error): nothing stored, or not known to be durable; send again.
+``get``     ``{"id": str, "wait_s"?: float}`` -> record. With ``wait_s`` the
+    reply waits until the task is finished or ``wait_s`` (0..3600) passes.
+    ``not_found``; ``invalid`` (field ``wait_s``) for another wait.
+``list``    ``{"status"?, "kind"?, "limit"?, "cursor"?}`` -> ``{"tasks", "next_cursor"}``.
+``cancel``  ``{"id": str, "force"?: bool, "by"?: str}`` -> record (status
+    ``cancelled``). ``not_found``; ``conflict`` if finished, or running without force.
+``stats``   ``{}`` -> ``{"counts": {status: n}, "queue_depth": n, "oldest_due_s": s,
+    "executors": [{"pid", "state", "task_id", "tasks_run", "rss_mb"}]}``
+    (``oldest_due_s``: how long the longest-waiting due task has waited, 0
+    when none; ``rss_mb`` is null until the executor has run a task).
+``kinds``   ``{}`` -> ``{"kinds": {kind: {"max_retries", "timeout_s", "retry_backoff_s",
+    "retry_backoff_max_s", "params"}}}``: the template's manifest
+    (``executor.worker.template``); ``params`` is ``[[name, kind, has_default], ...]``
+    (``kind`` 0..4, see ``executor.wire.callcheck.params_of``) or ``None``.
+``health``  ``{}`` -> ``{"executors_up": n, "executors_wanted": n}``.
+``metrics`` ``{}`` -> ``{"text": str}``: Prometheus text of every metric.
+``observe_http`` ``{"samples": [[method, route, status, seconds], ...]}`` -> ``{}``:
+    HTTP workers hand their request observations to the pool, which owns
+    every metric (see ``metrics``).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from executor.store.base import TaskRecord
+
+_WIRE_FIELDS = ("id", "kind", "status", "attempts", "max_retries", "timeout_s", "priority",
+                "not_before", "created_at", "started_at", "finished_at", "result", "error",
+                "progress", "cancelled_by", "group_id", "seq", "idempotency_key")
+
+
+def record_to_wire(rec: TaskRecord) -> dict[str, Any]:
+    """The record as sent on the socket (``result`` stays codec bytes)."""
+    return {name: getattr(rec, name) for name in _WIRE_FIELDS}

@@ -1,0 +1,490 @@
+"""The pool: one process that owns the store, the executors and the socket.
+
+It runs an asyncio loop (uvloop) and does three things:
+
+* answers requests from the socket (``executor.pool.requests``);
+* at the end of each loop turn, commits in one transaction (group commit)
+  the submissions and outcomes that arrived and the claims of due tasks for
+  the executors (``executor.pool.fleet`` hands them out, keeps a few waiting in
+  each executor's pipe, and reports how each one ended); a new task that
+  can run at once is stored already claimed;
+* applies the retry policy to failed attempts, runs the timers (due tasks,
+  lease renewal, purge of expired results).
+
+Signal handlers only set flags or schedule work on the loop (gunicorn's
+habit): SIGTERM (and SIGINT when run on its own) -> graceful stop, SIGHUP ->
+reload settings and task code, EOF on the lifeline fd -> graceful stop.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import concurrent.futures
+import gc
+import logging
+import os
+import signal
+import sys
+import time
+import uuid
+from collections import Counter
+from collections.abc import Callable
+from typing import Any
+
+from config import ConfigError, Settings, load_settings, socket_path_for
+from executor.pool.fleet import STATUS_WAIT_S, Fleet
+from executor.pool.listener import listen
+from executor.pool.requests import Requests, Submission
+from executor.pool.retry import RetryPolicy, should_retry
+from executor.pool.slots import Inflight, Slot
+from executor.store import NewTask, Outcome, Store, TaskRecord, open_store
+from metrics import PoolMetrics
+
+log = logging.getLogger("offload.pool")
+
+LEASE_S = 300.0
+TICK_S = 0.05
+# The fsync thread needs the GIL twice per group commit (to start, and to hand
+# the result back); with the default 5 ms switch interval it waited behind a
+# busy loop for up to that long each time. 0.5 ms: +10 % single POST /tasks
+# (2,980/2,993 -> 3,304/3,302 per s, wrk -c64, two runs each).
+GIL_SWITCH_S = 0.0005
+DUE_TIMER_MAX_S = 3600.0  # a far-off due time re-arms its timer on the way
+RETRY_TURN_S = 0.5  # after a turn the store refused (disk full, I/O error)
+START_WRITE_S = 0.05  # a task's start reaches the store with a turn at most this late
+
+
+class Pool:
+    """The dispatcher. Build it in the pool process's ``main``; ``run`` until stopped."""
+
+    def __init__(self, settings: Settings, config_path: str | None = None,
+                 lifeline_fd: int | None = None) -> None:
+        self.settings = settings
+        self.config_path = config_path
+        self.lifeline_fd = lifeline_fd
+        self.store: Store = open_store(settings.store_url, writer=True)
+        self.metrics = PoolMetrics()
+        self.owner = uuid.uuid4().hex
+        self.requests = Requests(self)
+        self.fleet = Fleet(self)
+        self.stopping = False
+        self._maybe_due = True
+        self._next_due: float | None = None
+        self._due_timer: asyncio.TimerHandle | None = None
+        self._finishes: list[tuple[Outcome, Inflight]] = []
+        # (id, started_at, time.monotonic() when heard), oldest first: stored
+        # with a turn once START_WRITE_S old, unless the outcome comes first.
+        self._starts: list[tuple[str, float, float]] = []
+        self._starts_timer: asyncio.TimerHandle | None = None
+        self._submitted: Counter[str] = Counter()  # tasks stored this turn, by kind
+        self._turn_scheduled = False
+        self._stopped: asyncio.Event | None = None
+        self._reloading = False
+        self._last_renew = 0.0
+        self._last_purge = 0.0
+        # Group commit, pipelined: submissions commit without fsync on the loop;
+        # one thread fsyncs, and their replies go out once it has (after_sync).
+        self._fsync = concurrent.futures.ThreadPoolExecutor(1, "offload-fsync")
+        self._syncing = False
+        self._sync_next: list[Callable[[BaseException | None], None]] = []
+
+    # -- lifecycle -------------------------------------------------------------
+
+    @property
+    def manifest(self) -> dict[str, dict[str, Any]]:
+        """Registered kinds and their options, from the current template."""
+        return self.fleet.manifest
+
+    async def run(self) -> None:
+        """Serve until a stop is requested, then stop gracefully."""
+        loop = asyncio.get_running_loop()
+        sys.setswitchinterval(GIL_SWITCH_S)
+        self._stopped = asyncio.Event()
+        recovered = self.store.recover(time.time(), everything=True)
+        if recovered:
+            log.warning("recovered %d task(s) left running by a previous pool", len(recovered))
+            for rec in recovered:
+                if rec.status == "failed":
+                    self.metrics.task_failed_attempt(rec.kind, "lost")
+                    self.metrics.task_finished(rec.kind, "failed")
+        self.fleet.use_template(await self.fleet.start_template())
+        server = await listen(socket_path_for(self.settings), self.requests.handle,
+                              self.settings.max_frame_bytes)
+        loop.add_signal_handler(signal.SIGTERM, self.request_stop)
+        if self.lifeline_fd is None:  # on its own: Ctrl-C stops it
+            loop.add_signal_handler(signal.SIGINT, self.request_stop)
+        else:
+            # Supervised: a terminal's Ctrl-C reaches every process, and the HTTP
+            # workers may still need this pool to store background calls while
+            # they stop; the supervisor stops it (SIGTERM, or the lifeline) after.
+            signal.signal(signal.SIGINT, signal.SIG_IGN)
+        loop.add_signal_handler(signal.SIGHUP, lambda: loop.create_task(self.reload()))
+        if self.lifeline_fd is not None:
+            loop.add_reader(self.lifeline_fd, self._lifeline_readable)
+        ticker = loop.create_task(self._tick_forever())
+        # Start-up objects leave the collector's reach: a full collection then
+        # scans only what serving made (one paused the loop, and so every
+        # reply, for ~30 ms under load before).
+        gc.freeze()
+        log.info("pool ready: %d executor(s), socket %s, store %s", self.settings.executors,
+                 socket_path_for(self.settings), self.settings.store_url)
+        await self._stopped.wait()
+        ticker.cancel()
+        server.close()
+        await self._shutdown()
+
+    def request_stop(self) -> None:
+        """Begin a graceful stop (safe to call more than once)."""
+        if self._stopped is not None:
+            self._stopped.set()
+
+    def _lifeline_readable(self) -> None:
+        assert self.lifeline_fd is not None
+        try:
+            data = os.read(self.lifeline_fd, 64)
+        except OSError:
+            data = b""
+        if not data:
+            log.warning("the supervisor is gone: stopping")
+            asyncio.get_running_loop().remove_reader(self.lifeline_fd)
+            self.request_stop()
+
+    async def reload(self) -> None:
+        """Re-read settings and task code; resize and replace executors.
+
+        A bad configuration or task code that fails to import is refused with
+        a logged error and the pool keeps running as it was.
+        """
+        if self._reloading or self.stopping:
+            return
+        self._reloading = True
+        try:
+            try:
+                new = load_settings(self.config_path)
+            except ConfigError as exc:
+                log.error("reload refused, keeping the running settings: %s", exc)
+                return
+            old_settings, self.settings = self.settings, new
+            try:
+                tpl = await self.fleet.start_template()
+            except RuntimeError as exc:
+                self.settings = old_settings
+                log.error("reload refused, keeping the running task code: %s", exc)
+                return
+            self.fleet.use_template(tpl)
+            log.info("reloaded: %d executor(s), %d kind(s)", new.executors, len(tpl.manifest))
+        finally:
+            self._reloading = False
+
+    async def _shutdown(self) -> None:
+        self.stopping = True
+        self.fleet.stop_all("shutdown")
+        deadline = time.monotonic() + self.settings.graceful_timeout_s
+        while self.fleet.slots and time.monotonic() < deadline:
+            await asyncio.sleep(TICK_S)
+        for slot in list(self.fleet.slots.values()):
+            self.fleet.kill(slot, "shutdown")
+        deadline = time.monotonic() + STATUS_WAIT_S + 1
+        while self.fleet.slots and time.monotonic() < deadline:
+            await asyncio.sleep(TICK_S)
+        self._flush_turn()
+        while self._syncing or self._sync_next:
+            await asyncio.sleep(0.005)
+        self._fsync.shutdown()
+        self.fleet.close()
+        self.store.close()
+        log.info("pool stopped")
+
+    # -- outcomes ----------------------------------------------------------------
+
+    def release(self, inf: Inflight) -> None:
+        """A task that never started goes back to pending, its attempt undone."""
+        self.store.reschedule(inf.id, inf.not_before, error=None, count_attempt=False)
+        self._maybe_due = True
+        self.schedule_turn()
+
+    def policy(self, kind: str) -> RetryPolicy:
+        """The retry back-off for ``kind``: its ``@task`` options, else the settings."""
+        opts = self.manifest.get(kind, {})
+        base = opts.get("retry_backoff_s")
+        cap = opts.get("retry_backoff_max_s")
+        return RetryPolicy(self.settings.retry_backoff_s if base is None else base,
+                           self.settings.retry_backoff_max_s if cap is None else cap)
+
+    def started(self, inf: Inflight) -> None:
+        """A handed-out task started: the store learns it ``START_WRITE_S``
+        later, with the turn then (``_take_starts``), so that after a crash only
+        tasks that really started lose an attempt. Not at once: a task that
+        ends within that time has its start written with its outcome, one
+        write instead of two, and a turn of its own was one more commit per
+        task while executors idle."""
+        assert inf.started_at is not None
+        self._starts.append((inf.id, inf.started_at, time.monotonic()))
+        self._arm_starts_timer()
+
+    def _arm_starts_timer(self) -> None:
+        if self._starts_timer is None and self._starts:
+            self._starts_timer = asyncio.get_running_loop().call_later(
+                START_WRITE_S, self._write_starts)
+
+    def _write_starts(self) -> None:
+        self._starts_timer = None
+        if self._starts:
+            self.schedule_turn()
+
+    def _starts_due(self) -> bool:
+        """Whether a start waits that this turn must write."""
+        return bool(self._starts) and (
+            self.stopping or self._starts[0][2] <= time.monotonic() - START_WRITE_S)
+
+    def _take_starts(self, finishes: list[tuple[Outcome, Inflight]]
+                     ) -> list[tuple[str, float, float]]:
+        """The starts this turn writes: those ``START_WRITE_S`` old (all when
+        stopping). Starts of tasks ending this turn are dropped (the outcome
+        carries them); younger ones wait for a later turn."""
+        ending = {o.id for o, _ in finishes}
+        cutoff = time.monotonic() - START_WRITE_S
+        now: list[tuple[str, float, float]] = []
+        later: list[tuple[str, float, float]] = []
+        for start in self._starts:
+            if start[0] not in ending:
+                (now if self.stopping or start[2] <= cutoff else later).append(start)
+        self._starts = later
+        self._arm_starts_timer()
+        return now
+
+    def outcome_pending(self, task_id: str) -> str | None:
+        """The final status of ``task_id`` if its outcome arrived and waits for
+        the turn's write, else ``None``: a cancel must not overwrite it."""
+        for outcome, _ in self._finishes:
+            if outcome.id == task_id:
+                return outcome.status
+        return None
+
+    def complete(self, inf: Inflight, ok: bool, result: bytes | None,
+                 error: dict[str, Any] | None, retry_delay_s: float | None,
+                 retryable: bool) -> None:
+        """A started task ended: succeeded, retried with back-off, or failed."""
+        now = time.time()
+        if inf.started_at is not None:
+            self.metrics.observe_run(inf.kind, now - inf.started_at)
+        if ok:
+            self._finishes.append((Outcome(inf.id, "succeeded", now, inf.started_at, result,
+                                           None, inf.progress), inf))
+            self.schedule_turn()
+            return
+        assert error is not None
+        self.metrics.task_failed_attempt(inf.kind, error.get("reason", "error"))
+        if should_retry(inf.attempts, inf.max_retries, retryable):
+            delay = (retry_delay_s if retry_delay_s is not None
+                     else self.policy(inf.kind).delay_s(inf.attempts))
+            self.store.reschedule(inf.id, now + delay, error=error, count_attempt=True)
+            self.metrics.task_retried(inf.kind)
+            self.note_due(now + delay)
+            return
+        self._finishes.append((Outcome(inf.id, "failed", now, inf.started_at, None, error,
+                                       inf.progress), inf))
+        self.schedule_turn()
+
+    # -- scheduling ----------------------------------------------------------------
+
+    def note_due(self, when: float) -> None:
+        """Something becomes due at ``when``: make sure a claim runs then."""
+        if when <= time.time():
+            self._maybe_due = True
+            self.schedule_turn()
+        elif self._next_due is None or when < self._next_due:
+            self._next_due = when
+            self._arm_due_timer()
+
+    def _arm_due_timer(self) -> None:
+        """Wake when ``_next_due`` comes, not at the next tick: back-off waits and
+        delays would otherwise be up to TICK_S late, by a different amount each
+        time (enough to reorder two consecutive back-off waits). A time already
+        past is left to the tick (a due task held back by its group would spin)."""
+        if self._due_timer is not None:
+            self._due_timer.cancel()
+            self._due_timer = None
+        if self._next_due is None:
+            return
+        delay = self._next_due - time.time()
+        if delay > 0:  # +1 ms: the loop's timers may round down to the millisecond
+            self._due_timer = asyncio.get_running_loop().call_later(
+                min(delay + 0.001, DUE_TIMER_MAX_S), self._due)
+
+    def _due(self) -> None:
+        self._due_timer = None
+        if self._next_due is not None and time.time() >= self._next_due:
+            self._next_due = None
+            self._maybe_due = True
+            self.schedule_turn()
+        else:
+            self._arm_due_timer()
+
+    def schedule_turn(self) -> None:
+        """Run the end-of-turn work (commits, hand-out) once, soon."""
+        if not self._turn_scheduled:
+            self._turn_scheduled = True
+            asyncio.get_running_loop().call_soon(self._flush_turn)
+
+    def _flush_turn(self) -> None:
+        """End of a loop turn: one transaction stores the turn's submissions,
+        starts, outcomes and claims. Only once it commits do claimed tasks
+        reach the executors and long-polls hear of outcomes; submitters are
+        answered once it is on disk. If it is rolled back, nothing of the turn
+        happened: submitters get the error, and the starts and outcomes are
+        written again in a later turn."""
+        self._turn_scheduled = False
+        submits = self.requests.take_submits()
+        if not submits and not self._finishes and not self._starts_due() and (
+                self.stopping or not self._maybe_due or not self.fleet.room()):
+            return  # nothing to write: no transaction at all
+        acknowledge = None
+        answered = False
+        finishes, self._finishes = self._finishes, []
+        starts = self._take_starts(finishes) if self._starts else []
+        finished: list[TaskRecord] = []
+        try:
+            with self.store.batch():
+                if submits:
+                    acknowledge = self.requests.store_submits(submits)
+                    answered = True
+                if starts:
+                    self.store.started([(task_id, at) for task_id, at, _ in starts])
+                if finishes:
+                    finished = self.store.finish([o for o, _ in finishes])
+                    if any(rec.group_id is not None for rec in finished):
+                        self._maybe_due = True  # the next call of a group may run now
+                self._dispatch()
+        except Exception as exc:
+            self._rolled_back(exc, submits if not answered else [], acknowledge,
+                              starts, finishes)
+            return
+        self.fleet.send_handed_out()
+        for kind, n in self._submitted.items():
+            self.metrics.task_submitted(kind, n)
+        self._submitted.clear()
+        for rec in finished:
+            self.metrics.task_finished(rec.kind, rec.status)
+            self.requests.task_finished(rec)
+        if acknowledge is not None:
+            self.after_sync(acknowledge)
+
+    def _rolled_back(self, exc: Exception, unanswered: list[Submission],
+                     acknowledge: Callable[[BaseException | None], None] | None,
+                     starts: list[tuple[str, float, float]],
+                     finishes: list[tuple[Outcome, Inflight]]) -> None:
+        """The turn's transaction failed: undo what it did in memory, answer
+        its submitters, and write its starts and outcomes again later."""
+        log.error("the store refused this turn's writes, nothing of it is stored; "
+                  "trying again in %.1f s: %s", RETRY_TURN_S, exc)
+        self.fleet.undo_handed_out()
+        self._submitted.clear()
+        self._starts[:0] = starts
+        self._finishes[:0] = finishes
+        for conn, req_id, _, _ in unanswered:
+            conn.fail(req_id, "store_unavailable", f"the store could not write the tasks, "
+                      f"nothing was stored; retry shortly: {exc}")
+        if acknowledge is not None:
+            acknowledge(exc)  # rolled back: nothing of theirs is stored
+        self._maybe_due = True
+        asyncio.get_running_loop().call_later(RETRY_TURN_S, self.schedule_turn)
+
+    def enqueue(self, tasks: list[NewTask]) -> list[TaskRecord]:
+        """Store ``tasks`` (inside the turn's batch) and count them.
+
+        When no stored task is due, those that free places in the executors
+        can take are stored already claimed and handed out at once: written
+        once instead of inserted and then claimed. The rest are left to the
+        claim at the end of the turn.
+        """
+        now = time.time()
+        room = [] if (self.stopping or self._maybe_due or (
+            self._next_due is not None and self._next_due <= now)) else self.fleet.places()
+        capacity = sum(n for _, n in room if n > 0)
+        if capacity:
+            records, started = self.store.enqueue_and_claim(tasks, now, capacity, self.owner,
+                                                            LEASE_S)
+            self._hand_out(room, started)
+        else:
+            records, started = self.store.enqueue(tasks, now, sync=False), []
+        if len(started) < len(records):
+            self._maybe_due = True
+        self._submitted.update(rec.kind for rec in records)  # counted once committed
+        return records
+
+    def _dispatch(self) -> None:
+        if self.stopping or not self._maybe_due:
+            return
+        room = self.fleet.room()
+        capacity = sum(n for _, n in room if n > 0)
+        if capacity <= 0:
+            return
+        now = time.time()
+        claimed = self.store.claim(capacity, now, self.owner, LEASE_S)
+        if len(claimed) < capacity:
+            self._maybe_due = False
+            next_due = self.store.next_due()
+            if next_due != self._next_due:
+                self._next_due = next_due
+                self._arm_due_timer()
+        self._hand_out(room, claimed)
+
+    def _hand_out(self, room: list[tuple[Slot, int]], claimed: list[TaskRecord]) -> None:
+        """Give claimed tasks to the executors in ``room`` (no more than fit); they
+        reach the pipes once the turn commits (``Fleet.send_handed_out``)."""
+        for rec in self.fleet.hand_out(room, claimed):  # leftovers: should not happen
+            self.store.reschedule(rec.id, rec.not_before, error=None, count_attempt=False)
+
+    async def _tick_forever(self) -> None:
+        while True:
+            await asyncio.sleep(TICK_S)
+            try:
+                self._tick()
+            except Exception:
+                log.exception("pool tick failed")
+
+    def _tick(self) -> None:
+        now = time.time()
+        self.fleet.watch(now)
+        if self._next_due is not None and now >= self._next_due:
+            self._next_due = None
+            self._maybe_due = True
+            self.schedule_turn()
+        if now - self._last_renew > LEASE_S / 3 and self.fleet.inflight:
+            self._last_renew = now
+            self.store.renew(list(self.fleet.inflight), self.owner, now + LEASE_S)
+        ttl = self.settings.result_ttl_s
+        if now - self._last_purge > min(60.0, max(0.5, ttl / 4)):
+            self._last_purge = now
+            purged = self.store.purge(now - ttl)
+            if purged:
+                log.info("purged %d finished task(s) older than %g s", purged, ttl)
+
+    # -- used by requests --------------------------------------------------------
+
+    def after_sync(self, callback: Callable[[BaseException | None], None]) -> None:
+        """Call ``callback(None)`` once everything committed so far is on disk
+        (``callback(error)`` if the fsync failed). At most one fsync runs at a
+        time; callbacks that arrive meanwhile share the next one."""
+        self._sync_next.append(callback)
+        if not self._syncing:
+            self._start_sync()
+
+    def _start_sync(self) -> None:
+        batch, self._sync_next = self._sync_next, []
+        self._syncing = True
+        fut = asyncio.get_running_loop().run_in_executor(self._fsync, self.store.sync)
+        fut.add_done_callback(lambda f: self._synced(f, batch))
+
+    def _synced(self, fut: asyncio.Future[None],
+                batch: list[Callable[[BaseException | None], None]]) -> None:
+        self._syncing = False
+        error = fut.exception()
+        if error is not None:
+            log.error("fsync of the store failed: %s", error)
+        for callback in batch:
+            callback(error)
+        if self._sync_next:
+            self._start_sync()
+

@@ -1,0 +1,183 @@
+"""``@task`` and the registry of task kinds.
+
+``@task`` only marks a function (it stays callable as before); no global
+state is touched at import. A ``Registry`` is built from the configured
+task modules by whoever needs one: the template process (to run tasks) and
+tests. The pool never imports task code: the template sends it the
+registry's ``manifest()`` instead, which describes each kind's parameters
+(``executor.wire.callcheck``) so that the pool can refuse a call that does not
+fit them before it is stored.
+"""
+
+from __future__ import annotations
+
+import difflib
+import importlib
+import inspect
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass
+from typing import Any, ParamSpec, TypeVar, overload
+
+from executor.wire.callcheck import params_of
+from executor.wire.errors import UnknownKind
+
+P = ParamSpec("P")
+R = TypeVar("R")
+_MARK = "__offload_task__"
+
+
+@dataclass(frozen=True)
+class TaskOptions:
+    """Per-kind options; ``None`` means "use the setting's default"."""
+
+    max_retries: int | None = None
+    timeout_s: float | None = None
+    retry_backoff_s: float | None = None
+    retry_backoff_max_s: float | None = None
+    retry_on: tuple[type[BaseException], ...] | None = None
+
+    def manifest(self) -> dict[str, Any]:
+        """The options the pool needs (``retry_on`` stays in the executor)."""
+        return {"max_retries": self.max_retries, "timeout_s": self.timeout_s,
+                "retry_backoff_s": self.retry_backoff_s,
+                "retry_backoff_max_s": self.retry_backoff_max_s}
+
+
+@dataclass(frozen=True)
+class TaskDef:
+    """A registered task: its kind, function and options."""
+
+    kind: str
+    fn: Callable[..., Any]
+    options: TaskOptions
+
+
+def default_kind(fn: Callable[..., Any]) -> str:
+    """The kind of an unnamed task: ``module.qualname``."""
+    return f"{fn.__module__}.{fn.__qualname__}"
+
+
+@overload
+def task(fn: Callable[P, R], /) -> Callable[P, R]: ...
+@overload
+def task(*, name: str | None = None, max_retries: int | None = None,
+         timeout_s: float | None = None, retry_backoff_s: float | None = None,
+         retry_backoff_max_s: float | None = None,
+         retry_on: tuple[type[BaseException], ...] | None = None
+         ) -> Callable[[Callable[P, R]], Callable[P, R]]: ...
+
+
+def task(fn: Callable[..., Any] | None = None, /, *, name: str | None = None,
+         max_retries: int | None = None, timeout_s: float | None = None,
+         retry_backoff_s: float | None = None, retry_backoff_max_s: float | None = None,
+         retry_on: tuple[type[BaseException], ...] | None = None) -> Any:
+    """Register a function as a task kind: ``@task`` or ``@task(name="send_email", ...)``.
+
+    The kind defaults to ``module.qualname``. ``retry_on`` limits which
+    exceptions are retried (crashes and timeouts always are). The function
+    is returned unchanged, so it can still be called directly.
+    """
+    options = TaskOptions(max_retries, timeout_s, retry_backoff_s, retry_backoff_max_s,
+                          tuple(retry_on) if retry_on is not None else None)
+
+    def mark(f: Callable[..., Any]) -> Callable[..., Any]:
+        if not callable(f):
+            raise TypeError(f"@task needs a function, got {type(f).__name__}")
+        setattr(f, _MARK, TaskDef(name or default_kind(f), f, options))
+        return f
+
+    return mark(fn) if fn is not None else mark
+
+
+def task_def(fn: object) -> TaskDef | None:
+    """The ``TaskDef`` attached by ``@task``, or ``None``."""
+    found = getattr(fn, _MARK, None)
+    return found if isinstance(found, TaskDef) else None
+
+
+def import_object(spec: str) -> object:
+    """Import ``module:qualname`` (dots allowed in both parts) and return it.
+
+    Raises ``ImportError`` or ``AttributeError`` (also for a spec without ``:``).
+    """
+    module_name, _, qualname = spec.partition(":")
+    if not module_name or not qualname:
+        raise ImportError(f"{spec!r} is not of the form module:attribute")
+    obj: Any = importlib.import_module(module_name)
+    for part in qualname.split("."):
+        obj = getattr(obj, part)
+    return obj
+
+
+def resolve_ref(ref: str) -> Callable[..., Any]:
+    """Import ``module:qualname`` and return the function. Raises ``UnknownKind``."""
+    try:
+        obj = import_object(ref)
+    except (ImportError, AttributeError) as exc:
+        raise UnknownKind(f"cannot import task function {ref!r}: {exc}") from exc
+    if not callable(obj):
+        raise UnknownKind(f"{ref!r} is not callable")
+    return obj
+
+
+class Registry:
+    """Task kinds by name, built from modules. Immutable once built."""
+
+    def __init__(self, defs: Iterable[TaskDef] = ()) -> None:
+        self._defs: dict[str, TaskDef] = {}
+        for d in defs:
+            other = self._defs.get(d.kind)
+            if other is not None and other.fn is not d.fn:
+                raise ValueError(
+                    f"task kind {d.kind!r} is registered twice: by "
+                    f"{default_kind(other.fn)} and {default_kind(d.fn)}; give one a name="
+                )
+            self._defs[d.kind] = d
+
+    @classmethod
+    def from_modules(cls, names: Iterable[str]) -> Registry:
+        """Import each module and collect its ``@task`` functions."""
+        defs = []
+        for name in names:
+            try:
+                module = importlib.import_module(name)
+            except ImportError as exc:
+                raise ImportError(f"task module {name!r} cannot be imported: {exc}") from exc
+            for _, obj in inspect.getmembers(module):
+                d = task_def(obj)
+                if d is not None:
+                    defs.append(d)
+        return cls(defs)
+
+    def __contains__(self, kind: object) -> bool:
+        return kind in self._defs
+
+    def __len__(self) -> int:
+        return len(self._defs)
+
+    def kinds(self) -> list[str]:
+        """Registered kinds, sorted."""
+        return sorted(self._defs)
+
+    def get(self, kind: str) -> TaskDef:
+        """The task registered as ``kind``. Raises ``UnknownKind`` naming close matches."""
+        try:
+            return self._defs[kind]
+        except KeyError:
+            raise UnknownKind(unknown_kind_message(kind, self._defs)) from None
+
+    def manifest(self) -> dict[str, dict[str, Any]]:
+        """``{kind: {options..., "params": callcheck.params_of(fn)}}`` for the pool."""
+        return {k: {**d.options.manifest(), "params": params_of(d.fn)}
+                for k, d in self._defs.items()}
+
+
+def unknown_kind_message(kind: str, known: Mapping[str, object] | Iterable[str]) -> str:
+    """``unknown task kind 'x'; did you mean: ...; registered kinds: ...``."""
+    names = sorted(known)
+    close = difflib.get_close_matches(kind, names, n=3, cutoff=0.6)
+    text = f"unknown task kind {kind!r}"
+    if close:
+        text += "; did you mean: " + ", ".join(close)
+    shown = ", ".join(names[:20]) + (", ..." if len(names) > 20 else "")
+    return text + ("; registered kinds: " + shown if names else "; no task kinds are registered")

@@ -1,0 +1,52 @@
+"""@task registration and the registry built from task modules."""
+
+from __future__ import annotations
+
+import pytest
+
+from executor.wire.errors import UnknownKind
+from executor.wire.registry import Registry, default_kind, resolve_ref, task, task_def
+
+
+def test_task_marks_the_function_and_keeps_it_callable() -> None:
+    @task(name="greet", max_retries=2, timeout_s=5)
+    def greet(name: str) -> str:
+        return f"hi {name}"
+
+    assert greet("ada") == "hi ada"
+    d = task_def(greet)
+    assert d is not None and d.kind == "greet" and d.options.max_retries == 2
+
+
+def test_default_kind_is_module_qualname() -> None:
+    @task
+    def plain() -> None: ...
+
+    assert task_def(plain).kind == default_kind(plain)  # type: ignore[union-attr]
+    assert default_kind(plain).startswith("tests.executor.wire.test_registry.")
+
+
+def test_registry_from_modules_and_close_matches() -> None:
+    reg = Registry.from_modules(["tests.support.tasks"])
+    assert "echo" in reg and "noop" in reg
+    with pytest.raises(UnknownKind, match="unknown task kind 'ech'; did you mean: echo"):
+        reg.get("ech")
+    assert reg.manifest()["flaky"]["retry_backoff_s"] == 0.2
+
+
+def test_missing_module_and_duplicate_kinds_are_errors() -> None:
+    with pytest.raises(ImportError, match=r"task module 'no\.such\.module' cannot be imported"):
+        Registry.from_modules(["no.such.module"])
+
+    def a() -> None: ...
+
+    def b() -> None: ...
+
+    with pytest.raises(ValueError, match="registered twice"):
+        Registry([task_def(task(name="x")(a)), task_def(task(name="x")(b))])  # type: ignore[list-item]
+
+
+def test_resolve_ref() -> None:
+    assert resolve_ref("tests.support.tasks:noop").__name__ == "noop"
+    with pytest.raises(UnknownKind, match="cannot import"):
+        resolve_ref("tests.support.tasks:nope")
