@@ -15,16 +15,14 @@ import asyncio
 import logging
 import time
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from executor.pool.listener import ClientConn
 from executor.pool.ops import record_to_wire
+from executor.pool.port import PoolPort
 from executor.pool.specs import Invalid, Specs
 from executor.store import FINISHED, STATUSES, NewTask, StoreError, TaskRecord
 from executor.store.base import BatchLost
-
-if TYPE_CHECKING:
-    from executor.pool.pool import Pool
 
 log = logging.getLogger("offload.pool")
 MAX_WAIT_S = 3600.0
@@ -36,7 +34,7 @@ Submission = tuple[ClientConn, int, list[NewTask], bool]
 class Requests:
     """Dispatches requests to handlers; holds submissions and long-poll waiters."""
 
-    def __init__(self, pool: Pool) -> None:
+    def __init__(self, pool: PoolPort) -> None:
         self.pool = pool
         self._submits: list[Submission] = []
         self._waiters: dict[str, list[tuple[ClientConn, int, asyncio.TimerHandle]]] = {}

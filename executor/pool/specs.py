@@ -11,14 +11,12 @@ attempt. A refusal is ``Invalid``, naming the field as ``tasks[i].<field>``.
 from __future__ import annotations
 
 import math
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
+from executor.pool.port import SpecSource
 from executor.store import NewTask
 from executor.wire.callcheck import CallChecks
 from executor.wire.registry import unknown_kind_message
-
-if TYPE_CHECKING:
-    from executor.pool.pool import Pool
 
 _SPEC_KEYS = frozenset({"kind", "payload", "max_retries", "timeout_s", "priority", "not_before",
                         "idempotency_key", "group_id", "seq", "ref"})
@@ -54,7 +52,7 @@ class Invalid(Exception):
 class Specs:
     """Turns raw specs into ``NewTask``s for ``pool`` (its manifest and settings)."""
 
-    def __init__(self, pool: Pool) -> None:
+    def __init__(self, pool: SpecSource) -> None:
         self.pool = pool
         self._checks = CallChecks()
 
