@@ -18,14 +18,13 @@ The files hold every task's arguments and results, and a row may name code
 the executor runs: they are private to the server's user, and a store that
 another user could read or write is refused (``executor.store.files``).
 
-``seqno`` (the rowid) is submission order. Ids are ``f"{ms:012x}{random:016x}"``:
+Ids are ``f"{ms:012x}{random:016x}"``:
 sortable by creation time, unguessable, 28 characters.
 """
 
 from __future__ import annotations
 
 import fcntl
-import json
 import os
 import sqlite3
 from collections import Counter
@@ -38,131 +37,28 @@ from executor.store.base import (
     BatchLost,
     NewTask,
     Outcome,
-    Status,
     StoreError,
     TaskRecord,
 )
 from executor.store.files import open_private, private_file
+from executor.store.sqlite.schema import (
+    CLAIM,
+    COLUMNS,
+    COLUMNS_NO_PAYLOAD,
+    ENDED,
+    INSERT,
+    LOST,
+    MIGRATE_1_TO_2,
+    SCHEMA,
+    SCHEMA_VERSION,
+    UNFINISHED,
+    record,
+    to_json,
+)
 
-SCHEMA_VERSION = 2
 _BUSY_TIMEOUT_MS = 5000
 _CACHE_KIB = 65536  # SQLite page cache per connection
 _CHUNK = 500  # bound parameters per IN (...) lookup
-
-def _any(column: str, *values: str) -> str:
-    """``(column = 'a' OR column = 'b' ...)``. Not ``column IN (...)``: SQLite
-    builds a temporary table for every evaluation of an IN list of three or
-    more values, about 5 us, and a CHECK or partial-index condition is
-    evaluated for every row written: insert, claim and finish each paid two
-    to four of them in schema 1."""
-    return "(" + " OR ".join(f"{column} = '{v}'" for v in values) + ")"
-
-
-_UNFINISHED = _any("status", "pending", "running", "retrying")
-_ENDED = _any("status", "succeeded", "failed", "cancelled")
-_WAITING = "status IN ('pending', 'retrying')"  # two values: compiled as comparisons
-
-# Every index entry a task's life adds, moves or removes costs the pool's one
-# loop time, so each index earns its place.
-_TABLE = f"""CREATE TABLE tasks (
-    seqno INTEGER PRIMARY KEY,
-    id TEXT NOT NULL,
-    kind TEXT NOT NULL CHECK (kind <> ''),
-    status TEXT NOT NULL CHECK {_any("status", *STATUSES)},
-    attempts INTEGER NOT NULL CHECK (attempts >= 0),
-    max_retries INTEGER NOT NULL CHECK (max_retries >= 0),
-    timeout_s REAL NOT NULL CHECK (timeout_s > 0),
-    priority INTEGER NOT NULL,
-    not_before REAL NOT NULL,
-    created_at REAL NOT NULL,
-    payload BLOB NOT NULL,
-    group_id TEXT,
-    seq INTEGER NOT NULL CHECK (seq >= 0),
-    idempotency_key TEXT,
-    ref TEXT,
-    started_at REAL,
-    finished_at REAL,
-    result BLOB,
-    error TEXT,
-    progress TEXT,
-    cancelled_by TEXT,
-    lease_owner TEXT,
-    lease_expires_at REAL
-)"""
-_INDEXES = (
-    "CREATE UNIQUE INDEX tasks_id ON tasks (id)",
-    "CREATE UNIQUE INDEX tasks_idempotency ON tasks (idempotency_key)"
-    " WHERE idempotency_key IS NOT NULL",
-    # claim walks this in order; it covers the due and group filters, so tasks
-    # that are not due yet are skipped without reading their rows, and
-    # ``counts`` counts pending and retrying tasks from it alone.
-    "CREATE INDEX tasks_waiting ON tasks (priority DESC, seqno, not_before, group_id, seq,"
-    f" status) WHERE {_WAITING}",
-    f"CREATE INDEX tasks_due ON tasks (not_before) WHERE {_WAITING}",
-    # only unfinished group members: "is an earlier one unfinished" is one probe.
-    "CREATE INDEX tasks_group ON tasks (group_id, seq)"
-    f" WHERE group_id IS NOT NULL AND {_UNFINISHED}",
-    # running tasks, for recover (expired leases) and counts.
-    "CREATE INDEX tasks_running ON tasks (lease_expires_at) WHERE status = 'running'",
-    f"CREATE INDEX tasks_finished ON tasks (finished_at) WHERE {_ENDED}",
-)
-_SCHEMA = (_TABLE, *_INDEXES)
-_COLUMNS = ("id, kind, status, attempts, max_retries, timeout_s, priority, not_before,"
-            " created_at, payload, group_id, seq, idempotency_key, ref, started_at,"
-            " finished_at, result, error, progress, cancelled_by, lease_owner,"
-            " lease_expires_at")
-_COLUMNS_NO_PAYLOAD = _COLUMNS.replace("payload", "x''")  # an empty blob in its place
-# Version 1 had IN-list conditions and a (status, seqno) index of unfinished
-# tasks that every step of a task rewrote. A CHECK cannot be altered: the
-# table is rebuilt (its rows and seqnos kept) under the new definition.
-_MIGRATE_1_TO_2 = (
-    _TABLE.replace("CREATE TABLE tasks", "CREATE TABLE tasks_2"),
-    # version 1 let a seq be negative (nothing offload sends): now 0
-    f"INSERT INTO tasks_2 (seqno, {_COLUMNS}) SELECT seqno,"
-    f" {_COLUMNS.replace(', seq,', ', max(seq, 0),')} FROM tasks",
-    "DROP TABLE tasks",
-    "ALTER TABLE tasks_2 RENAME TO tasks",
-    *_INDEXES,
-)
-
-_INSERT = ("INSERT INTO tasks (id, kind, status, attempts, max_retries, timeout_s, priority,"
-           " not_before, created_at, payload, group_id, seq, idempotency_key, ref,"
-           " lease_owner, lease_expires_at)"
-           " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)")
-_CLAIM = f"""
-UPDATE tasks SET status = 'running', attempts = attempts + 1, started_at = NULL,
-    lease_owner = :owner, lease_expires_at = :expires
-WHERE seqno IN (
-    SELECT t.seqno FROM tasks AS t INDEXED BY tasks_waiting
-    WHERE t.{_WAITING} AND t.not_before <= :now
-      AND (t.group_id IS NULL OR NOT EXISTS (
-          SELECT 1 FROM tasks AS g INDEXED BY tasks_group
-          WHERE g.group_id = t.group_id AND g.seq < t.seq
-            AND {_any("g.status", "pending", "running", "retrying")}))
-    ORDER BY t.priority DESC, t.seqno
-    LIMIT :n)
-RETURNING {_COLUMNS}, seqno
-"""
-_LOST = """json_object('reason', 'lost', 'traceback', '', 'message',
-    'the task was running when its pool (' || coalesce(lease_owner, '?') ||
-    ') stopped, and it has no attempts left')"""
-
-
-def _json(value: dict[str, Any] | None) -> str | None:
-    return None if value is None else json.dumps(value, separators=(",", ":"))
-
-
-def _record(row: Sequence[Any]) -> TaskRecord:
-    """A TaskRecord from a row selected as ``_COLUMNS`` (extra trailing columns ignored)."""
-    return TaskRecord(
-        id=row[0], kind=row[1], status=cast(Status, row[2]), attempts=row[3],
-        max_retries=row[4], timeout_s=row[5], priority=row[6], not_before=row[7],
-        created_at=row[8], payload=bytes(row[9]), group_id=row[10], seq=row[11],
-        idempotency_key=row[12], ref=row[13], started_at=row[14], finished_at=row[15],
-        result=None if row[16] is None else bytes(row[16]),
-        error=None if row[17] is None else json.loads(row[17]),
-        progress=None if row[18] is None else json.loads(row[18]),
-        cancelled_by=row[19], lease_owner=row[20], lease_expires_at=row[21])
 
 
 class SQLiteStore:
@@ -210,11 +106,11 @@ class SQLiteStore:
                 version = db.execute("PRAGMA user_version").fetchone()[0]
                 if version == 0:
                     # Not executescript: it would COMMIT first and break the transaction.
-                    for statement in _SCHEMA:
+                    for statement in SCHEMA:
                         db.execute(statement)
                     db.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
                 elif version == 1:
-                    for statement in _MIGRATE_1_TO_2:
+                    for statement in MIGRATE_1_TO_2:
                         db.execute(statement)
                     db.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
                 elif version != SCHEMA_VERSION:
@@ -222,7 +118,7 @@ class SQLiteStore:
                         f"{path}: schema version {version}, but this offload reads version "
                         f"{SCHEMA_VERSION}; open it with the offload that wrote it")
             self._finished.update(dict(self._db.execute(
-                f"SELECT status, count(*) FROM tasks WHERE {_ENDED} GROUP BY status")))
+                f"SELECT status, count(*) FROM tasks WHERE {ENDED} GROUP BY status")))
         except (OSError, sqlite3.Error) as exc:
             self.close()
             raise StoreError(f"cannot open the SQLite store {path}: {exc}") from exc
@@ -313,8 +209,8 @@ class SQLiteStore:
                 self._in_batch = False
 
     def _select(self, where: str, params: Sequence[Any] = ()) -> list[TaskRecord]:
-        rows = self._conn.execute(f"SELECT {_COLUMNS} FROM tasks WHERE {where}", params)
-        return [_record(row) for row in rows]
+        rows = self._conn.execute(f"SELECT {COLUMNS} FROM tasks WHERE {where}", params)
+        return [record(row) for row in rows]
 
     def enqueue(self, tasks: Sequence[NewTask], now: float, *, sync: bool = True
                 ) -> list[TaskRecord]:
@@ -377,7 +273,7 @@ class SQLiteStore:
                              r.max_retries, r.timeout_s, r.priority, r.not_before, now,
                              r.payload, r.group_id, r.seq, r.idempotency_key, r.ref,
                              owner if run else None, expires if run else None))
-            db.executemany(_INSERT, rows)
+            db.executemany(INSERT, rows)
         # Built, not dataclasses.replace()d: that costs ~5 us a record, this ~1.5.
         return out, [TaskRecord(
             id=r.id, kind=r.kind, status="running", attempts=1, max_retries=r.max_retries,
@@ -403,7 +299,7 @@ class SQLiteStore:
             if r.group_id is not None and (r.seq != first_seq[r.group_id] or (
                     r.seq > 0 and db.execute(
                         "SELECT 1 FROM tasks INDEXED BY tasks_group WHERE group_id = ?"
-                        f" AND seq < ? AND {_UNFINISHED} LIMIT 1",
+                        f" AND seq < ? AND {UNFINISHED} LIMIT 1",
                         (r.group_id, r.seq)).fetchone() is not None)):
                 continue
             due.append(r)
@@ -418,11 +314,11 @@ class SQLiteStore:
         if n <= 0:
             return []
         with self._write() as db:
-            rows = db.execute(_CLAIM, {"now": now, "owner": owner,
+            rows = db.execute(CLAIM, {"now": now, "owner": owner,
                                        "expires": now + lease_s, "n": n}).fetchall()
         # RETURNING has no defined order: restore priority, then submission order.
         rows.sort(key=lambda row: (-row[6], row[-1]))
-        return [_record(row) for row in rows]
+        return [record(row) for row in rows]
 
     def started(self, starts: Sequence[tuple[str, float]]) -> None:
         """Set ``started_at`` of the running tasks among ``starts`` (``(id, time)``
@@ -451,8 +347,8 @@ class SQLiteStore:
                 raise StoreError(f"task {o.id}: finish takes 'succeeded' or 'failed', "
                                  f"not {o.status!r}")
         by_id = {o.id: o for o in reversed(outcomes)}  # the first outcome of an id wins
-        rows = [(o.id, o.status, o.finished_at, o.started_at, o.result, _json(o.error),
-                 _json(o.progress)) for o in reversed(by_id.values())]
+        rows = [(o.id, o.status, o.finished_at, o.started_at, o.result, to_json(o.error),
+                 to_json(o.progress)) for o in reversed(by_id.values())]
         out: list[TaskRecord] = []
         with self._write() as db:
             # One UPDATE ... FROM (VALUES ...) per chunk: no SELECT first, one
@@ -461,13 +357,13 @@ class SQLiteStore:
                 chunk = rows[i:i + _CHUNK]
                 values = ",".join(["(?, ?, ?, ?, ?, ?, ?)"] * len(chunk))
                 params = [p for row in chunk for p in row]
-                done = [_record(row) for row in db.execute(
+                done = [record(row) for row in db.execute(
                     "UPDATE tasks SET status = v.column2, finished_at = v.column3,"
                     " started_at = coalesce(v.column4, tasks.started_at), result = v.column5,"
                     " error = v.column6, progress = v.column7, lease_owner = NULL,"
                     f" lease_expires_at = NULL FROM (VALUES {values}) AS v"
                     " WHERE tasks.id = v.column1 AND tasks.status = 'running'"
-                    f" RETURNING {_COLUMNS_NO_PAYLOAD}", params).fetchall()]
+                    f" RETURNING {COLUMNS_NO_PAYLOAD}", params).fetchall()]
                 self._delta.update(r.status for r in done)
                 out.extend(done)
         return out
@@ -485,9 +381,9 @@ class SQLiteStore:
             row = db.execute(
                 "UPDATE tasks SET status = ?, attempts = max(attempts - ?, 0), not_before = ?,"
                 " error = coalesce(?, error), lease_owner = NULL, lease_expires_at = NULL"
-                f" WHERE id = ? AND status = 'running' RETURNING {_COLUMNS}",
-                (status, undo, not_before, _json(error), task_id)).fetchone()
-        return None if row is None else _record(row)
+                f" WHERE id = ? AND status = 'running' RETURNING {COLUMNS}",
+                (status, undo, not_before, to_json(error), task_id)).fetchone()
+        return None if row is None else record(row)
 
     def cancel(self, task_id: str, by: str, now: float, *, force: bool = False
                ) -> TaskRecord | None:
@@ -502,11 +398,11 @@ class SQLiteStore:
                 "UPDATE tasks SET status = 'cancelled', cancelled_by = ?, finished_at = ?,"
                 " lease_owner = NULL, lease_expires_at = NULL WHERE id = ?"
                 " AND (status IN ('pending', 'retrying') OR (status = 'running' AND ?))"
-                f" RETURNING {_COLUMNS}", (by, now, task_id, force)).fetchone()
+                f" RETURNING {COLUMNS}", (by, now, task_id, force)).fetchone()
             if row is not None:
                 self._delta["cancelled"] += 1
         if row is not None:
-            return _record(row)
+            return record(row)
         return self.get(task_id)
 
     def get(self, task_id: str) -> TaskRecord | None:
@@ -551,26 +447,26 @@ class SQLiteStore:
             rows = db.execute(
                 "UPDATE tasks SET status = 'pending', attempts = max(attempts - 1, 0),"
                 " lease_owner = NULL, lease_expires_at = NULL"
-                f" WHERE {where} AND started_at IS NULL RETURNING {_COLUMNS}",
+                f" WHERE {where} AND started_at IS NULL RETURNING {COLUMNS}",
                 (param,)).fetchall()
             lost = db.execute(
-                f"UPDATE tasks SET status = 'failed', finished_at = ?, error = {_LOST},"
+                f"UPDATE tasks SET status = 'failed', finished_at = ?, error = {LOST},"
                 " lease_owner = NULL, lease_expires_at = NULL"
-                f" WHERE {where} AND attempts >= max_retries + 1 RETURNING {_COLUMNS}",
+                f" WHERE {where} AND attempts >= max_retries + 1 RETURNING {COLUMNS}",
                 (now, param)).fetchall()
             self._delta["failed"] += len(lost)
             rows += lost
             rows += db.execute(
                 "UPDATE tasks SET status = 'pending', lease_owner = NULL,"
-                f" lease_expires_at = NULL WHERE {where} RETURNING {_COLUMNS}",
+                f" lease_expires_at = NULL WHERE {where} RETURNING {COLUMNS}",
                 (param,)).fetchall()
-        return [_record(row) for row in rows]
+        return [record(row) for row in rows]
 
     def purge(self, older_than: float) -> int:
         """Delete finished tasks with ``finished_at < older_than``; return how many.
         Durable on return."""
         with self._write() as db:
-            gone = db.execute(f"DELETE FROM tasks INDEXED BY tasks_finished WHERE {_ENDED}"
+            gone = db.execute(f"DELETE FROM tasks INDEXED BY tasks_finished WHERE {ENDED}"
                               " AND finished_at < ? RETURNING status", (older_than,)).fetchall()
             self._delta.subtract(status for (status,) in gone)
         return len(gone)
@@ -604,11 +500,11 @@ class SQLiteStore:
             where.append("kind = ?")
             params.append(kind)
         rows = self._conn.execute(
-            f"SELECT {_COLUMNS_NO_PAYLOAD}, seqno FROM tasks WHERE {' AND '.join(where)}"
+            f"SELECT {COLUMNS_NO_PAYLOAD}, seqno FROM tasks WHERE {' AND '.join(where)}"
             " ORDER BY seqno DESC LIMIT ?", (*params, limit + 1)).fetchall()
         more = len(rows) > limit
         rows = rows[:limit]
-        return [_record(row) for row in rows], str(rows[-1][-1]) if more else None
+        return [record(row) for row in rows], str(rows[-1][-1]) if more else None
 
     def sync(self) -> None:
         """Make every committed change durable against power loss (fdatasync of

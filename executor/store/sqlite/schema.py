@@ -1,0 +1,133 @@
+"""The SQLite store's schema, its migrations and its hot statements.
+
+One table, ``tasks``; ``seqno`` (the rowid) is submission order. Every index
+entry a task's life adds, moves or removes costs the pool's one loop time,
+so each index earns its place. ``record`` turns a row selected as
+``COLUMNS`` into a ``TaskRecord``.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from typing import Any, cast
+
+from executor.store.base import STATUSES, Status, TaskRecord
+
+SCHEMA_VERSION = 2
+
+def any_of(column: str, *values: str) -> str:
+    """``(column = 'a' OR column = 'b' ...)``. Not ``column IN (...)``: SQLite
+    builds a temporary table for every evaluation of an IN list of three or
+    more values, about 5 us, and a CHECK or partial-index condition is
+    evaluated for every row written: insert, claim and finish each paid two
+    to four of them in schema 1."""
+    return "(" + " OR ".join(f"{column} = '{v}'" for v in values) + ")"
+
+
+UNFINISHED = any_of("status", "pending", "running", "retrying")
+ENDED = any_of("status", "succeeded", "failed", "cancelled")
+WAITING = "status IN ('pending', 'retrying')"  # two values: compiled as comparisons
+
+# Every index entry a task's life adds, moves or removes costs the pool's one
+# loop time, so each index earns its place.
+TABLE = f"""CREATE TABLE tasks (
+    seqno INTEGER PRIMARY KEY,
+    id TEXT NOT NULL,
+    kind TEXT NOT NULL CHECK (kind <> ''),
+    status TEXT NOT NULL CHECK {any_of("status", *STATUSES)},
+    attempts INTEGER NOT NULL CHECK (attempts >= 0),
+    max_retries INTEGER NOT NULL CHECK (max_retries >= 0),
+    timeout_s REAL NOT NULL CHECK (timeout_s > 0),
+    priority INTEGER NOT NULL,
+    not_before REAL NOT NULL,
+    created_at REAL NOT NULL,
+    payload BLOB NOT NULL,
+    group_id TEXT,
+    seq INTEGER NOT NULL CHECK (seq >= 0),
+    idempotency_key TEXT,
+    ref TEXT,
+    started_at REAL,
+    finished_at REAL,
+    result BLOB,
+    error TEXT,
+    progress TEXT,
+    cancelled_by TEXT,
+    lease_owner TEXT,
+    lease_expires_at REAL
+)"""
+INDEXES = (
+    "CREATE UNIQUE INDEX tasks_id ON tasks (id)",
+    "CREATE UNIQUE INDEX tasks_idempotency ON tasks (idempotency_key)"
+    " WHERE idempotency_key IS NOT NULL",
+    # claim walks this in order; it covers the due and group filters, so tasks
+    # that are not due yet are skipped without reading their rows, and
+    # ``counts`` counts pending and retrying tasks from it alone.
+    "CREATE INDEX tasks_waiting ON tasks (priority DESC, seqno, not_before, group_id, seq,"
+    f" status) WHERE {WAITING}",
+    f"CREATE INDEX tasks_due ON tasks (not_before) WHERE {WAITING}",
+    # only unfinished group members: "is an earlier one unfinished" is one probe.
+    "CREATE INDEX tasks_group ON tasks (group_id, seq)"
+    f" WHERE group_id IS NOT NULL AND {UNFINISHED}",
+    # running tasks, for recover (expired leases) and counts.
+    "CREATE INDEX tasks_running ON tasks (lease_expires_at) WHERE status = 'running'",
+    f"CREATE INDEX tasks_finished ON tasks (finished_at) WHERE {ENDED}",
+)
+SCHEMA = (TABLE, *INDEXES)
+COLUMNS = ("id, kind, status, attempts, max_retries, timeout_s, priority, not_before,"
+            " created_at, payload, group_id, seq, idempotency_key, ref, started_at,"
+            " finished_at, result, error, progress, cancelled_by, lease_owner,"
+            " lease_expires_at")
+COLUMNS_NO_PAYLOAD = COLUMNS.replace("payload", "x''")  # an empty blob in its place
+# Version 1 had IN-list conditions and a (status, seqno) index of unfinished
+# tasks that every step of a task rewrote. A CHECK cannot be altered: the
+# table is rebuilt (its rows and seqnos kept) under the new definition.
+MIGRATE_1_TO_2 = (
+    TABLE.replace("CREATE TABLE tasks", "CREATE TABLE tasks_2"),
+    # version 1 let a seq be negative (nothing offload sends): now 0
+    f"INSERT INTO tasks_2 (seqno, {COLUMNS}) SELECT seqno,"
+    f" {COLUMNS.replace(', seq,', ', max(seq, 0),')} FROM tasks",
+    "DROP TABLE tasks",
+    "ALTER TABLE tasks_2 RENAME TO tasks",
+    *INDEXES,
+)
+
+INSERT = ("INSERT INTO tasks (id, kind, status, attempts, max_retries, timeout_s, priority,"
+           " not_before, created_at, payload, group_id, seq, idempotency_key, ref,"
+           " lease_owner, lease_expires_at)"
+           " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)")
+CLAIM = f"""
+UPDATE tasks SET status = 'running', attempts = attempts + 1, started_at = NULL,
+    lease_owner = :owner, lease_expires_at = :expires
+WHERE seqno IN (
+    SELECT t.seqno FROM tasks AS t INDEXED BY tasks_waiting
+    WHERE t.{WAITING} AND t.not_before <= :now
+      AND (t.group_id IS NULL OR NOT EXISTS (
+          SELECT 1 FROM tasks AS g INDEXED BY tasks_group
+          WHERE g.group_id = t.group_id AND g.seq < t.seq
+            AND {any_of("g.status", "pending", "running", "retrying")}))
+    ORDER BY t.priority DESC, t.seqno
+    LIMIT :n)
+RETURNING {COLUMNS}, seqno
+"""
+LOST = """json_object('reason', 'lost', 'traceback', '', 'message',
+    'the task was running when its pool (' || coalesce(lease_owner, '?') ||
+    ') stopped, and it has no attempts left')"""
+
+
+def to_json(value: dict[str, Any] | None) -> str | None:
+    """``value`` as compact JSON text for a TEXT column (``None`` stays NULL)."""
+    return None if value is None else json.dumps(value, separators=(",", ":"))
+
+
+def record(row: Sequence[Any]) -> TaskRecord:
+    """A TaskRecord from a row selected as ``COLUMNS`` (extra trailing columns ignored)."""
+    return TaskRecord(
+        id=row[0], kind=row[1], status=cast(Status, row[2]), attempts=row[3],
+        max_retries=row[4], timeout_s=row[5], priority=row[6], not_before=row[7],
+        created_at=row[8], payload=bytes(row[9]), group_id=row[10], seq=row[11],
+        idempotency_key=row[12], ref=row[13], started_at=row[14], finished_at=row[15],
+        result=None if row[16] is None else bytes(row[16]),
+        error=None if row[17] is None else json.loads(row[17]),
+        progress=None if row[18] is None else json.loads(row[18]),
+        cancelled_by=row[19], lease_owner=row[20], lease_expires_at=row[21])
