@@ -14,7 +14,6 @@ up again at once.
 from __future__ import annotations
 
 import asyncio
-import fcntl
 import logging
 import os
 import signal
@@ -22,6 +21,7 @@ import time
 from typing import Any, Protocol
 
 from config import Settings
+from executor.pool.pipes import Pipes
 from executor.pool.slots import ExecutorState, Inflight, Slot
 from executor.pool.templates import TemplateProcess
 from executor.store import TaskRecord
@@ -72,7 +72,7 @@ class Fleet:
         self._exited_templates: list[TemplateProcess] = []  # socket closed, not yet reaped
         self._next_slot = 1
         self._generation = 0
-        self._outbufs: dict[int, bytearray] = {}
+        self.pipes = Pipes()
         # Given out in the current turn, not yet written (see hand_out).
         self._unsent: dict[int, list[bytes]] = {}
         self._assigned: list[tuple[Slot, Inflight]] = []
@@ -217,7 +217,7 @@ class Fleet:
         if slot.pid is not None:
             self._signal(slot, signal.SIGTERM, group=False)
         else:
-            self._write(slot, encode(FrameType.STOP, {}))
+            self.pipes.write(slot, encode(FrameType.STOP, {}))
 
     def stop_all(self, reason: str) -> None:
         """``stop`` every executor."""
@@ -291,7 +291,7 @@ class Fleet:
         for slot_id, parts in frames.items():
             slot = self.slots.get(slot_id)
             if slot is not None:  # one that ended meanwhile: its EOF released them
-                self._write(slot, b"".join(parts))
+                self.pipes.write(slot, b"".join(parts))
 
     def undo_handed_out(self) -> None:
         """Forget the tasks given out since the last ``send_handed_out`` (their
@@ -302,36 +302,6 @@ class Fleet:
             self.inflight.pop(inf.id, None)
         self._unsent, self._assigned = {}, []
 
-    def _write(self, slot: Slot, data: bytes) -> None:
-        """Write to the executor's pipe without blocking; the rest waits for writability."""
-        buf = self._outbufs.get(slot.write_fd)
-        if buf is None:
-            try:
-                n = os.write(slot.write_fd, data)
-            except BlockingIOError:
-                n = 0
-            except OSError:
-                return  # the executor is gone; its EOF handles the tasks
-            if n == len(data):
-                return
-            self._outbufs[slot.write_fd] = bytearray(data[n:])
-            asyncio.get_running_loop().add_writer(slot.write_fd, self._writable, slot)
-        else:
-            buf += data
-
-    def _writable(self, slot: Slot) -> None:
-        buf = self._outbufs[slot.write_fd]
-        try:
-            n = os.write(slot.write_fd, buf)
-        except BlockingIOError:
-            return
-        except OSError:
-            n = len(buf)
-        del buf[:n]
-        if not buf:
-            del self._outbufs[slot.write_fd]
-            asyncio.get_running_loop().remove_writer(slot.write_fd)
-
     def steal(self, slot: Slot) -> None:
         """Take the tasks waiting in ``slot``'s pipe back, if it has not taken them.
 
@@ -339,24 +309,9 @@ class Fleet:
         pending (no attempt counted) for an idle executor. Holding the pipe's
         flock makes this atomic with the executor's own frame reads.
         """
-        if slot.write_fd in self._outbufs or slot.eof:
-            return  # part of a frame is not in the pipe yet: try next tick
-        try:
-            fcntl.flock(slot.steal_fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            return  # the executor is taking a frame right now
-        try:
-            data = b""
-            while True:
-                try:
-                    chunk = os.read(slot.steal_fd, 262144)
-                except BlockingIOError:
-                    break
-                if not chunk:
-                    break
-                data += chunk
-        finally:
-            fcntl.flock(slot.steal_fd, fcntl.LOCK_UN)
+        data = self.pipes.read_back(slot)
+        if data is None:
+            return
         cur = slot.current
         slot.hold = cur.id if cur is not None else None
         taken = {body["id"] for ftype, body in FrameReader(1 << 62).feed(data)
@@ -493,9 +448,7 @@ class Fleet:
     def _on_eof(self, slot: Slot) -> None:
         loop = asyncio.get_running_loop()
         loop.remove_reader(slot.read_fd)
-        if slot.write_fd in self._outbufs:
-            loop.remove_writer(slot.write_fd)
-            del self._outbufs[slot.write_fd]
+        self.pipes.forget(slot)
         for fd in (slot.read_fd, slot.write_fd, slot.steal_fd):
             os.close(fd)
         slot.eof = True
