@@ -15,7 +15,7 @@ import sys
 sys.path.insert(0, os.getcwd())
 
 from config.paths import run_dir_for
-from config.supervision import supervision
+from server.supervision import supervision
 
 _sup = supervision()
 # Also makes the run directory private; on HUP a refused file or an unsafe

@@ -19,7 +19,6 @@ from collections.abc import Awaitable, Callable
 from time import perf_counter
 
 from config.settings import ConfigError, Settings, load_settings
-from config.supervision import supervision
 from executor.wire.registry import import_object
 from metrics import HttpObservations
 from server import lifespan
@@ -37,6 +36,7 @@ from server.http import (
 )
 from server.pool import PoolLink
 from server.routes import Routes
+from server.supervision import supervision
 
 log = logging.getLogger("offload.server")
 

@@ -20,7 +20,7 @@ import pytest
 
 from config import ConfigError, Settings, run_dir_for, socket_path_for
 from config.paths import RunDirError, ensure_private_dir
-from config.supervision import Supervision
+from server.supervision import Supervision
 
 OTHER_UID = 23457
 needs_root = pytest.mark.skipif(os.getuid() != 0, reason="needs root to chown to another uid")
@@ -267,6 +267,6 @@ def test_an_os_error_on_reload_is_refused_too(config_file: Path,
     def boom(path: str) -> None:
         raise PermissionError(13, "Permission denied", path)
 
-    monkeypatch.setattr(sys.modules["config.supervision"], "ensure_private_dir", boom)
+    monkeypatch.setattr(sys.modules["server.supervision"], "ensure_private_dir", boom)
     assert sup.load() is first
     assert "reload refused" in capsys.readouterr().err

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from config.settings import Settings
-from config.supervision import open_api_warning
+from server.supervision import open_api_warning
 
 
 @pytest.mark.parametrize("bind", ["0.0.0.0:8000", "10.1.2.3:80", "[::]:8000", "example.org:8000"])
