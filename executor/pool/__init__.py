@@ -1,1 +1,24 @@
-"""executor.pool.pool."""
+"""The pool process: the one writer to the store, the executors' dispatcher.
+
+Runs in the pool process (spawned by the gunicorn master's keeper, or on its
+own with ``python -m executor``), and ``keeper`` in the keeper process that
+respawns it. Imports ``config``, ``metrics``, ``executor.wire`` and
+``executor.store``; never ``executor.worker`` (executors are separate
+processes, reached through ``templates`` and pipes) nor ``executor.client``.
+
+- ``pool``: ``Pool``: the loop, the group-commit turn, retries, timers.
+- ``requests``: answers to socket requests (the ops of ``ops``).
+- ``port``: the narrow view of the pool that ``requests`` and ``specs`` get.
+- ``specs``: checking submitted task specs against the registered kinds.
+- ``fleet``: the executors: spawn, hand out, watch, bury; ``slots``: one executor's state.
+- ``pipes``: non-blocking writes to the task pipes, and reading waiting tasks back.
+- ``templates``: the pool's handle on a template process.
+- ``listener``: the private Unix socket the HTTP workers connect to.
+- ``retry``: the retry policy and respawn back-off.
+- ``keeper``: the keeper process (``python -m executor.pool.keeper``; not re-exported).
+"""
+
+from executor.pool.pool import Pool
+from executor.pool.retry import RetryPolicy
+
+__all__ = ["Pool", "RetryPolicy"]
