@@ -16,15 +16,16 @@ machinery, laid out by the process it runs in (each subpackage's
 
 from executor.client.background import BackgroundTask, BackgroundTasks
 from executor.client.shared import drain_background
-from executor.wire.errors import (
+from executor.wire import (
     OffloadError,
     PoolError,
     PoolUnavailable,
+    Registry,
     Retry,
     TaskTimeout,
     UnknownKind,
+    task,
 )
-from executor.wire.registry import Registry, task
 from executor.worker.context import progress
 
 __all__ = [
