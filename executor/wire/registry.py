@@ -14,10 +14,12 @@ from __future__ import annotations
 import difflib
 import importlib
 import inspect
+import math
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any, ParamSpec, TypeVar, overload
 
+from config.settings import MAX_RETRIES, MAX_TIMEOUT_S, MIN_TIMEOUT_S
 from executor.wire.callcheck import params_of
 from executor.wire.errors import UnknownKind
 
@@ -28,7 +30,12 @@ _MARK = "__offload_task__"
 
 @dataclass(frozen=True)
 class TaskOptions:
-    """Per-kind options; ``None`` means "use the setting's default"."""
+    """Per-kind options; ``None`` means "use the setting's default".
+
+    Each is refused (``ValueError`` naming it) outside the bounds of the
+    setting it stands in for (``config.settings``): a kind may not go where
+    the setting cannot, and the pool would refuse every task of such a kind.
+    """
 
     max_retries: int | None = None
     timeout_s: float | None = None
@@ -36,11 +43,30 @@ class TaskOptions:
     retry_backoff_max_s: float | None = None
     retry_on: tuple[type[BaseException], ...] | None = None
 
+    def __post_init__(self) -> None:
+        retries = self.max_retries
+        if retries is not None and (type(retries) is not int
+                                    or not 0 <= retries <= MAX_RETRIES):
+            raise ValueError(f"@task(max_retries={retries!r}): must be an integer from 0 to "
+                             f"{MAX_RETRIES}")
+        _check_seconds("timeout_s", self.timeout_s, MIN_TIMEOUT_S, MAX_TIMEOUT_S)
+        _check_seconds("retry_backoff_s", self.retry_backoff_s, 0.0, math.inf)
+        _check_seconds("retry_backoff_max_s", self.retry_backoff_max_s, 0.0, math.inf)
+
     def manifest(self) -> dict[str, Any]:
         """The options the pool needs (``retry_on`` stays in the executor)."""
         return {"max_retries": self.max_retries, "timeout_s": self.timeout_s,
                 "retry_backoff_s": self.retry_backoff_s,
                 "retry_backoff_max_s": self.retry_backoff_max_s}
+
+
+def _check_seconds(name: str, value: float | None, lo: float, hi: float) -> None:
+    if value is None:
+        return
+    if isinstance(value, bool) or not isinstance(value, (int, float)) \
+            or not math.isfinite(value) or not lo <= value <= hi:
+        bound = f"from {lo:g} to {hi:g}" if hi < math.inf else f">= {lo:g}"
+        raise ValueError(f"@task({name}={value!r}): must be a number of seconds {bound}")
 
 
 @dataclass(frozen=True)

@@ -58,9 +58,41 @@ def test_spec_defaults_and_options() -> None:
     ({"kind": "k", "args": [1, -(2**63) - 1]}, "args[1]"),
     ({"kind": "k", "kwargs": {"ok": 1, "big": 2**64}}, "kwargs.big"),
     ({"kind": "k", "Kind": "k"}, "Kind"),
+    # The settings' floor (default_timeout_s >= 0.001), not just "> 0".
+    ({"kind": "k", "timeout_s": 1e-9}, "timeout_s"),
+    ({"kind": "k", "timeout_s": 0.0009}, "timeout_s"),
+    # Lone surrogates (JSON "\ud800") parse but cannot be encoded or stored.
+    ({"kind": "\ud800"}, "kind"),
+    ({"kind": "send\udfff"}, "kind"),
+    ({"kind": "k", "idempotency_key": "\ud800"}, "idempotency_key"),
+    ({"kind": "k", "args": ["ok", "\ud800"]}, "args[1]"),
+    ({"kind": "k", "args": [{"\ud800": 1}]}, "args[0]"),
+    ({"kind": "k", "kwargs": {"a": ["\udc00"]}}, "kwargs.a"),
+    ({"kind": "k", "kwargs": {"\ud800": 1}}, "kwargs"),
 ])
 def test_spec_refusals_name_the_field(body: dict[str, Any], field: str) -> None:
     assert refused(validate.spec, body, NOW).field == field
+
+
+def test_timeout_s_has_the_setting_s_bounds() -> None:
+    assert validate.spec({"kind": "k", "timeout_s": 0.001}, NOW)["timeout_s"] == 0.001
+    assert validate.spec({"kind": "k", "timeout_s": 604_800}, NOW)["timeout_s"] == 604_800
+    message = refused(validate.spec, {"kind": "k", "timeout_s": 1e-9}, NOW).message
+    assert ">= 0.001" in message
+
+
+def test_surrogate_refusals_say_why() -> None:
+    err = refused(validate.spec, {"kind": "\ud800"}, NOW)
+    assert "lone surrogate" in err.message
+    assert refused(validate.batch, {"tasks": [{"kind": "k"}, {"kind": "\ud800"}]},
+                   NOW).field == "tasks[1].kind"
+    assert refused(validate.batch, {"tasks": [{"kind": "k", "idempotency_key": "\udbff"}]},
+                   NOW).field == "tasks[0].idempotency_key"
+    assert refused(validate.list_args, {"kind": "\ud800"}).field == "kind"
+    assert refused(validate.list_args, {"cursor": "\ud800"}).field == "cursor"
+    # Valid non-ASCII text (a surrogate pair in JSON is one character) passes.
+    assert validate.spec({"kind": "envoyer_\u00e9\U0001f600"}, NOW)["kind"] == (
+        "envoyer_\u00e9\U0001f600")
 
 
 def test_spec_prefix_applies_to_every_field() -> None:

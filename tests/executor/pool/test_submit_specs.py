@@ -53,6 +53,9 @@ BAD_FIELDS: list[tuple[str, Any]] = [
     ("priority", 1001), ("priority", -1001), ("priority", "high"), ("priority", 1.5),
     ("seq", UINT64_MAX), ("seq", INT64_MAX + 1),
     ("max_retries", UINT64_MAX), ("timeout_s", 1e308), ("timeout_s", 604_801.0),
+    # The bounds of the settings they override (default_max_retries,
+    # default_timeout_s): 1e-9 s made every such task an executor restart.
+    ("max_retries", 101), ("timeout_s", 1e-9), ("timeout_s", 0.0009), ("timeout_s", 0),
     ("group_id", ["g"]), ("group_id", {"g": 1}), ("group_id", 7), ("group_id", b"g"),
     ("group_id", ""), ("group_id", "g" * 257),
     ("idempotency_key", ["k"]), ("idempotency_key", {"k": 1}), ("idempotency_key", 7),
@@ -73,7 +76,8 @@ def test_a_spec_field_the_store_cannot_hold_is_refused_naming_it(field: str,
 
 @pytest.mark.parametrize("fields", [
     {"priority": 1000}, {"priority": -1000}, {"priority": 0}, {"priority": None},
-    {"seq": INT64_MAX}, {"max_retries": INT64_MAX},
+    {"seq": INT64_MAX}, {"max_retries": 100}, {"max_retries": 0},
+    {"timeout_s": 0.001}, {"timeout_s": 604_800.0},
     {"group_id": "g", "idempotency_key": "k" * 200, "ref": "m:f"},
     {"group_id": "g" * 200, "idempotency_key": "k", "ref": None},
     # a function's module path and qualname have no length limit of their own

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import pytest
 
 from executor.wire.errors import UnknownKind
@@ -50,3 +52,23 @@ def test_resolve_ref() -> None:
     assert resolve_ref("tests.support.tasks:noop").__name__ == "noop"
     with pytest.raises(UnknownKind, match="cannot import"):
         resolve_ref("tests.support.tasks:nope")
+
+
+@pytest.mark.parametrize(("options", "name"), [
+    ({"timeout_s": 1e-9}, "timeout_s"),       # the setting's floor is 0.001
+    ({"timeout_s": 604_801}, "timeout_s"),
+    ({"timeout_s": float("nan")}, "timeout_s"),
+    ({"max_retries": -1}, "max_retries"),
+    ({"max_retries": 101}, "max_retries"),
+    ({"max_retries": 2.0}, "max_retries"),
+    ({"retry_backoff_s": -1}, "retry_backoff_s"),
+    ({"retry_backoff_max_s": float("inf")}, "retry_backoff_max_s"),
+])
+def test_task_options_have_the_settings_bounds(options: dict[str, Any], name: str) -> None:
+    with pytest.raises(ValueError, match=rf"@task\({name}="):
+        task(**options)
+
+
+def test_task_options_at_the_bounds_are_accepted() -> None:
+    task(timeout_s=0.001, max_retries=100, retry_backoff_s=0)
+    task(timeout_s=604_800, max_retries=0)
