@@ -180,17 +180,22 @@ def test_pool_error_mapping(code: str, status: int) -> None:
 
 
 def test_a_store_that_cannot_write_is_a_503_to_retry() -> None:
-    err = from_pool_error(PoolError("store_unavailable", "the store could not write the tasks, "
-                                    "nothing was stored; retry shortly: disk full"))
+    # The pool's words name the store's file: they stay in the server's log.
+    err = from_pool_error(PoolError("store_unavailable", "/srv/app/var/offload.db: database "
+                                    "or disk is full; nothing was changed"))
     assert (err.status, err.code, err.headers) == (503, "store_unavailable",
                                                     [(b"retry-after", b"1")])
-    assert "disk full" in err.message
+    assert "offload.db" not in err.message and "/srv" not in err.message
+    assert "retry shortly" in err.message and "Idempotency-Key" in err.message
 
 
 def test_pool_unavailable_mapping() -> None:
     err = from_pool_unavailable(PoolUnavailable("cannot reach the pool at /secret/pool.sock"))
     assert err.status == 503 and err.headers == [(b"retry-after", b"1")]
     assert "/secret" not in err.message
+    # No answer from the pool: the request may have reached it and been stored.
+    assert "may or may not have been stored" in err.message
+    assert "same Idempotency-Key" in err.message
 
 
 def test_a_single_post_does_not_see_the_batch_prefix_in_the_message() -> None:
