@@ -124,6 +124,10 @@ class Settings:
         30.0, "on stop, how long running tasks may finish before they are killed", min=0.0
     )
     http_timeout_s: float = _setting(60.0, "gunicorn worker timeout", min=1.0)
+    http_header_timeout_s: float = _setting(
+        5.0, "a new connection's request line and headers must all arrive within this many "
+        "seconds, or it is answered 408 and closed (worker_class asgi)", min=0.1, max=3600.0,
+    )
     http_max_requests: int = _setting(
         0, "restart an HTTP worker after about this many requests (0 = never)", min=0
     )
