@@ -21,7 +21,7 @@ from executor.client.background import BackgroundTasks
 from executor.pool.requests import Requests
 from executor.pool.specs import Invalid
 from executor.store import NewTask
-from executor.store.base import BatchLost
+from executor.store.base import BatchLost, StoreError
 from executor.wire.codec import encode_call
 from executor.wire.protocol import FrameReader, FrameType, encode
 from tests.executor.helpers import pool_error
@@ -245,3 +245,16 @@ def test_a_lost_turn_is_not_retried_per_submission_nor_answered_internal() -> No
         _store(pool, _submits(conn, "a", "b"))
     assert pool.calls == [["a", "a", "b", "b"]] and conn.errors == {}
 
+
+
+def test_a_store_failure_while_serving_is_answered_without_its_detail() -> None:
+    # The store's error names its file: the pool logs it, and answers
+    # store_unavailable (503 over HTTP), not 'invalid' with the path in it.
+    def get(task_id: str) -> None:
+        raise StoreError("/srv/secret/offload.db: disk I/O error; nothing was changed")
+
+    pool = SimpleNamespace(store=SimpleNamespace(get=get))
+    conn = _Conn()
+    Requests(pool).handle(conn, 7, "get", {"id": "t1"})  # type: ignore[arg-type]
+    code, message = conn.errors[7]
+    assert code == "store_unavailable" and "/srv" not in message and "offload.db" not in message
