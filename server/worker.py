@@ -46,7 +46,7 @@ from gunicorn.asgi.protocol import ASGIProtocol
 from gunicorn.workers import gasgi
 
 from config.settings import Settings, load_settings
-from config.supervision import supervision
+from server.supervision import supervision
 
 # HTTP status of an error gunicorn answers itself -> offload's error code.
 ERROR_CODES = {

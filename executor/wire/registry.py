@@ -19,7 +19,6 @@ from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any, ParamSpec, TypeVar, overload
 
-from config.settings import MAX_RETRIES, MAX_TIMEOUT_S, MIN_TIMEOUT_S
 from executor.wire.callcheck import params_of
 from executor.wire.errors import UnknownKind
 
@@ -32,9 +31,11 @@ _MARK = "__offload_task__"
 class TaskOptions:
     """Per-kind options; ``None`` means "use the setting's default".
 
-    Each is refused (``ValueError`` naming it) outside the bounds of the
-    setting it stands in for (``config.settings``): a kind may not go where
-    the setting cannot, and the pool would refuse every task of such a kind.
+    ``out_of_bounds`` checks them against the bounds of the settings they
+    stand in for, which ``config.settings`` declares (``MIN_TIMEOUT_S``...):
+    whoever loads task code passes those bounds in (this module imports
+    nothing of offload's), the template for every kind it loads and
+    ``add_task`` for the function it is given.
     """
 
     max_retries: int | None = None
@@ -43,15 +44,18 @@ class TaskOptions:
     retry_backoff_max_s: float | None = None
     retry_on: tuple[type[BaseException], ...] | None = None
 
-    def __post_init__(self) -> None:
+    def out_of_bounds(self, *, min_timeout_s: float, max_timeout_s: float,
+                      max_retries: int) -> str | None:
+        """What is wrong with these options (``"@task(timeout_s=1e-09): must
+        be ..."``), or ``None``: a kind may not go where its setting cannot,
+        and the pool would refuse every task of such a kind."""
         retries = self.max_retries
-        if retries is not None and (type(retries) is not int
-                                    or not 0 <= retries <= MAX_RETRIES):
-            raise ValueError(f"@task(max_retries={retries!r}): must be an integer from 0 to "
-                             f"{MAX_RETRIES}")
-        _check_seconds("timeout_s", self.timeout_s, MIN_TIMEOUT_S, MAX_TIMEOUT_S)
-        _check_seconds("retry_backoff_s", self.retry_backoff_s, 0.0, math.inf)
-        _check_seconds("retry_backoff_max_s", self.retry_backoff_max_s, 0.0, math.inf)
+        if retries is not None and (type(retries) is not int or not 0 <= retries <= max_retries):
+            return f"@task(max_retries={retries!r}): must be an integer from 0 to {max_retries}"
+        return (_seconds_problem("timeout_s", self.timeout_s, min_timeout_s, max_timeout_s)
+                or _seconds_problem("retry_backoff_s", self.retry_backoff_s, 0.0, math.inf)
+                or _seconds_problem("retry_backoff_max_s", self.retry_backoff_max_s, 0.0,
+                                    math.inf))
 
     def manifest(self) -> dict[str, Any]:
         """The options the pool needs (``retry_on`` stays in the executor)."""
@@ -60,13 +64,14 @@ class TaskOptions:
                 "retry_backoff_max_s": self.retry_backoff_max_s}
 
 
-def _check_seconds(name: str, value: float | None, lo: float, hi: float) -> None:
+def _seconds_problem(name: str, value: float | None, lo: float, hi: float) -> str | None:
     if value is None:
-        return
+        return None
     if isinstance(value, bool) or not isinstance(value, (int, float)) \
             or not math.isfinite(value) or not lo <= value <= hi:
         bound = f"from {lo:g} to {hi:g}" if hi < math.inf else f">= {lo:g}"
-        raise ValueError(f"@task({name}={value!r}): must be a number of seconds {bound}")
+        return f"@task({name}={value!r}): must be a number of seconds {bound}"
+    return None
 
 
 @dataclass(frozen=True)
@@ -191,6 +196,17 @@ class Registry:
             return self._defs[kind]
         except KeyError:
             raise UnknownKind(unknown_kind_message(kind, self._defs)) from None
+
+    def check_options(self, *, min_timeout_s: float, max_timeout_s: float,
+                      max_retries: int) -> None:
+        """Raise ``ValueError`` naming the first kind whose options are out of
+        these bounds (``TaskOptions.out_of_bounds``)."""
+        for kind, d in self._defs.items():
+            problem = d.options.out_of_bounds(min_timeout_s=min_timeout_s,
+                                              max_timeout_s=max_timeout_s,
+                                              max_retries=max_retries)
+            if problem is not None:
+                raise ValueError(f"task kind {kind!r} ({default_kind(d.fn)}): {problem}")
 
     def manifest(self) -> dict[str, dict[str, Any]]:
         """``{kind: {options..., "params": callcheck.params_of(fn)}}`` for the pool."""
