@@ -27,7 +27,11 @@ _settings = _sup.load()
 wsgi_app = "server.app:create_worker_app()"
 bind = [_settings.bind]
 workers = _settings.workers
-worker_class = _settings.worker_class
+# "asgi" is gunicorn's asgi worker with a deadline on request heads
+# (http_header_timeout_s) and JSON bodies on the errors gunicorn answers
+# itself: server/worker.py says how and why.
+worker_class = ("server.worker.OffloadWorker" if _settings.worker_class == "asgi"
+                else _settings.worker_class)
 asgi_loop = "uvloop"
 timeout = int(_settings.http_timeout_s)
 max_requests = _settings.http_max_requests

@@ -39,6 +39,19 @@ log = logging.getLogger("offload.config")
 WORKER_CLASSES = ("asgi", "uvicorn_worker.UvicornWorker")
 LOG_LEVELS = ("debug", "info", "warning", "error", "critical")
 
+# Bounds shared by a setting and the per-kind (``@task``) and per-submission
+# (``POST /tasks``, the pool's ``submit``) values it is the default of: one
+# declaration, so no path accepts what another refuses.
+MIN_TIMEOUT_S = 0.001
+"""The shortest soft time limit of a task: a millisecond. Shorter, a task
+could only time out, and each timeout replaces an executor."""
+MAX_TIMEOUT_S = 604_800.0
+"""The longest soft time limit of a task: a week (the executor's timer
+cannot take absurd values)."""
+MAX_RETRIES = 100
+"""The most retries a task may have: beyond it a poison task would loop for
+days of back-off."""
+
 
 class ConfigError(Exception):
     """A setting could not be loaded; the message says where and what is accepted."""
@@ -84,9 +97,9 @@ class Settings:
     max_result_bytes: int = _setting(1_048_576, "largest encoded task result kept; at most "
                                      "half of max_frame_bytes", min=64)
     default_max_retries: int = _setting(3, "retries after the first attempt, unless set per kind",
-                                        min=0)
+                                        min=0, max=MAX_RETRIES)
     default_timeout_s: float = _setting(300.0, "soft time limit of a task, unless set per kind",
-                                        min=0.001, max=604_800.0)
+                                        min=MIN_TIMEOUT_S, max=MAX_TIMEOUT_S)
     kill_grace_s: float = _setting(
         5.0, "seconds past the soft limit before the executor is killed (hard limit)", min=0.0
     )
@@ -111,6 +124,10 @@ class Settings:
         30.0, "on stop, how long running tasks may finish before they are killed", min=0.0
     )
     http_timeout_s: float = _setting(60.0, "gunicorn worker timeout", min=1.0)
+    http_header_timeout_s: float = _setting(
+        5.0, "a new connection's request line and headers must all arrive within this many "
+        "seconds, or it is answered 408 and closed (worker_class asgi)", min=0.1, max=3600.0,
+    )
     http_max_requests: int = _setting(
         0, "restart an HTTP worker after about this many requests (0 = never)", min=0
     )

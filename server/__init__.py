@@ -15,7 +15,9 @@ Modules: ``app`` (routing, auth, lifespan), ``routes`` (handlers),
 ``validate`` (request validation), ``records`` (record JSON), ``http``
 (body reading, JSON responses), ``pool`` (pool link and metrics shipping),
 ``lifespan`` (startup/shutdown, shared with a mounted app), ``errors``,
-``client`` (the HTTP client), ``fastapi`` (the FastAPI dependency).
+``client`` (the HTTP client), ``fastapi`` (the FastAPI dependency),
+``worker`` (the gunicorn worker class of ``worker_class = "asgi"``: a
+deadline on request heads, JSON bodies on gunicorn's own errors).
 """
 
 from server.app import create_app, mount

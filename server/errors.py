@@ -21,6 +21,22 @@ _POOL_STATUS = {
     "store_unavailable": 503,  # disk full, I/O error: nothing stored, send again
 }
 
+# What HTTP clients are told instead of the pool's own words, for the
+# refusals whose words describe the server (the store's file, SQLite's
+# error; the pool logs them). The others are about the request.
+_PUBLIC_MESSAGES = {
+    "store_unavailable": "the task store could not write or sync the request's changes "
+                         "(disk full or an I/O error; the server log says why); treat them as "
+                         "not made and retry shortly, with the same Idempotency-Key when "
+                         "submitting so that nothing is stored twice",
+}
+POOL_UNAVAILABLE_MESSAGE = (
+    "the task pool did not answer (it cannot be reached, or it is restarting or "
+    "overloaded). A submission may or may not have been stored: retry shortly with the same "
+    "Idempotency-Key, which returns the task if it was stored and stores it if not")
+"""The body of a ``503 pool_unavailable``: no answer came from the pool, so
+whether a request that reached it took effect is unknown."""
+
 
 class ApiError(OffloadError):
     """An error answer: ``status`` plus the JSON error body.
@@ -70,15 +86,15 @@ def from_pool_error(exc: PoolError, field_prefix: str | None = None) -> ApiError
         # The pool's internal message may describe its internals: keep it out.
         return ApiError(500, "internal", "the task pool failed to answer the request; "
                         "see the server log", None)
+    message = _PUBLIC_MESSAGES.get(exc.code, message)
     retry = [(b"retry-after", b"1")] if status == 503 else None  # worth sending again soon
     return ApiError(status, exc.code, message, field, retry)
 
 
 def from_pool_unavailable(exc: PoolUnavailable) -> ApiError:
-    """503 with ``Retry-After: 1``: the pool cannot be reached (yet)."""
+    """503 with ``Retry-After: 1``: no answer from the pool (see
+    ``POOL_UNAVAILABLE_MESSAGE``)."""
     # ``exc`` names the socket path: useful in the log, not to HTTP clients.
     del exc
-    return ApiError(503, "pool_unavailable",
-                    "the task pool cannot be reached or did not answer in time (it may be "
-                    "restarting); retry shortly, with the same Idempotency-Key when submitting",
-                    None, [(b"retry-after", b"1")])
+    return ApiError(503, "pool_unavailable", POOL_UNAVAILABLE_MESSAGE, None,
+                    [(b"retry-after", b"1")])

@@ -6,9 +6,16 @@ reaches the pool.
 Submit body (``POST /tasks``, and each item of ``POST /tasks/batch``)::
 
     {"kind": str, "args": list = [], "kwargs": object = {},
-     "max_retries": int 0..100, "timeout_s": number in (0, 604800],
+     "max_retries": int 0..100, "timeout_s": number in [0.001, 604800],
      "delay_s": number >= 0  |  "eta": epoch seconds,
      "priority": int -1000..1000, "idempotency_key": str (1..200 chars)}
+
+The bounds of ``max_retries`` and ``timeout_s`` are the settings' own
+(``config.settings``). Every string that goes on to msgpack and the store
+(``kind``, ``idempotency_key``, argument strings and keyword names, query
+values) must be Unicode text that UTF-8 can encode: JSON's ``"\\ud800"``
+(a lone surrogate) parses, but cannot be stored, so it is refused naming
+the field.
 
 The pool spec (``executor.pool.ops`` ``submit``) is ``{"kind", "payload"}`` plus
 the options given; ``delay_s``/``eta`` become ``not_before``.
@@ -19,10 +26,11 @@ from __future__ import annotations
 import math
 from typing import Any
 
-from executor.pool.specs import MAX_TIMEOUT_S, PRIORITY_MAX, PRIORITY_MIN
+from config.settings import MAX_RETRIES, MAX_TIMEOUT_S, MIN_TIMEOUT_S
+from executor.pool.specs import PRIORITY_MAX, PRIORITY_MIN
 from executor.store.base import STATUSES
 from executor.wire.codec import encode_call
-from server.errors import invalid
+from server.errors import ApiError, invalid
 
 SPEC_FIELDS = ("kind", "args", "kwargs", "max_retries", "timeout_s", "delay_s", "eta",
                "priority", "idempotency_key")
@@ -31,7 +39,6 @@ MAX_DEPTH = 32  # JSON nesting levels in a body; the body object itself is level
 MAX_BATCH = 1000
 MAX_KEY_CHARS = 200
 MAX_KIND_CHARS = 200
-MAX_RETRIES = 100
 MAX_DELAY_S = 10 * 366 * 86400.0
 """How far ahead a task may be scheduled (``delay_s``, ``eta``): ten years.
 Beyond that a typo (milliseconds for seconds) would park a task for ever."""
@@ -39,6 +46,23 @@ LIST_LIMIT_MAX = 500
 LIST_LIMIT_DEFAULT = 50
 _TRUE = frozenset({"true", "1", "yes", ""})
 _FALSE = frozenset({"false", "0", "no"})
+
+
+def encodable(text: str) -> bool:
+    """Whether ``text`` is valid Unicode that UTF-8 (msgpack, SQLite) can
+    encode: no lone surrogate, which JSON's ``\\ud800`` escapes can make."""
+    if text.isascii():
+        return True  # the common case, without building bytes
+    try:
+        text.encode()
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
+def _not_text(field: str) -> ApiError:
+    return invalid(field, f"{field} is not valid Unicode text: it holds a lone surrogate "
+                   "(a \\ud800-\\udfff escape without its pair)")
 
 
 def _int(value: Any, field: str, lo: int, hi: int) -> int:
@@ -72,6 +96,8 @@ def idempotency_key(value: Any, field: str) -> str:
             raise invalid(field, f"{field} must be UTF-8 text") from None
     if not isinstance(value, str) or not 0 < len(value) <= MAX_KEY_CHARS:
         raise invalid(field, f"{field} must be 1 to {MAX_KEY_CHARS} characters")
+    if not encodable(value):
+        raise _not_text(field)
     return value
 
 
@@ -81,8 +107,14 @@ def _payload(args: list[Any], kwargs: dict[str, Any], prefix: str) -> bytes:
         return encode_call(args, kwargs, check_decodes=False)
     except TypeError:
         pass
-    # Only JSON values reach here, so the one failure is an integer outside
-    # msgpack's 64-bit range: find which argument it is, to name it.
+    # Only JSON values reach here, so the failure is an integer outside
+    # msgpack's 64-bit range or a string with a lone surrogate: find which
+    # argument it is, to name it.
+    for key in kwargs:
+        if not encodable(key):
+            raise invalid(f"{prefix}kwargs", f"{prefix}kwargs has a keyword argument name that "
+                          "is not valid Unicode text: it holds a lone surrogate (a "
+                          "\\ud800-\\udfff escape without its pair)")
     for i, value in enumerate(args):
         try:
             encode_call([value], {})
@@ -107,6 +139,8 @@ def spec(body: dict[str, Any], now: float, prefix: str = "") -> dict[str, Any]:
     if not isinstance(kind, str) or not 0 < len(kind) <= MAX_KIND_CHARS:
         raise invalid(prefix + "kind", "kind must be the name of a registered task "
                       f"(a string of 1 to {MAX_KIND_CHARS} characters)")
+    if not encodable(kind):
+        raise _not_text(prefix + "kind")
     args = body.get("args", [])
     if not isinstance(args, list):
         raise invalid(prefix + "args", "args must be a JSON array")
@@ -119,8 +153,9 @@ def spec(body: dict[str, Any], now: float, prefix: str = "") -> dict[str, Any]:
     if "max_retries" in body:
         out["max_retries"] = _int(body["max_retries"], prefix + "max_retries", 0, MAX_RETRIES)
     if "timeout_s" in body:
-        out["timeout_s"] = _number(body["timeout_s"], prefix + "timeout_s", minimum=0,
-                                   exclusive=True, maximum=MAX_TIMEOUT_S, what="a week")
+        out["timeout_s"] = _number(body["timeout_s"], prefix + "timeout_s",
+                                   minimum=MIN_TIMEOUT_S, exclusive=False,
+                                   maximum=MAX_TIMEOUT_S, what="a week")
     if "priority" in body:
         out["priority"] = _int(body["priority"], prefix + "priority", PRIORITY_MIN,
                                PRIORITY_MAX)
@@ -229,6 +264,8 @@ def list_args(query: dict[str, str]) -> dict[str, Any]:
     if kind is not None:
         if not 0 < len(kind) <= MAX_KIND_CHARS:
             raise invalid("kind", f"kind must be 1 to {MAX_KIND_CHARS} characters")
+        if not encodable(kind):
+            raise _not_text("kind")
         out["kind"] = kind
     limit = query.get("limit")
     if limit is not None:
@@ -239,6 +276,8 @@ def list_args(query: dict[str, str]) -> dict[str, Any]:
                           f"got {limit!r}") from None
     cursor = query.get("cursor")
     if cursor:
+        if not encodable(cursor):
+            raise _not_text("cursor")
         out["cursor"] = cursor
     return out
 

@@ -17,7 +17,8 @@ Contract:
   by its module path, so no lambdas, closures, bound methods of instances
   or functions of ``__main__``; the arguments must fit ``fn``'s signature,
   be encodable (``executor.wire.codec``; the message names the argument) and,
-  encoded, fit in half of ``max_frame_bytes``. The calls of one
+  encoded, fit in half of ``max_frame_bytes``; its ``@task`` options must be
+  within their settings' bounds. The calls of one
   ``BackgroundTasks`` too large for one submit go in several, in order.
 - Each call becomes one task, with its own record, id and retries. Its kind
   is the ``@task`` kind when ``fn`` is registered, else ``module.qualname``
@@ -55,7 +56,7 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, ParamSpec, Protocol
 
-from config.settings import Settings
+from config.settings import MAX_RETRIES, MAX_TIMEOUT_S, MIN_TIMEOUT_S, Settings
 from executor.client.shared import default_settings, shared_outbox
 from executor.wire.callcheck import CallCheck, params_of
 from executor.wire.codec import encode_call
@@ -204,6 +205,10 @@ def _describe(fn: Callable[..., Any], owner: object) -> _Target:
     d = task_def(fn)
     options: tuple[tuple[str, Any], ...] = ()
     if d is not None:
+        problem = d.options.out_of_bounds(min_timeout_s=MIN_TIMEOUT_S,
+                                          max_timeout_s=MAX_TIMEOUT_S, max_retries=MAX_RETRIES)
+        if problem is not None:  # the pool would refuse every call of it
+            raise TypeError(f"add_task({ref}): {problem}")
         options = tuple((k, v) for k, v in (("max_retries", d.options.max_retries),
                                              ("timeout_s", d.options.timeout_s))
                         if v is not None)

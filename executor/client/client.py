@@ -144,32 +144,44 @@ class PoolClient:
 
     async def call(self, op: str, args: dict[str, Any] | None = None,
                    timeout_s: float | None = None) -> Any:
-        """Send one request and return the pool's result."""
-        conn = await self._connection()
+        """Send one request and return the pool's result.
+
+        The request is encoded before anything else: one that cannot be
+        (``args`` holding a string with a lone surrogate, an integer past
+        64 bits...) raises msgpack's ``ValueError``/``TypeError``/
+        ``OverflowError`` with nothing sent, no connection made and nothing
+        left waiting. A call that ends any other way than with the pool's
+        answer (timeout, cancellation) stops waiting for it too.
+        """
         req_id = next(self._ids)
-        fut: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
-        conn.waiters[req_id] = fut
         frame = encode(FrameType.REQUEST, {"id": req_id, "op": op, "args": args or {}})
         if len(frame) - HEADER_SIZE > self.max_frame_bytes:
-            conn.waiters.pop(req_id, None)
             raise PoolError("frame_too_large",
                             f"request of {len(frame)} bytes exceeds {self.max_frame_bytes}")
+        conn = await self._connection()
+        loop = asyncio.get_running_loop()
+        fut: asyncio.Future[Any] = loop.create_future()
+        # Registered only now that the frame exists, and with nothing that can
+        # raise between here and the ``try`` that unregisters it.
+        conn.waiters[req_id] = fut
         conn.out.append(frame)
         if not conn.flush_scheduled:
             conn.flush_scheduled = True
-            asyncio.get_running_loop().call_soon(conn.flush)
-        if timeout_s is None:
-            return await fut
+            loop.call_soon(conn.flush)
         # A timer on the future, not asyncio.wait_for (which wraps it in a
         # task and a second future: a tenth of an HTTP worker's CPU per submit).
-        timer = asyncio.get_running_loop().call_later(timeout_s, _expire, fut)
+        timer = None if timeout_s is None else loop.call_later(timeout_s, _expire, fut)
         try:
             return await fut
         except _Expired:
-            conn.waiters.pop(req_id, None)
             raise PoolUnavailable(f"the pool did not answer {op!r} in {timeout_s} s") from None
         finally:
-            timer.cancel()
+            if timer is not None:
+                timer.cancel()
+            # Answered: already popped by data_received. Otherwise (timeout,
+            # cancelled caller) forget it, so an answer that never comes
+            # holds nothing until the connection closes.
+            conn.waiters.pop(req_id, None)
 
     async def close(self) -> None:
         """Close the connection; pending calls fail with ``PoolUnavailable``."""

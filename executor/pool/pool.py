@@ -383,8 +383,10 @@ class Pool:
         self._starts[:0] = starts
         self._finishes[:0] = finishes
         for conn, req_id, _, _ in unanswered:
-            conn.fail(req_id, "store_unavailable", f"the store could not write the tasks, "
-                      f"nothing was stored; retry shortly: {exc}")
+            # The detail (a file path, SQLite's words) is in the log above,
+            # not in the answer: it may reach HTTP clients.
+            conn.fail(req_id, "store_unavailable", "the store could not write the tasks, "
+                      "nothing was stored; retry shortly (the pool's log says why)")
         if acknowledge is not None:
             acknowledge(exc)  # rolled back: nothing of theirs is stored
         self._maybe_due = True

@@ -51,7 +51,12 @@ class Requests:
         except Invalid as exc:
             conn.fail(req_id, exc.code, exc.message, exc.field)
         except StoreError as exc:
-            conn.fail(req_id, "invalid", str(exc))
+            # The store failed to carry the request out (its checks of the
+            # caller's values are Invalid): the detail names the store's file,
+            # so it goes to the log and the answer says only what happened.
+            log.error("request %s: the store failed: %s", op, exc)
+            conn.fail(req_id, "store_unavailable", f"the store could not carry out {op!r}, "
+                      "nothing was changed; retry shortly (the pool's log says why)")
         except Exception as exc:
             log.exception("request %s failed", op)
             conn.fail(req_id, "internal", f"{type(exc).__name__}: {exc}")
@@ -101,8 +106,10 @@ class Requests:
                 if error is None:
                     conn.reply(req_id, result)
                 else:
-                    conn.fail(req_id, "store_unavailable", f"the tasks could not be made "
-                              f"durable; retry shortly with the same idempotency key: {error}")
+                    # Pool._synced logged the error: its detail stays out of answers.
+                    conn.fail(req_id, "store_unavailable", "the tasks could not be made "
+                              "durable; retry shortly with the same idempotency key (the "
+                              "pool's log says why)")
 
         return acknowledge
 

@@ -13,6 +13,7 @@ from __future__ import annotations
 import math
 from typing import Any
 
+from config.settings import MAX_RETRIES, MAX_TIMEOUT_S, MIN_TIMEOUT_S
 from executor.pool.port import SpecSource
 from executor.store import NewTask
 from executor.wire.callcheck import CallChecks
@@ -25,11 +26,10 @@ _SPEC_KEYS = frozenset({"kind", "payload", "max_retries", "timeout_s", "priority
 # a turn's submissions are stored in one transaction that one bad spec fails.
 PRIORITY_MIN, PRIORITY_MAX = -1000, 1000
 """The priorities a task may have, also in the HTTP API (``server.validate``)."""
-MAX_TIMEOUT_S = 604_800.0
-"""The longest soft time limit, also in the HTTP API (``server.validate``): a
-week; the executor's timer cannot take absurd values."""
+# MIN_TIMEOUT_S, MAX_TIMEOUT_S and MAX_RETRIES bound the settings' defaults
+# too (config.settings): a submission may not go where a setting cannot.
 INT64_MAX = 2**63 - 1
-"""The largest integer the store holds (``seq``, ``max_retries``); msgpack carries up to 2**64-1."""
+"""The largest integer the store holds (``seq``); msgpack carries up to 2**64-1."""
 MAX_KEY_CHARS = 256
 """The longest ``group_id`` and ``idempotency_key``: the HTTP API's keys
 (``server.validate.MAX_KEY_CHARS``, 200) plus the ``#<i>`` a batch's
@@ -94,11 +94,12 @@ class Specs:
             timeout_s = opts.get("timeout_s")
             if timeout_s is None:
                 timeout_s = self.pool.settings.default_timeout_s
-        if type(max_retries) is not int or not 0 <= max_retries <= INT64_MAX:
-            raise _bad(i, ".max_retries", f"must be an integer from 0 to {INT64_MAX}")
+        if type(max_retries) is not int or not 0 <= max_retries <= MAX_RETRIES:
+            raise _bad(i, ".max_retries", f"must be an integer from 0 to {MAX_RETRIES}")
         if isinstance(timeout_s, bool) or not isinstance(timeout_s, (int, float)) \
-                or not 0 < timeout_s <= MAX_TIMEOUT_S:  # also refuses nan
-            raise _bad(i, ".timeout_s", f"must be a number > 0 and at most {MAX_TIMEOUT_S:g}")
+                or not MIN_TIMEOUT_S <= timeout_s <= MAX_TIMEOUT_S:  # also refuses nan
+            raise _bad(i, ".timeout_s", f"must be a number from {MIN_TIMEOUT_S:g} to "
+                                        f"{MAX_TIMEOUT_S:g}")
         priority = get("priority") or 0
         if type(priority) is not int or not PRIORITY_MIN <= priority <= PRIORITY_MAX:
             raise _bad(i, ".priority", f"must be an integer from {PRIORITY_MIN} to "

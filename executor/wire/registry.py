@@ -14,6 +14,7 @@ from __future__ import annotations
 import difflib
 import importlib
 import inspect
+import math
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any, ParamSpec, TypeVar, overload
@@ -28,7 +29,14 @@ _MARK = "__offload_task__"
 
 @dataclass(frozen=True)
 class TaskOptions:
-    """Per-kind options; ``None`` means "use the setting's default"."""
+    """Per-kind options; ``None`` means "use the setting's default".
+
+    ``out_of_bounds`` checks them against the bounds of the settings they
+    stand in for, which ``config.settings`` declares (``MIN_TIMEOUT_S``...):
+    whoever loads task code passes those bounds in (this module imports
+    nothing of offload's), the template for every kind it loads and
+    ``add_task`` for the function it is given.
+    """
 
     max_retries: int | None = None
     timeout_s: float | None = None
@@ -36,11 +44,34 @@ class TaskOptions:
     retry_backoff_max_s: float | None = None
     retry_on: tuple[type[BaseException], ...] | None = None
 
+    def out_of_bounds(self, *, min_timeout_s: float, max_timeout_s: float,
+                      max_retries: int) -> str | None:
+        """What is wrong with these options (``"@task(timeout_s=1e-09): must
+        be ..."``), or ``None``: a kind may not go where its setting cannot,
+        and the pool would refuse every task of such a kind."""
+        retries = self.max_retries
+        if retries is not None and (type(retries) is not int or not 0 <= retries <= max_retries):
+            return f"@task(max_retries={retries!r}): must be an integer from 0 to {max_retries}"
+        return (_seconds_problem("timeout_s", self.timeout_s, min_timeout_s, max_timeout_s)
+                or _seconds_problem("retry_backoff_s", self.retry_backoff_s, 0.0, math.inf)
+                or _seconds_problem("retry_backoff_max_s", self.retry_backoff_max_s, 0.0,
+                                    math.inf))
+
     def manifest(self) -> dict[str, Any]:
         """The options the pool needs (``retry_on`` stays in the executor)."""
         return {"max_retries": self.max_retries, "timeout_s": self.timeout_s,
                 "retry_backoff_s": self.retry_backoff_s,
                 "retry_backoff_max_s": self.retry_backoff_max_s}
+
+
+def _seconds_problem(name: str, value: float | None, lo: float, hi: float) -> str | None:
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, (int, float)) \
+            or not math.isfinite(value) or not lo <= value <= hi:
+        bound = f"from {lo:g} to {hi:g}" if hi < math.inf else f">= {lo:g}"
+        return f"@task({name}={value!r}): must be a number of seconds {bound}"
+    return None
 
 
 @dataclass(frozen=True)
@@ -165,6 +196,17 @@ class Registry:
             return self._defs[kind]
         except KeyError:
             raise UnknownKind(unknown_kind_message(kind, self._defs)) from None
+
+    def check_options(self, *, min_timeout_s: float, max_timeout_s: float,
+                      max_retries: int) -> None:
+        """Raise ``ValueError`` naming the first kind whose options are out of
+        these bounds (``TaskOptions.out_of_bounds``)."""
+        for kind, d in self._defs.items():
+            problem = d.options.out_of_bounds(min_timeout_s=min_timeout_s,
+                                              max_timeout_s=max_timeout_s,
+                                              max_retries=max_retries)
+            if problem is not None:
+                raise ValueError(f"task kind {kind!r} ({default_kind(d.fn)}): {problem}")
 
     def manifest(self) -> dict[str, dict[str, Any]]:
         """``{kind: {options..., "params": callcheck.params_of(fn)}}`` for the pool."""

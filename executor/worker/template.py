@@ -42,6 +42,7 @@ import socket
 import sys
 from typing import Any
 
+from config.settings import MAX_RETRIES, MAX_TIMEOUT_S, MIN_TIMEOUT_S
 from executor.wire.protocol import FrameType, ProtocolError, decode_body, encode, parse_header
 from executor.wire.registry import Registry
 from executor.worker.runner import Limits, run_executor
@@ -168,6 +169,9 @@ def main() -> int:
     modules = json.loads(sys.argv[2]) if len(sys.argv) > 2 else []
     try:
         registry = Registry.from_modules(modules)
+        # A kind may not go where its setting cannot (config.settings' bounds).
+        registry.check_options(min_timeout_s=MIN_TIMEOUT_S, max_timeout_s=MAX_TIMEOUT_S,
+                               max_retries=MAX_RETRIES)
     except Exception as exc:  # report any import failure to the pool, then exit
         send(sock, FrameType.MANIFEST, {"error": f"{type(exc).__name__}: {exc}",
                                         "pid": os.getpid()})

@@ -58,9 +58,41 @@ def test_spec_defaults_and_options() -> None:
     ({"kind": "k", "args": [1, -(2**63) - 1]}, "args[1]"),
     ({"kind": "k", "kwargs": {"ok": 1, "big": 2**64}}, "kwargs.big"),
     ({"kind": "k", "Kind": "k"}, "Kind"),
+    # The settings' floor (default_timeout_s >= 0.001), not just "> 0".
+    ({"kind": "k", "timeout_s": 1e-9}, "timeout_s"),
+    ({"kind": "k", "timeout_s": 0.0009}, "timeout_s"),
+    # Lone surrogates (JSON "\ud800") parse but cannot be encoded or stored.
+    ({"kind": "\ud800"}, "kind"),
+    ({"kind": "send\udfff"}, "kind"),
+    ({"kind": "k", "idempotency_key": "\ud800"}, "idempotency_key"),
+    ({"kind": "k", "args": ["ok", "\ud800"]}, "args[1]"),
+    ({"kind": "k", "args": [{"\ud800": 1}]}, "args[0]"),
+    ({"kind": "k", "kwargs": {"a": ["\udc00"]}}, "kwargs.a"),
+    ({"kind": "k", "kwargs": {"\ud800": 1}}, "kwargs"),
 ])
 def test_spec_refusals_name_the_field(body: dict[str, Any], field: str) -> None:
     assert refused(validate.spec, body, NOW).field == field
+
+
+def test_timeout_s_has_the_setting_s_bounds() -> None:
+    assert validate.spec({"kind": "k", "timeout_s": 0.001}, NOW)["timeout_s"] == 0.001
+    assert validate.spec({"kind": "k", "timeout_s": 604_800}, NOW)["timeout_s"] == 604_800
+    message = refused(validate.spec, {"kind": "k", "timeout_s": 1e-9}, NOW).message
+    assert ">= 0.001" in message
+
+
+def test_surrogate_refusals_say_why() -> None:
+    err = refused(validate.spec, {"kind": "\ud800"}, NOW)
+    assert "lone surrogate" in err.message
+    assert refused(validate.batch, {"tasks": [{"kind": "k"}, {"kind": "\ud800"}]},
+                   NOW).field == "tasks[1].kind"
+    assert refused(validate.batch, {"tasks": [{"kind": "k", "idempotency_key": "\udbff"}]},
+                   NOW).field == "tasks[0].idempotency_key"
+    assert refused(validate.list_args, {"kind": "\ud800"}).field == "kind"
+    assert refused(validate.list_args, {"cursor": "\ud800"}).field == "cursor"
+    # Valid non-ASCII text (a surrogate pair in JSON is one character) passes.
+    assert validate.spec({"kind": "envoyer_\u00e9\U0001f600"}, NOW)["kind"] == (
+        "envoyer_\u00e9\U0001f600")
 
 
 def test_spec_prefix_applies_to_every_field() -> None:
@@ -148,17 +180,22 @@ def test_pool_error_mapping(code: str, status: int) -> None:
 
 
 def test_a_store_that_cannot_write_is_a_503_to_retry() -> None:
-    err = from_pool_error(PoolError("store_unavailable", "the store could not write the tasks, "
-                                    "nothing was stored; retry shortly: disk full"))
+    # The pool's words name the store's file: they stay in the server's log.
+    err = from_pool_error(PoolError("store_unavailable", "/srv/app/var/offload.db: database "
+                                    "or disk is full; nothing was changed"))
     assert (err.status, err.code, err.headers) == (503, "store_unavailable",
                                                     [(b"retry-after", b"1")])
-    assert "disk full" in err.message
+    assert "offload.db" not in err.message and "/srv" not in err.message
+    assert "retry shortly" in err.message and "Idempotency-Key" in err.message
 
 
 def test_pool_unavailable_mapping() -> None:
     err = from_pool_unavailable(PoolUnavailable("cannot reach the pool at /secret/pool.sock"))
     assert err.status == 503 and err.headers == [(b"retry-after", b"1")]
     assert "/secret" not in err.message
+    # No answer from the pool: the request may have reached it and been stored.
+    assert "may or may not have been stored" in err.message
+    assert "same Idempotency-Key" in err.message
 
 
 def test_a_single_post_does_not_see_the_batch_prefix_in_the_message() -> None:

@@ -20,7 +20,7 @@ from fastapi import FastAPI, HTTPException
 from fastapi.responses import JSONResponse
 
 from config.settings import Settings
-from executor import BackgroundTask, BackgroundTasks, PoolError, PoolUnavailable
+from executor import BackgroundTask, BackgroundTasks, PoolError, PoolUnavailable, task
 from executor.client import shared as shared_mod
 from executor.client.shared import drain_background, queued_background, shared_client
 from executor.wire.codec import decode_call
@@ -125,6 +125,17 @@ def test_other_callables_are_refused() -> None:
     assert "a class is not a function" in refused(Mailer)
     assert "not functions" in refused(Mailer())  # not even callable
     assert "generator functions" in refused(gen_helper)
+
+
+@task(timeout_s=1e-9)
+def too_short() -> None:
+    pass
+
+
+def test_a_task_whose_options_are_out_of_the_settings_bounds_is_refused() -> None:
+    # default_timeout_s cannot go under 0.001 s: neither can a kind's timeout_s.
+    assert "@task(timeout_s=1e-09): must be a number of seconds from 0.001" in refused(
+        too_short)
 
 
 def test_unencodable_argument_is_refused_naming_it() -> None:

@@ -6,7 +6,10 @@ from __future__ import annotations
 import random
 from collections.abc import Callable
 
+import pytest
+
 from executor.pool.retry import RetryPolicy, should_retry
+from executor.wire.errors import PoolError
 from tests.executor.helpers import result, wait_status
 from tests.support.procs import PoolHandle
 
@@ -107,12 +110,17 @@ def test_timeout_counts_as_an_attempt(pool: PoolHandle) -> None:
     assert pool.env.trace("soft.log") == ["cleaned up", "cleaned up"]
 
 
-def test_huge_max_retries_still_ends_failed(make_pool: Callable[..., PoolHandle]) -> None:
-    # The back-off's 2**(attempt-1) stopped converting to a float at attempt
-    # 1025: the pool's callback raised and the task stayed "running" forever.
+def test_the_most_retries_still_end_failed_and_more_are_refused(
+        make_pool: Callable[..., PoolHandle]) -> None:
+    # max_retries has default_max_retries' bounds, 0..100, in every path. (The
+    # back-off's 2**(attempt-1) once stopped converting to a float at attempt
+    # 1025, leaving a task "running" forever: the policy test below still
+    # covers that attempt, which no task can now reach.)
     pool = make_pool(retry_backoff_s=0.0, log_level="warning")
-    rec = pool.wait(pool.submit("raise_value_error", "again", max_retries=1100), 60)
-    assert (rec["status"], rec["attempts"]) == ("failed", 1101)
+    with pytest.raises(PoolError, match="max_retries must be an integer from 0 to 100"):
+        pool.submit("raise_value_error", "again", max_retries=1100)
+    rec = pool.wait(pool.submit("raise_value_error", "again", max_retries=100), 60)
+    assert (rec["status"], rec["attempts"]) == ("failed", 101)
     assert "Exception in callback" not in pool.output()
 
 

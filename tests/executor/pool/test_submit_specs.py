@@ -21,7 +21,7 @@ from executor.client.background import BackgroundTasks
 from executor.pool.requests import Requests
 from executor.pool.specs import Invalid
 from executor.store import NewTask
-from executor.store.base import BatchLost
+from executor.store.base import BatchLost, StoreError
 from executor.wire.codec import encode_call
 from executor.wire.protocol import FrameReader, FrameType, encode
 from tests.executor.helpers import pool_error
@@ -53,6 +53,9 @@ BAD_FIELDS: list[tuple[str, Any]] = [
     ("priority", 1001), ("priority", -1001), ("priority", "high"), ("priority", 1.5),
     ("seq", UINT64_MAX), ("seq", INT64_MAX + 1),
     ("max_retries", UINT64_MAX), ("timeout_s", 1e308), ("timeout_s", 604_801.0),
+    # The bounds of the settings they override (default_max_retries,
+    # default_timeout_s): 1e-9 s made every such task an executor restart.
+    ("max_retries", 101), ("timeout_s", 1e-9), ("timeout_s", 0.0009), ("timeout_s", 0),
     ("group_id", ["g"]), ("group_id", {"g": 1}), ("group_id", 7), ("group_id", b"g"),
     ("group_id", ""), ("group_id", "g" * 257),
     ("idempotency_key", ["k"]), ("idempotency_key", {"k": 1}), ("idempotency_key", 7),
@@ -73,7 +76,8 @@ def test_a_spec_field_the_store_cannot_hold_is_refused_naming_it(field: str,
 
 @pytest.mark.parametrize("fields", [
     {"priority": 1000}, {"priority": -1000}, {"priority": 0}, {"priority": None},
-    {"seq": INT64_MAX}, {"max_retries": INT64_MAX},
+    {"seq": INT64_MAX}, {"max_retries": 100}, {"max_retries": 0},
+    {"timeout_s": 0.001}, {"timeout_s": 604_800.0},
     {"group_id": "g", "idempotency_key": "k" * 200, "ref": "m:f"},
     {"group_id": "g" * 200, "idempotency_key": "k", "ref": None},
     # a function's module path and qualname have no length limit of their own
@@ -241,3 +245,16 @@ def test_a_lost_turn_is_not_retried_per_submission_nor_answered_internal() -> No
         _store(pool, _submits(conn, "a", "b"))
     assert pool.calls == [["a", "a", "b", "b"]] and conn.errors == {}
 
+
+
+def test_a_store_failure_while_serving_is_answered_without_its_detail() -> None:
+    # The store's error names its file: the pool logs it, and answers
+    # store_unavailable (503 over HTTP), not 'invalid' with the path in it.
+    def get(task_id: str) -> None:
+        raise StoreError("/srv/secret/offload.db: disk I/O error; nothing was changed")
+
+    pool = SimpleNamespace(store=SimpleNamespace(get=get))
+    conn = _Conn()
+    Requests(pool).handle(conn, 7, "get", {"id": "t1"})  # type: ignore[arg-type]
+    code, message = conn.errors[7]
+    assert code == "store_unavailable" and "/srv" not in message and "offload.db" not in message

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import pytest
 
 from executor.wire.errors import UnknownKind
@@ -50,3 +52,48 @@ def test_resolve_ref() -> None:
     assert resolve_ref("tests.support.tasks:noop").__name__ == "noop"
     with pytest.raises(UnknownKind, match="cannot import"):
         resolve_ref("tests.support.tasks:nope")
+
+
+BOUNDS: dict[str, Any] = {"min_timeout_s": 0.001, "max_timeout_s": 604_800.0,
+                          "max_retries": 100}
+
+
+@pytest.mark.parametrize(("options", "name"), [
+    ({"timeout_s": 1e-9}, "timeout_s"),       # the setting's floor is 0.001
+    ({"timeout_s": 604_801}, "timeout_s"),
+    ({"timeout_s": float("nan")}, "timeout_s"),
+    ({"max_retries": -1}, "max_retries"),
+    ({"max_retries": 101}, "max_retries"),
+    ({"max_retries": 2.0}, "max_retries"),
+    ({"retry_backoff_s": -1}, "retry_backoff_s"),
+    ({"retry_backoff_max_s": float("inf")}, "retry_backoff_max_s"),
+])
+def test_options_out_of_the_settings_bounds_are_named(options: dict[str, Any],
+                                                      name: str) -> None:
+    @task(name="tiny", **options)
+    def tiny() -> None:
+        pass
+
+    problem = task_def(tiny).options.out_of_bounds(**BOUNDS)  # type: ignore[union-attr]
+    assert problem is not None and problem.startswith(f"@task({name}=")
+    with pytest.raises(ValueError, match=rf"task kind 'tiny' \(.*tiny\): @task\({name}="):
+        Registry([task_def(tiny)]).check_options(**BOUNDS)  # type: ignore[list-item]
+
+
+def test_options_at_the_bounds_are_accepted() -> None:
+    for options in ({"timeout_s": 0.001, "max_retries": 100, "retry_backoff_s": 0},
+                    {"timeout_s": 604_800, "max_retries": 0}, {}):
+        @task(**options)
+        def fn() -> None:
+            pass
+        assert task_def(fn).options.out_of_bounds(**BOUNDS) is None  # type: ignore[union-attr]
+
+
+def test_the_bounds_are_the_settings() -> None:
+    from config.settings import FIELDS, MAX_RETRIES, MAX_TIMEOUT_S, MIN_TIMEOUT_S
+    assert BOUNDS == {"min_timeout_s": MIN_TIMEOUT_S, "max_timeout_s": MAX_TIMEOUT_S,
+                      "max_retries": MAX_RETRIES}
+    assert (FIELDS["default_timeout_s"].metadata["min"],
+            FIELDS["default_timeout_s"].metadata["max"],
+            FIELDS["default_max_retries"].metadata["max"]) == (MIN_TIMEOUT_S, MAX_TIMEOUT_S,
+                                                               MAX_RETRIES)
