@@ -74,7 +74,8 @@ def test_arguments_arrive_as_the_executor_decodes_them() -> None:
         asyncio.run(hand_off())
     expected: dict[str, Any] = {"point": {"x": 1, "y": 2}, "when": when, "key": key,
                                 "amount": Decimal("1.10"), "raw": b"\x00"}
-    assert c.SEEN == [("types", ([1, 2], expected))]  # a tuple arrives as a list
+    (seen,) = c.SEEN
+    assert seen == ("types", ([1, 2], expected))  # a tuple arrives as a list
     assert offload.calls[0].args == ["types", [1, 2]]
     assert offload.calls[0].kwargs == expected
 
@@ -97,9 +98,9 @@ def test_a_non_encodable_argument_fails_at_add_task_as_in_production() -> None:
 
 def test_a_failed_call_does_not_stop_the_next_and_is_raised_at_the_end() -> None:
     client = TestClient(_steps_app())
-    with inline(settings=Settings(default_max_retries=0)) as offload:
-        with pytest.raises(ValueError, match="boom fails on purpose") as caught:
-            client.post("/steps", json={"steps": [["fail", "boom"], ["record", "after"]]})
+    with inline(settings=Settings(default_max_retries=0)) as offload, \
+            pytest.raises(ValueError, match="boom fails on purpose") as caught:
+        client.post("/steps", json={"steps": [["fail", "boom"], ["record", "after"]]})
     assert c.SEEN == [("boom", "fail"), ("after", None)]
     assert [call.status for call in offload.calls] == ["failed", "succeeded"]
     assert offload.failures == [offload.calls[0]]
@@ -173,7 +174,7 @@ def test_submit_and_a_single_background_task_get_the_calls_ids() -> None:
 
     with inline() as offload:
         ids, single = asyncio.run(hand_off())
-    assert ids + [single] == [call.id for call in offload.calls]
+    assert [*ids, single] == [call.id for call in offload.calls]
     assert [label for label, _ in c.SEEN] == ["s1", "s2", "single"]
 
 
