@@ -16,13 +16,27 @@ from config.settings import Settings
 
 
 class Handler(Protocol):
-    """What a test mode does with a hand-off instead of the outbox."""
+    """What a test mode does instead of the outbox (hand-offs) and of offload's
+    HTTP API (``server.Client``, through ``server.inprocess``)."""
+
+    name: str
 
     async def hand_off(self, specs: list[dict[str, Any]], settings: Settings | None,
                        ids: list[str]) -> None:
         """Take the submit specs of one hand-off (as the pool would receive
         them), in order; append each call's task id to ``ids`` as soon as it
         has one; raise to fail the hand-off (after every call was taken)."""
+
+    def submit(self, specs: list[dict[str, Any]],
+               settings: Settings | None = None) -> list[str]:
+        """Take tasks submitted by kind, as the pool takes a ``submit``;
+        their ids. Raises the ``PoolError`` the pool would answer."""
+
+    def record(self, task_id: str) -> dict[str, Any]:
+        """A task's record as the pool sends it. Raises ``PoolError`` ``not_found``."""
+
+    def cancel(self, task_id: str, force: bool = False) -> dict[str, Any]:
+        """Cancel a task; its record. Raises ``PoolError`` ``not_found`` or ``conflict``."""
 
 
 handler: Handler | None = None

@@ -20,6 +20,13 @@ lambda, an argument that cannot be encoded) fails at ``add_task`` here too.
 - ``fake()`` only records each call (``.calls``); ``.run_all()`` runs the
   recorded calls that have not run, in order, as ``inline()`` does.
 
+``server.Client`` and ``AsyncClient`` are diverted too (``submit``, ``get``,
+``wait``, ``cancel``; see ``server.inprocess``): a task submitted by kind is
+checked as the pool checks it (an unknown kind or arguments that do not fit
+its function raise ``InvalidRequest``), then run or recorded like a
+hand-off's call. Kinds come from the settings' ``task_modules``, imported on
+first use as the executors' template imports them.
+
 Modes are entered explicitly, never by an import or the environment, and do
 not nest: entering one while one is on raises ``RuntimeError``. Leaving it
 restores production behaviour. Each records ``.calls``
@@ -28,8 +35,6 @@ restores production behaviour. Each records ``.calls``
 
 from __future__ import annotations
 
-import asyncio
-import contextvars
 import functools
 import inspect
 import threading
@@ -41,7 +46,10 @@ from typing import Any, ParamSpec, Self, TypeVar
 from config.settings import Settings
 from executor.client import divert
 from executor.client.shared import default_settings
-from executor.testing.calls import Call, failure, run_in_order
+from executor.testing.calls import Call, failure, run_in_order, take, to_wire
+from executor.testing.threads import in_thread, join_thread
+from executor.wire.errors import PoolError
+from executor.wire.registry import Registry
 
 P = ParamSpec("P")
 R = TypeVar("R")
@@ -57,6 +65,10 @@ class _Mode:
         self.settings = settings
         self.calls: list[Call] = []
         self._entered_at = ""
+        self._lock = threading.Lock()  # hand-offs may come from several threads
+        self._registries: dict[int, tuple[Settings, Registry]] = {}
+        self._by_key: dict[str, Call] = {}  # idempotency key -> its first call
+        self._settings_of: dict[int, Settings] = {}  # id(call) -> its settings
 
     @property
     def failures(self) -> list[Call]:
@@ -74,6 +86,8 @@ class _Mode:
         frame = traceback.extract_stack(limit=3)[0]
         self._entered_at = f"{frame.filename}:{frame.lineno}"
         self.calls = []
+        self._by_key.clear()
+        self._settings_of.clear()
         divert.handler = self
         return self
 
@@ -107,17 +121,85 @@ class _Mode:
         # mode's, else the process's (offload.toml, OFFLOAD_* variables).
         return given or self.settings or default_settings()
 
-    def _take(self, specs: list[dict[str, Any]], settings: Settings,
-              ids: list[str]) -> list[Call]:
-        calls = [Call.from_spec(spec, settings) for spec in specs]
-        self.calls.extend(calls)
-        ids.extend(c.id for c in calls)
-        return calls
+    def _registry(self, settings: Settings) -> Registry:
+        with self._lock:
+            known = self._registries.get(id(settings))
+            if known is None or known[0] is not settings:
+                known = self._registries[id(settings)] = (
+                    settings, Registry.from_modules(settings.task_modules))
+            return known[1]
+
+    def _take(self, specs: list[dict[str, Any]], settings: Settings) -> list[Call]:
+        calls = take(specs, settings, self._registry(settings))
+        with self._lock:
+            fresh = []
+            for call in calls:
+                key = call.task.idempotency_key
+                same = self._by_key.get(key) if key is not None else None
+                if same is None:
+                    if key is not None:
+                        self._by_key[key] = call
+                    self.calls.append(call)
+                    self._settings_of[id(call)] = settings
+                    fresh.append(call)
+        return fresh
+
+    def _ids(self, specs: list[dict[str, Any]], fresh: list[Call]) -> list[str]:
+        # A spec whose idempotency key was seen gets the first call's id.
+        out, new = [], iter([c for c in fresh if c.task.idempotency_key is None])
+        for spec in specs:
+            key = spec.get("idempotency_key")
+            same = self._by_key.get(key) if key is not None else None
+            out.append(same.id if same is not None else next(new).id)
+        return out
 
     def _raise_failed(self, calls: list[Call]) -> None:
         failed = [c for c in calls if c.status == "failed"]
         if failed and self.raise_failures:
             raise failure(failed)
+
+    def _run(self, calls: list[Call]) -> None:
+        """Run ``calls`` (blocking, in a thread), grouped by the settings they came with."""
+        for settings, group in self._by_settings(calls):
+            join_thread(run_in_order, group, settings)
+
+    def _by_settings(self, calls: list[Call]) -> list[tuple[Settings, list[Call]]]:
+        groups: list[tuple[Settings, list[Call]]] = []
+        for call in calls:
+            chosen = self._settings_of.get(id(call)) or self._settings(None)
+            if groups and groups[-1][0] is chosen:
+                groups[-1][1].append(call)
+            else:
+                groups.append((chosen, [call]))
+        return groups
+
+    def submit(self, specs: list[dict[str, Any]], settings: Settings | None = None) -> list[str]:
+        """Take tasks submitted by kind (``server.Client``): checked as the pool
+        checks them (raises its ``PoolError``), then run or recorded; their ids."""
+        fresh = self._take(specs, self._settings(settings))
+        self._submitted(fresh)
+        return self._ids(specs, fresh)
+
+    def _submitted(self, calls: list[Call]) -> None:
+        raise NotImplementedError
+
+    def record(self, task_id: str) -> dict[str, Any]:
+        """The record of call ``task_id`` as the pool sends it; ``PoolError``
+        ``not_found`` if this mode has none."""
+        for call in self.calls:
+            if call.id == task_id:
+                return to_wire(call)
+        raise PoolError("not_found", f"no task with id {task_id!r}", "id")
+
+    def cancel(self, task_id: str, force: bool = False) -> dict[str, Any]:
+        """Cancel call ``task_id`` if it has not run (``PoolError`` ``conflict``
+        if it has, ``not_found`` if there is none); its record."""
+        self.record(task_id)
+        call = next(c for c in self.calls if c.id == task_id)
+        if call.status != "pending":
+            raise PoolError("conflict", f"task {task_id} already ended ({call.status})", "id")
+        call.status = "cancelled"
+        return to_wire(call)
 
 
 class Inline(_Mode):
@@ -130,8 +212,13 @@ class Inline(_Mode):
         """Run the calls of one hand-off in order, off the event loop; raise
         their failure at the end unless ``raise_failures`` is off."""
         chosen = self._settings(settings)
-        calls = self._take(specs, chosen, ids)
-        await _in_thread(run_in_order, calls, chosen)
+        calls = self._take(specs, chosen)
+        ids.extend(self._ids(specs, calls))
+        await in_thread(run_in_order, calls, chosen)
+        self._raise_failed(calls)
+
+    def _submitted(self, calls: list[Call]) -> None:
+        self._run(calls)
         self._raise_failed(calls)
 
 
@@ -140,16 +227,13 @@ class Fake(_Mode):
 
     name = "fake"
 
-    def __init__(self, *, raise_failures: bool = True, settings: Settings | None = None) -> None:
-        super().__init__(raise_failures=raise_failures, settings=settings)
-        self._settings_of: dict[int, Settings] = {}  # id(call) -> settings of its hand-off
-
     async def hand_off(self, specs: list[dict[str, Any]], settings: Settings | None,
                        ids: list[str]) -> None:
         """Record the calls of one hand-off."""
-        chosen = self._settings(settings)
-        for call in self._take(specs, chosen, ids):
-            self._settings_of[id(call)] = chosen
+        ids.extend(self._ids(specs, self._take(specs, self._settings(settings))))
+
+    def _submitted(self, calls: list[Call]) -> None:
+        pass  # recorded: run_all() runs them
 
     def run_all(self) -> list[Call]:
         """Run the recorded calls that have not run yet, in the order recorded,
@@ -157,21 +241,14 @@ class Fake(_Mode):
         they have ended, even in a running event loop), and return them.
         Raises their failure at the end unless ``raise_failures`` is off."""
         pending = [c for c in self.calls if c.status == "pending"]
-        by_settings: list[tuple[Settings, list[Call]]] = []
-        for call in pending:
-            chosen = self._settings_of.get(id(call)) or self._settings(None)
-            if by_settings and by_settings[-1][0] is chosen:
-                by_settings[-1][1].append(call)
-            else:
-                by_settings.append((chosen, [call]))
-        for chosen, calls in by_settings:
-            _join_thread(run_in_order, calls, chosen)
+        self._run(pending)
         self._raise_failed(pending)
         return pending
 
     def clear(self) -> None:
         """Forget every recorded call."""
         self.calls.clear()
+        self._by_key.clear()
         self._settings_of.clear()
 
 
@@ -190,53 +267,3 @@ def fake(*, raise_failures: bool = True, settings: Settings | None = None) -> Fa
     """A mode in which hand-offs record their calls (``.calls``), run later by
     ``.run_all()``; arguments as for ``inline()``."""
     return Fake(raise_failures=raise_failures, settings=settings)
-
-
-def _thread_target(fn: Callable[..., None], args: tuple[Any, ...],
-                   done: Callable[[BaseException | None], None]) -> Callable[[], None]:
-    def target() -> None:
-        try:
-            # A fresh context: the calls see no context variable of the
-            # request that added them, as in an executor.
-            contextvars.Context().run(fn, *args)
-        except BaseException as exc:  # run_in_order does not raise; report it anyway
-            done(exc)
-        else:
-            done(None)
-    return target
-
-
-async def _in_thread(fn: Callable[..., None], *args: Any) -> None:
-    """Run ``fn(*args)`` in a new thread and wait for it without blocking the loop."""
-    loop = asyncio.get_running_loop()
-    ended: asyncio.Future[None] = loop.create_future()
-
-    def done(exc: BaseException | None) -> None:
-        def settle() -> None:
-            if ended.done():
-                return
-            if exc is None:
-                ended.set_result(None)
-            else:
-                ended.set_exception(exc)
-        loop.call_soon_threadsafe(settle)
-
-    threading.Thread(target=_thread_target(fn, args, done), name="offload-inline",
-                     daemon=True).start()
-    await ended
-
-
-def _join_thread(fn: Callable[..., None], *args: Any) -> None:
-    """Run ``fn(*args)`` in a new thread and block until it ends."""
-    errors: list[BaseException] = []
-
-    def done(exc: BaseException | None) -> None:
-        if exc is not None:
-            errors.append(exc)
-
-    thread = threading.Thread(target=_thread_target(fn, args, done), name="offload-fake",
-                              daemon=True)
-    thread.start()
-    thread.join()
-    if errors:
-        raise errors[0]

@@ -81,3 +81,16 @@ def returns_unencodable(label: str) -> object:
 class Mailer:
     def send(self, to: str) -> None:
         """A bound method: refused by add_task."""
+
+
+@task(name="greet")
+def greet(name: str, punctuation: str = "!") -> str:
+    """A kind submitted by name through server.Client."""
+    SEEN.append(("greet", name))
+    return f"hello {name}{punctuation}"
+
+
+@task(name="explode")
+def explode(label: str) -> None:
+    """A kind that fails every attempt."""
+    raise ValueError(f"{label} fails on purpose")
