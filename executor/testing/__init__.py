@@ -18,7 +18,12 @@
 
 Both also decorate a test function (``@inline()``), and pytest gets the
 fixtures ``offload_inline`` and ``offload_fake`` (``executor.testing.pytest_plugin``,
-registered by offload's ``pytest11`` entry point).
+registered by offload's ``pytest11`` entry point). ``server.Client`` is
+answered by the mode too (``server.inprocess``).
+
+Modules: ``modes`` (the two modes), ``calls`` (a call, taken and run as the
+pool and an executor would), ``threads`` (where calls run),
+``pytest_plugin`` (the fixtures).
 
 Public names: ``inline``, ``fake`` (``modes``), ``Inline``, ``Fake``,
 ``Call`` (``calls``).
