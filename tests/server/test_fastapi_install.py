@@ -14,6 +14,7 @@ import pytest
 from fastapi import APIRouter, BackgroundTasks, Depends, FastAPI
 from fastapi.testclient import TestClient
 
+from config.settings import Settings
 from executor import BackgroundTasks as OffloadBackgroundTasks
 from executor.testing import fake, inline
 from server.fastapi import OffloadTasks, install
@@ -95,6 +96,23 @@ def test_inline_runs_them_and_each_request_is_its_own_group() -> None:
         client.post("/steps")
     assert funcs.DONE == ["outer dependency", "inner dependency", "route"] * 2
     assert len({c.group_id for c in offload.calls}) == 2
+
+
+def test_inline_raises_a_failed_call_from_the_request_after_running_the_next() -> None:
+    app = FastAPI()
+
+    @app.post("/breaks")
+    def breaks(tasks: BackgroundTasks) -> dict[str, str]:
+        tasks.add_task(funcs.broken, "first")
+        tasks.add_task(note, "second")
+        return {"status": "ok"}
+
+    install(app)
+    settings = Settings(default_max_retries=1)
+    with inline(settings=settings) as offload, pytest.raises(LookupError, match="first is"):
+        TestClient(app).post("/breaks")
+    assert funcs.DONE == ["first", "first", "second"]  # retried once, then the next ran
+    assert [c.status for c in offload.calls] == ["failed", "succeeded"]
 
 
 def test_the_instance_is_offloads_and_shared_with_offload_tasks() -> None:

@@ -10,3 +10,8 @@ DONE: list[Any] = []
 
 def note(label: str) -> None:
     DONE.append(label)
+
+
+def broken(label: str) -> None:
+    DONE.append(label)
+    raise LookupError(f"{label} is broken")
