@@ -100,7 +100,8 @@ class Call:
 
 
 class _Manifest:
-    """What ``Specs`` reads of a pool: its manifest and settings."""
+    """What ``Specs`` reads of a pool (``executor.pool.port.SpecSource``): the
+    manifest of the registered kinds, and the settings."""
 
     def __init__(self, registry: Registry, settings: Settings) -> None:
         self.manifest = registry.manifest()
@@ -111,7 +112,7 @@ def take(specs: list[dict[str, Any]], settings: Settings, registry: Registry) ->
     """The calls of ``specs``, checked as the pool checks a submit (all or
     nothing). Raises the ``PoolError`` the pool would answer (``unknown_kind``,
     ``invalid`` naming ``tasks[i].<field>``)."""
-    check = Specs(_Manifest(registry, settings))  # type: ignore[arg-type]
+    check = Specs(_Manifest(registry, settings))
     now = time.time()
     tasks: list[NewTask] = []
     for i, spec in enumerate(specs):
