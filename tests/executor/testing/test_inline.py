@@ -20,7 +20,7 @@ from starlette.testclient import TestClient
 
 from config.settings import Settings
 from executor import BackgroundTask, BackgroundTasks
-from executor.client import divert
+from executor.client import divert, shared
 from executor.testing import fake, inline
 from tests.executor.testing import calls_for_tests as c
 
@@ -226,8 +226,11 @@ def test_outside_a_mode_with_no_pool_the_warning_says_what_to_do(
         while "pool unreachable" not in caplog.text and loop.time() < deadline:
             await asyncio.sleep(0.01)
 
-    with caplog.at_level("WARNING", logger="offload.background"):
-        asyncio.run(hand_off())
+    try:
+        with caplog.at_level("WARNING", logger="offload.background"):
+            asyncio.run(hand_off())
+    finally:
+        shared._outboxes.clear()  # the call is lost on purpose: no error at exit
     assert "pool unreachable" in caplog.text
     assert "enter executor.testing.inline() or fake()" in caplog.text
     assert c.SEEN == []
