@@ -83,8 +83,10 @@ class _Mode:
                 f"executor.testing.{self.name}() cannot start: {getattr(on, 'name', on)}() is "
                 f"already on{f' (entered at {where})' if where else ''}; offload's test modes "
                 "do not nest: leave the first one, or use only one fixture")
-        frame = traceback.extract_stack(limit=3)[0]
-        self._entered_at = f"{frame.filename}:{frame.lineno}"
+        # Where the test entered it: the first frame outside this module.
+        frame = next((f for f in reversed(traceback.extract_stack(limit=8))
+                      if f.filename != __file__), None)
+        self._entered_at = f"{frame.filename}:{frame.lineno}" if frame else ""
         self.calls = []
         self._by_key.clear()
         self._settings_of.clear()

@@ -180,7 +180,8 @@ def test_submit_and_a_single_background_task_get_the_calls_ids() -> None:
 
 def test_modes_refuse_to_nest_and_leave_production_behaviour_behind() -> None:
     with inline():
-        with pytest.raises(RuntimeError, match=r"inline\(\) is already on .*do not nest"):
+        with pytest.raises(RuntimeError, match=r"inline\(\) is already on \(entered at "
+                           r".*test_inline.py:\d+\).*do not nest"):
             inline().__enter__()
         with pytest.raises(RuntimeError, match="do not nest"), fake():
             pass
