@@ -164,6 +164,12 @@ def test_in_process_fallback_runs_them_here_and_warns_once_per_function(
     assert any("lambdas cannot be imported" in w for w in warnings)
 
 
+def test_install_leaves_the_openapi_schema_as_it_was() -> None:
+    plain, installed = make_app(), make_app()
+    install(installed)
+    assert installed.openapi() == plain.openapi()
+
+
 def test_routes_included_after_install_are_rewritten_when_the_app_starts() -> None:
     app = FastAPI()
     install(app)
