@@ -57,7 +57,6 @@ in-process ``BackgroundTasks``.
 FastAPI is optional for offload: this module is the only one that imports it.
 """
 
-
 from __future__ import annotations
 
 import logging
