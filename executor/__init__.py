@@ -11,6 +11,9 @@ machinery, laid out by the process it runs in (each subpackage's
 - ``pool/``: the pool process (and its keeper): loop, group commit, executors, retries.
 - ``worker/``: the template and executor processes that import and run task code.
 - ``client/``: the hand-off inside HTTP workers and apps (``BackgroundTasks``, outbox).
+- ``testing/``: test modes for the tests of apps that use offload
+  (``executor.testing.inline()``, ``fake()``, pytest fixtures); imported on its
+  own, above ``pool``, ``worker`` and ``client``, whose parts it runs in-process.
 - ``__main__``: ``python -m executor``, the pool on its own.
 """
 

@@ -9,13 +9,15 @@ Public names:
   and its errors ``ClientError``, ``InvalidRequest``, ``Unauthorized``,
   ``NotFound``, ``Conflict``, ``Unavailable``, ``WaitTimeout``.
 - ``server.fastapi.OffloadTasks`` (imported on its own: it needs FastAPI):
-  offload's ``BackgroundTasks`` as a FastAPI dependency.
+  offload's ``BackgroundTasks`` as a FastAPI dependency;
+  ``server.fastapi.install(app)`` gives it to every ``fastapi.BackgroundTasks``
+  parameter of an app.
 
 Modules: ``app`` (routing, auth, lifespan), ``routes`` (handlers),
 ``validate`` (request validation), ``records`` (record JSON), ``http``
 (body reading, JSON responses), ``pool`` (pool link and metrics shipping),
 ``lifespan`` (startup/shutdown, shared with a mounted app), ``errors``,
-``client`` (the HTTP client), ``fastapi`` (the FastAPI dependency),
+``client`` (the HTTP client), ``fastapi`` (the FastAPI dependency and ``install``),
 ``worker`` (the gunicorn worker class of ``worker_class = "asgi"``: a
 deadline on request heads, JSON bodies on gunicorn's own errors).
 """

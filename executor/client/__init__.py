@@ -8,6 +8,8 @@ of ``executor``: it never opens the store or starts an executor.
 - ``outbox``: calls waiting to be stored, sent in batches, retried while the pool restarts.
 - ``client``: ``PoolClient``, one pipelined connection to the pool's socket.
 - ``shared``: the per-process client and outbox, forgotten at fork; ``drain_background``.
+- ``divert``: where hand-offs go while a test mode of ``executor.testing`` is on
+  (``None`` otherwise: one check per hand-off).
 """
 
 from executor.client.background import BackgroundTask, BackgroundTasks

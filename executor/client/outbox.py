@@ -53,6 +53,12 @@ SUBMIT_TIMEOUT_S = 30.0
 """How long one submit may wait for the pool's reply before it is sent again."""
 _RETRY_FIRST_S = 0.05
 _RETRY_MAX_S = 1.0
+NO_POOL_HINT = ("; is offload's server running (gunicorn -c config/gunicorn.conf.py) with "
+                "the same run_dir? In tests of your app, where no pool runs, enter "
+                "executor.testing.inline() or fake() (pytest fixtures offload_inline, "
+                "offload_fake)")
+"""Added to the warning when the pool cannot be reached: most often no server
+runs at all, as in an app's own tests."""
 REFUSALS = frozenset({"invalid", "unknown_kind", "frame_too_large", "malformed_frame",
                       "unsupported_version", "unknown_op", "not_found", "conflict"})
 """``PoolError`` codes that refuse the request itself (``executor.wire.errors``):
@@ -187,7 +193,8 @@ class Outbox:
                                                SUBMIT_TIMEOUT_S)
                 break
             except PoolUnavailable as exc:
-                problem, recovered = f"pool unreachable ({exc})", "pool reachable again"
+                problem, recovered = f"pool unreachable ({exc}){NO_POOL_HINT}", \
+                    "pool reachable again"
             except PoolError as exc:
                 if exc.code in REFUSALS:
                     raise

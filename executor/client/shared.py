@@ -126,7 +126,8 @@ def _report_lost() -> None:
     left = queued_background()
     if left:  # a forked child forgot its parent's (_forked)
         log.error("exiting with %d background call(s) not stored: they are lost "
-                  "(await executor.drain_background() at shutdown)", left)
+                  "(await executor.drain_background() at shutdown; in tests of your app, "
+                  "where no pool runs, enter executor.testing.inline() or fake())", left)
 
 
 def _socket_path(settings: Settings) -> str:

@@ -7,12 +7,13 @@ executor runs the tasks the pool writes to its pipe (``runner``). Imports
 pool or the client): a task's process holds only what it needs.
 
 - ``template``: the template process's main loop (not re-exported: run it with ``-m``).
-- ``runner``: an executor's loop: read a task, run it under its limits, report.
+- ``runner``: an executor's loop: read a task, run it under its limits, report;
+  ``run_call``, one attempt of a task (also run in-process by ``executor.testing``).
 - ``context``: ``progress()`` for task code, and the task's own frames to the pool.
 - ``doneframe``: the ``DONE`` frame, kept within the frame limit whatever the result.
 """
 
 from executor.worker.context import progress
-from executor.worker.runner import Limits, run_executor
+from executor.worker.runner import Limits, close_thread_loop, run_call, run_executor
 
-__all__ = ["Limits", "progress", "run_executor"]
+__all__ = ["Limits", "close_thread_loop", "progress", "run_call", "run_executor"]

@@ -40,8 +40,10 @@ import random
 import resource
 import select
 import signal
+import threading
 import time
 import traceback
+from collections.abc import Callable
 from dataclasses import dataclass
 from types import FrameType as PyFrame
 from typing import Any, NoReturn
@@ -91,7 +93,11 @@ class _State:
     stop_requested = False
     statm_fd = -1
     statm_pid = 0
-    loop: asyncio.AbstractEventLoop | None = None
+
+
+# The event loop of ``async def`` tasks, one per thread: an executor has one
+# thread; ``executor.testing`` runs calls in threads of the test process.
+_loops = threading.local()
 
 
 def _on_term(signum: int, frame: PyFrame | None) -> None:
@@ -132,9 +138,9 @@ def _run_async(awaitable: Any) -> Any:
     this executor's one event loop: ``asyncio.run`` makes and closes a loop
     per call, 230 us per task here, against 25 us. Tasks the call left
     running are cancelled when it returns, as ``asyncio.run`` does."""
-    loop = _State.loop
+    loop: asyncio.AbstractEventLoop | None = getattr(_loops, "loop", None)
     if loop is None or loop.is_closed():
-        loop = _State.loop = asyncio.new_event_loop()
+        loop = _loops.loop = asyncio.new_event_loop()
     asyncio.set_event_loop(loop)
     try:
         return loop.run_until_complete(_await(awaitable))
@@ -151,6 +157,19 @@ async def _await(awaitable: Any) -> Any:
     return await awaitable
 
 
+def close_thread_loop() -> None:
+    """Close the event loop ``async def`` tasks ran on in this thread, if any
+    (an executor never needs to: it ends with ``os._exit``)."""
+    loop: asyncio.AbstractEventLoop | None = getattr(_loops, "loop", None)
+    _loops.loop = None
+    if loop is not None and not loop.is_closed():
+        loop.close()
+
+
+def _arm_alarm(seconds: float) -> None:
+    signal.setitimer(signal.ITIMER_REAL, seconds)
+
+
 def _binds(fn: Any, args: list[Any], kwargs: dict[str, Any]) -> bool:
     """Whether the call binds to ``fn``'s parameters (``True`` if the signature
     cannot be read), by the same check ``add_task`` and the pool make
@@ -161,9 +180,21 @@ def _binds(fn: Any, args: list[Any], kwargs: dict[str, Any]) -> bool:
     return params is None or CallCheck("", params).why(len(args), tuple(kwargs)) is None
 
 
-def _run_one(desc: dict[str, Any], registry: Registry, limits: Limits,
-             retry_on: dict[str, tuple[type[BaseException], ...] | None]) -> dict[str, Any]:
-    """Run one task descriptor and return the ``DONE`` body (without recycle/rss)."""
+def run_call(desc: dict[str, Any], registry: Registry, limits: Limits,
+             retry_on: dict[str, tuple[type[BaseException], ...] | None],
+             soft_limit: Callable[[float], None] = _arm_alarm,
+             ) -> tuple[dict[str, Any], BaseException | None]:
+    """Run one task descriptor (``id``, ``kind``, ``ref``, ``payload``,
+    ``timeout_s``): find the function, decode its arguments, call it and
+    encode its result, as every attempt of a task is run.
+
+    Returns the ``DONE`` body (without ``recycle``/``rss_mb``) and the
+    exception the attempt ended with (``None`` when it succeeded), which
+    never leaves this process. Never raises. ``retry_on`` caches each kind's
+    ``retry_on``. ``soft_limit(s)`` arms the soft time limit (``0``
+    disarms it); the executor's raises ``TaskTimeout`` by SIGALRM, and
+    ``executor.testing`` passes one that does nothing.
+    """
     done: dict[str, Any] = {"id": desc["id"], "ok": False, "result": None, "error": None,
                             "retry_delay_s": None, "retryable": True}
     try:
@@ -179,53 +210,58 @@ def _run_one(desc: dict[str, Any], registry: Registry, limits: Limits,
         else:
             registry.get(kind)  # raises UnknownKind with close matches
         args, kwargs = decode_call(desc["payload"])
-        signal.setitimer(signal.ITIMER_REAL, float(desc["timeout_s"]))
+        soft_limit(float(desc["timeout_s"]))
         try:
             value = _call(fn, args, kwargs)
         except TypeError as exc:
-            signal.setitimer(signal.ITIMER_REAL, 0)
+            soft_limit(0)
             if _binds(fn, args, kwargs):
                 raise  # raised by the task's own code: an error like any other
             done["error"] = _error("error", exc, f"TypeError: {exc}; the stored arguments "
                                    "do not fit the function (was it changed after the task "
                                    "was submitted?), so the task is not retried")
             done["retryable"] = False
-            return done
+            return done, exc
         finally:
-            signal.setitimer(signal.ITIMER_REAL, 0)
+            soft_limit(0)
         try:
             result = encode_value(value)
         except TypeError as exc:
             done["error"] = _error("error", exc)
             done["retryable"] = False
-            return done
+            return done, exc
         if len(result) > limits.max_result_bytes:
             done["error"] = {"reason": "error", "traceback": "",
                              "message": f"result of {len(result)} bytes exceeds max_result_bytes "
                                         f"({limits.max_result_bytes}); store large results "
                                         f"elsewhere and return a reference"}
             done["retryable"] = False
-            return done
+            return done, ValueError(done["error"]["message"])
         done["ok"], done["result"] = True, result
+        return done, None
     except TaskTimeout as exc:
         done["error"] = _error("timeout", exc)
+        return done, exc
     except MemoryError as exc:
         # Raised by the allocator with no text: say which limit it hit.
         cap = (f"memory_limit_mb = {limits.memory_limit_mb}" if limits.memory_limit_mb
                else "no memory_limit_mb set")
         done["error"] = _error("memory", exc, f"MemoryError: {exc or 'out of memory'} ({cap})")
+        return done, exc
     except Retry as exc:
         done["error"] = _error("error", exc)
         done["retry_delay_s"] = _retry_delay_s(exc.delay_s)
+        return done, exc
     except UnknownKind as exc:
         done["error"] = _error("error", exc)
         done["retryable"] = False
+        return done, exc
     except BaseException as exc:  # a task may raise anything, SystemExit included
         done["error"] = _error("error", exc)
         allowed = retry_on.get(desc["kind"])
         if allowed is not None and not isinstance(exc, allowed):
             done["retryable"] = False
-    return done
+        return done, exc
 
 
 def _read_exact(fd: int, n: int) -> bytes:
@@ -299,7 +335,7 @@ def run_executor(rfd: int, wfd: int, registry: Registry, limits: Limits) -> NoRe
         _State.in_task = True
         context.start(desc["id"])
         write_all(wfd, encode(FrameType.STARTED, {"id": desc["id"], "at": time.time()}))
-        done = _run_one(desc, registry, limits, retry_on)
+        done = run_call(desc, registry, limits, retry_on)[0]
         context.start(None)
         tasks_run += 1
         rss = rss_mb()
