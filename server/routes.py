@@ -49,18 +49,13 @@ class Routes:
         self.long_poll_max_s = settings.long_poll_max_s
         self._pool_down = pool_down_exposition()  # built once: it never changes
 
-    async def _body(self, req: Request, keep: int) -> Any:
-        """The request's JSON body, refused if over the size or nesting limits
-        (``keep``: path segments of the too-deep field to name)."""
-        body, raw = await read_json(req, self.max_body_bytes, self.body_deadlines)
-        deep = validate.too_deep(raw, body, keep=keep)
-        if deep is not None:
-            raise _too_deep(deep)
-        return body
+    async def _raw(self, req: Request) -> bytes:
+        """The request's JSON body as bytes, within the size limit (415, 413, 408)."""
+        return await read_json(req, self.max_body_bytes, self.body_deadlines)
 
     async def submit(self, req: Request) -> Response:
         """``POST /tasks``: 202, ``Location`` and the record, once stored."""
-        spec = validate.spec(await self._body(req, keep=1), time.time())
+        spec = validate.submit_body(await self._raw(req), time.time())
         if req.idempotency_key is not None:
             key = validate.idempotency_key(req.idempotency_key, "Idempotency-Key")
             if spec.get("idempotency_key", key) != key:
@@ -74,7 +69,7 @@ class Routes:
 
     async def submit_batch(self, req: Request) -> Response:
         """``POST /tasks/batch``: 202 and every record, all or nothing."""
-        specs = validate.batch(await self._body(req, keep=3), time.time())
+        specs = validate.batch_body(await self._raw(req), time.time())
         if req.idempotency_key is not None:
             # A retried batch is the same batch: each task without its own key
             # gets the header's, numbered, so it is stored once.
@@ -156,11 +151,6 @@ class Routes:
                        f"no executor is up yet ({health.get('executors_up', 0)} of "
                        f"{health.get('executors_wanted', '?')} wanted)", None,
                        [(b"retry-after", b"1")])
-
-
-def _too_deep(field: str) -> ApiError:
-    return invalid(field, f"{field} is nested deeper than {validate.MAX_DEPTH} levels; "
-                            "pass a flatter value or an id to look up")
 
 
 async def _disconnected(receive: Receive) -> None:
