@@ -128,18 +128,17 @@ def _spec(body: TaskBody, now: float, prefix: str) -> dict[str, Any]:
     return out
 
 
-def _check_depth(raw: bytes, bodies: list[TaskBody], batch_prefix: bool) -> None:
+def _check_depth(raw: bytes, bodies: list[TaskBody], in_batch: bool) -> None:
+    """422 naming the first argument nested deeper than ``MAX_DEPTH`` (the body
+    object is level 1, so a batch item's arguments start two levels deeper)."""
     if raw.count(b"[") + raw.count(b"{") <= MAX_DEPTH:
         return  # fewer brackets than the limit: nothing can be too deep
-    # The body is level 1, a batch's items level 3, so args start one level
-    # deeper for them.
-    for i, body in enumerate(bodies):
-        item = {"args": body.args, "kwargs": body.kwargs}
-        shape: Any = {"tasks": [*([{}] * i), item]} if batch_prefix else item
-        deep = too_deep(raw, shape, keep=3 if batch_prefix else 1)
-        if deep is not None:
-            raise invalid(deep, f"{deep} is nested deeper than {MAX_DEPTH} levels; "
-                          "pass a flatter value or an id to look up")
+    items = [{"args": body.args, "kwargs": body.kwargs} for body in bodies]
+    shape: Any = {"tasks": items} if in_batch else items[0]
+    deep = too_deep(raw, shape, keep=3 if in_batch else 1)
+    if deep is not None:
+        raise invalid(deep, f"{deep} is nested deeper than {MAX_DEPTH} levels; "
+                      "pass a flatter value or an id to look up")
 
 
 def submit_body(raw: bytes, now: float) -> dict[str, Any]:
