@@ -43,6 +43,7 @@ log = logging.getLogger("offload.server")
 Handler = Callable[[Request], Awaitable[Response]]
 
 _TASKS_PREFIX = "/tasks/"
+_RETRY_SUFFIX = "/retry"
 # Methods outside this set are counted as "other", so clients cannot blow up
 # the metrics' label cardinality with made-up methods.
 _METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"})
@@ -87,8 +88,18 @@ class OffloadApp:
             "/metrics": _Route("/metrics", {"GET": r.metrics}),
             "/healthz": _Route("/healthz", {"GET": r.healthz}, public=True),
             "/readyz": _Route("/readyz", {"GET": r.readyz}),
+            "/tasks/retry": _Route("/tasks/retry", {"POST": r.retry_failed}),
+            "/openapi.json": _Route("/openapi.json", {"GET": r.openapi}, public=True),
+            "/docs": _Route("/docs", {"GET": r.docs}, public=True),
         }
         self._task = _Route("/tasks/{id}", {"GET": r.get_task, "DELETE": r.cancel_task})
+        self._retry = _Route("/tasks/{id}/retry", {"POST": r.retry_task})
+
+    def routes(self) -> dict[str, frozenset[str]]:
+        """Each route template and its methods (HEAD aside): what the OpenAPI
+        document must describe, and all it may."""
+        return {route.template: frozenset(route.handlers)
+                for route in (*self._exact.values(), self._task, self._retry)}
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         kind = scope["type"]
@@ -102,12 +113,16 @@ class OffloadApp:
             route = self._exact.get(path)
             if route is not None:
                 await self._serve(route, scope, receive, send, "")
-            elif path.startswith(_TASKS_PREFIX) and len(path) > 7 and path.find("/", 7) < 0:
-                await self._serve(self._task, scope, receive, send, path[7:])
-            elif self.user_app is not None:
-                await self.user_app(scope, receive, send)
+            elif path.startswith(_TASKS_PREFIX) and len(path) > 7:
+                slash = path.find("/", 7)
+                if slash < 0:
+                    await self._serve(self._task, scope, receive, send, path[7:])
+                elif slash > 7 and path.endswith(_RETRY_SUFFIX) and slash == len(path) - 6:
+                    await self._serve(self._retry, scope, receive, send, path[7:slash])
+                else:
+                    await self._not_found(scope, receive, send)
             else:
-                await send_response(send, _NOT_FOUND, head=scope["method"] == "HEAD")
+                await self._not_found(scope, receive, send)
         elif kind == "lifespan":
             await lifespan.run(scope, receive, send, startup=self._startup,
                                shutdown=self.link.stop, user_app=self.user_app)
@@ -115,6 +130,12 @@ class OffloadApp:
             await self.user_app(scope, receive, send)
         elif kind == "websocket":
             await send({"type": "websocket.close", "code": 1000})
+
+    async def _not_found(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if self.user_app is not None:
+            await self.user_app(scope, receive, send)
+        else:
+            await send_response(send, _NOT_FOUND, head=scope["method"] == "HEAD")
 
     async def _startup(self) -> None:
         self.link.start()

@@ -10,11 +10,12 @@ from __future__ import annotations
 
 import asyncio
 import time
+from importlib import metadata, resources
 from typing import Any
 
 from config.settings import Settings
 from metrics import pool_down_exposition
-from server import records, validate
+from server import openapi, records, validate
 from server.errors import ApiError, invalid
 from server.http import (
     BodyDeadlines,
@@ -33,6 +34,8 @@ METRICS_TYPE = b"text/plain; version=0.0.4; charset=utf-8"
 _HEALTHZ = json_response(200, {"status": "ok"})
 # Slack past ``wait`` before a long poll gives up on the pool.
 LONG_POLL_SLACK_S = 5.0
+_DOCS_CSP = (b"default-src 'none'; script-src 'unsafe-inline'; style-src 'unsafe-inline'; "
+             b"connect-src 'self'")  # the page's own inline code, and openapi.json
 PROBE_TIMEOUT_S = 2.0
 """How long ``/readyz`` and ``/metrics`` wait for the pool: a hung pool must
 read as not ready (and ``offload_pool_up 0``) while probes and scrapes still
@@ -48,6 +51,12 @@ class Routes:
         self.body_deadlines = BodyDeadlines(settings.http_timeout_s)
         self.long_poll_max_s = settings.long_poll_max_s
         self._pool_down = pool_down_exposition()  # built once: it never changes
+        self._openapi = json_response(200, openapi.document(settings.long_poll_max_s,
+                                                            _version()))
+        page = resources.files("server").joinpath("docs/index.html").read_bytes()
+        self._docs: Response = (200, [(b"content-type", b"text/html; charset=utf-8"),
+                                      (b"content-length", b"%d" % len(page)),
+                                      (b"content-security-policy", _DOCS_CSP)], page)
 
     async def _raw(self, req: Request) -> bytes:
         """The request's JSON body as bytes, within the size limit (415, 413, 408)."""
@@ -121,6 +130,29 @@ class Routes:
         wire = await self.link.call("cancel", {"id": req.task_id, "force": force, "by": "http"})
         return json_response(200, records.to_json(wire))
 
+    async def retry_task(self, req: Request) -> Response:
+        """``POST /tasks/{id}/retry``: 202 and the record, pending again with its
+        attempts reset; 409 if the task has not ended or it succeeded."""
+        validate.no_query(req.query())
+        wire = await self.link.call("retry", {"id": req.task_id})
+        location = (req.scope.get("root_path", "") + "/tasks/" + wire["id"]).encode()
+        return json_response(202, records.to_json(wire), [(b"location", location)])
+
+    async def retry_failed(self, req: Request) -> Response:
+        """``POST /tasks/retry``: 202 and ``{"retried", "ids"}``, the failed tasks
+        matching the body's filter put back to run (at most its ``limit``)."""
+        args = validate.retry_filter(await self._raw(req))
+        result = await self.link.call("retry_failed", args)
+        return json_response(202, {"retried": len(result["ids"]), "ids": result["ids"]})
+
+    async def openapi(self, req: Request) -> Response:
+        """``GET /openapi.json``: the API's OpenAPI 3.1 document (``server.openapi``)."""
+        return self._openapi
+
+    async def docs(self, req: Request) -> Response:
+        """``GET /docs``: a page rendering the document, with no outside assets."""
+        return self._docs
+
     async def queue_stats(self, req: Request) -> Response:
         """``GET /queue/stats``: the pool's counts, queue depth, oldest due wait and executors."""
         return json_response(200, await self.link.call("stats"))
@@ -151,6 +183,13 @@ class Routes:
                        f"no executor is up yet ({health.get('executors_up', 0)} of "
                        f"{health.get('executors_wanted', '?')} wanted)", None,
                        [(b"retry-after", b"1")])
+
+
+def _version() -> str:
+    try:
+        return metadata.version("offload")
+    except metadata.PackageNotFoundError:
+        return "0+unknown"
 
 
 async def _disconnected(receive: Receive) -> None:

@@ -100,6 +100,10 @@ class CancelQuery(Struct, forbid_unknown_fields=True):
     force: bool = False
 
 
+class NoQuery(Struct, forbid_unknown_fields=True):
+    """Routes that take no query parameters (``POST /tasks/{id}/retry``)."""
+
+
 @functools.lru_cache(maxsize=8)
 def task_query(long_poll_max_s: float) -> type[Struct]:
     """``GET /tasks/{id}``'s query struct: ``wait`` long-polls up to ``long_poll_max_s``."""

@@ -36,7 +36,8 @@ from server.schemas import (
 
 __all__ = ["LIST_LIMIT_DEFAULT", "LIST_LIMIT_MAX", "MAX_BATCH", "MAX_DELAY_S", "MAX_DEPTH",
            "MAX_KEY_CHARS", "MAX_KIND_CHARS", "MAX_RETRIES", "MAX_TIMEOUT_S", "SPEC_FIELDS",
-           "batch", "batch_body", "force", "idempotency_key", "list_args", "retry_filter",
+           "batch", "batch_body", "force", "idempotency_key", "list_args", "no_query",
+           "retry_filter",
            "spec", "submit_body", "too_deep", "wait_s"]
 
 SPEC_FIELDS = TaskBody.__struct_fields__
@@ -237,6 +238,11 @@ def list_args(query: dict[str, str]) -> dict[str, Any]:
     if q.cursor:
         out["cursor"] = q.cursor
     return out
+
+
+def no_query(query: dict[str, str]) -> None:
+    """422 naming the first query parameter, for a route that takes none."""
+    _convert(query, schemas.NoQuery, query=True)
 
 
 def force(query: dict[str, str]) -> bool:
