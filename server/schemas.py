@@ -23,6 +23,7 @@ from typing import Annotated, Any, Literal
 import msgspec
 from msgspec import UNSET, Meta, Struct, UnsetType
 
+from executor.pool.reruns import RETRY_LIMIT_MAX
 from executor.pool.specs import MAX_TIMEOUT_S, PRIORITY_MAX, PRIORITY_MIN
 from executor.store.base import Status
 
@@ -35,7 +36,7 @@ MAX_DELAY_S = 10 * 366 * 86400.0
 Beyond that a typo (milliseconds for seconds) would park a task for ever."""
 LIST_LIMIT_MAX = 500
 LIST_LIMIT_DEFAULT = 50
-RETRY_LIMIT_MAX = 1000
+
 RETRY_LIMIT_DEFAULT = 100
 
 Kind = Annotated[str, Meta(min_length=1, max_length=MAX_KIND_CHARS,
