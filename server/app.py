@@ -17,6 +17,7 @@ import hmac
 import logging
 from collections.abc import Awaitable, Callable
 from time import perf_counter
+from urllib.parse import unquote
 
 from config.settings import ConfigError, Settings, load_settings
 from executor.wire.registry import import_object
@@ -43,7 +44,6 @@ log = logging.getLogger("offload.server")
 Handler = Callable[[Request], Awaitable[Response]]
 
 _TASKS_PREFIX = "/tasks/"
-_RETRY_SUFFIX = "/retry"
 # Methods outside this set are counted as "other", so clients cannot blow up
 # the metrics' label cardinality with made-up methods.
 _METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"})
@@ -114,11 +114,10 @@ class OffloadApp:
             if route is not None:
                 await self._serve(route, scope, receive, send, "")
             elif path.startswith(_TASKS_PREFIX) and len(path) > 7:
-                slash = path.find("/", 7)
-                if slash < 0:
-                    await self._serve(self._task, scope, receive, send, path[7:])
-                elif slash > 7 and path.endswith(_RETRY_SUFFIX) and slash == len(path) - 6:
-                    await self._serve(self._retry, scope, receive, send, path[7:slash])
+                route, task_id = self._task_route(path[7:], scope.get("raw_path"),
+                                                  len(root or ""))
+                if route is not None:
+                    await self._serve(route, scope, receive, send, task_id)
                 else:
                     await self._not_found(scope, receive, send)
             else:
@@ -130,6 +129,28 @@ class OffloadApp:
             await self.user_app(scope, receive, send)
         elif kind == "websocket":
             await send({"type": "websocket.close", "code": 1000})
+
+    def _task_route(self, rest: str, raw_path: bytes | None, root_len: int
+                    ) -> tuple[_Route | None, str]:
+        """The route and task id of ``/tasks/{rest}``: ``{id}`` or ``{id}/retry``.
+
+        The id comes from the raw path when the server gives it, so an id
+        holding an encoded slash (``a%2Fretry``) stays one id (a 404), and
+        bytes that are not UTF-8 are replaced, never passed on as surrogates.
+        """
+        start = -1
+        if raw_path:
+            raw = raw_path.decode("latin-1").partition("?")[0]
+            start = raw.find(_TASKS_PREFIX, root_len)
+        if start >= 0:
+            parts = [unquote(p, errors="replace") for p in raw[start + 7:].split("/")]
+        else:
+            parts = rest.split("/")
+        if len(parts) == 1:
+            return self._task, parts[0]
+        if len(parts) == 2 and parts[0] and parts[1] == "retry":
+            return self._retry, parts[0]
+        return None, ""
 
     async def _not_found(self, scope: Scope, receive: Receive, send: Send) -> None:
         if self.user_app is not None:

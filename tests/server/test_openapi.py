@@ -137,3 +137,11 @@ def test_bulk_retry_passes_the_filter_and_answers_how_many(app: ASGIApp, pool: F
 def test_paths_near_the_retry_route_are_not_found(app: ASGIApp, pool: FakePool) -> None:
     for path in ("/tasks//retry", "/tasks/a/retry/x", "/tasks/a/b", "/tasks/a/retr"):
         assert call(app, "POST", path).status_code == 404, path
+
+
+def test_an_id_with_an_encoded_slash_or_bad_utf8_is_one_id(app: ASGIApp, pool: FakePool) -> None:
+    for path in ("/tasks/a%2Fretry", "/tasks/%ED%A0%80", "/tasks/a%2Fb/retry"):
+        r = call(app, "GET" if not path.endswith("/retry") else "POST", path)
+        assert r.status_code == 404 and error_of(r)["code"] == "not_found", path
+    assert ("get", {"id": "a/retry"}) in pool.calls
+    assert ("retry", {"id": "a/b"}) in pool.calls
