@@ -12,6 +12,8 @@ the options given; ``delay_s``/``eta`` become ``not_before``.
 
 from __future__ import annotations
 
+import json
+import math
 from typing import Any, TypeVar
 
 import msgspec
@@ -62,10 +64,38 @@ def _decode(raw: bytes, root: type[S]) -> S:
                            "is out of the range of a 64-bit float") from None
         data = _generic(raw)
         raise refusal(exc, root, data) from None
-    except msgspec.DecodeError as exc:
-        raise ApiError(400, "malformed_json", f"request body is not valid JSON: {exc}") from None
+    except msgspec.DecodeError:
+        pass  # below, outside this handler: the stdlib's word on it
     except RecursionError:
         raise ApiError(400, "malformed_json", "request body is nested too deeply") from None
+    # msgspec refuses JSON that the standard library parses (a lone surrogate,
+    # "\ud800"): parse it so, to refuse it naming the field; else say why not.
+    return _convert(_stdlib_decode(raw), root)
+
+
+def _stdlib_decode(raw: bytes) -> Any:
+    """``raw`` parsed by the standard library (no NaN or Infinity, no number
+    that is infinite as a float); 400 if that fails too."""
+    try:
+        return _STDLIB_JSON(raw.decode())  # JSON on the wire is UTF-8 (RFC 8259)
+    except RecursionError:
+        raise ApiError(400, "malformed_json", "request body is nested too deeply") from None
+    except ValueError as exc:  # JSONDecodeError and UnicodeDecodeError are ValueErrors
+        raise ApiError(400, "malformed_json", f"request body is not valid JSON: {exc}") from None
+
+
+def _no_constant(name: str) -> Any:
+    raise ValueError(f"{name} is not valid JSON")
+
+
+def _finite_float(text: str) -> float:
+    value = float(text)
+    if math.isinf(value):  # 1e400: JSON allows it, but it would arrive as inf
+        raise ValueError(f"{text} is out of the range of a 64-bit float")
+    return value
+
+
+_STDLIB_JSON = json.JSONDecoder(parse_constant=_no_constant, parse_float=_finite_float).decode
 
 
 def _generic(raw: bytes) -> Any:
