@@ -53,6 +53,9 @@ def refusal(exc: msgspec.ValidationError, root: type, data: Any = _NO_VALUE, *,
         return invalid(field, f"{field} is required: {describe(_type_at(root, parts))}")
     field = prefix + _name(parts)
     message = f"{field} must be {describe(_type_at(root, parts))}"
+    about = _description(root, parts)
+    if about:
+        message += f" ({about})"
     value = _value_at(data, parts)
     if value is not _NO_VALUE:
         message += f", got {value!r}"
@@ -111,6 +114,20 @@ def _type_at(root: type, parts: list[Part]) -> mi.Type:
         else:
             return mi.AnyType()
     return t
+
+
+def _description(root: type, parts: list[Part]) -> str | None:
+    """The schema's description of the field at ``parts``, if it has one."""
+    if not parts or not isinstance(parts[-1], str):
+        return None
+    parent = _type_at(root, parts[:-1])
+    t = next((f.type for f in _fields(parent) if f.name == parts[-1]), None)
+    while isinstance(t, mi.UnionType):
+        t = next((m for m in t.types if isinstance(m, mi.Metadata)), None)
+    if isinstance(t, mi.Metadata) and t.extra_json_schema:
+        about = t.extra_json_schema.get("description")
+        return str(about) if about else None
+    return None
 
 
 def _range(lo: float | None, hi: float | None, lo_open: bool = False) -> str:
