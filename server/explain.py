@@ -130,8 +130,9 @@ def _description(root: type, parts: list[Part]) -> str | None:
     return None
 
 
-def _range(lo: float | None, hi: float | None, lo_open: bool = False) -> str:
-    if lo is not None and hi is not None and not lo_open:
+def _range(lo: float | None, hi: float | None, lo_open: bool = False,
+           words: bool = True) -> str:
+    if lo is not None and hi is not None and not lo_open and words:
         return f" from {lo:g} to {hi:g}"
     out = [f"> {lo:g}" if lo_open else f">= {lo:g}"] if lo is not None else []
     if hi is not None:
@@ -146,7 +147,7 @@ def describe(t: mi.Type) -> str:
         return "an integer" + _range(t.ge, t.le)
     if isinstance(t, mi.FloatType):
         lo_open = t.gt is not None
-        return "a number" + _range(t.gt if lo_open else t.ge, t.le, lo_open)
+        return "a number" + _range(t.gt if lo_open else t.ge, t.le, lo_open, words=False)
     if isinstance(t, mi.StrType):
         if t.min_length is not None and t.max_length is not None:
             return f"a string of {t.min_length} to {t.max_length} characters"

@@ -10,6 +10,8 @@ body is never buffered past ``max_body_bytes``). ``Response`` is a plain
 from __future__ import annotations
 
 import asyncio
+import json
+import math
 from collections.abc import Awaitable, Callable, MutableMapping
 from typing import Any
 from urllib.parse import parse_qsl
@@ -214,8 +216,22 @@ async def read_json(req: Request, max_body_bytes: int, deadlines: BodyDeadlines)
 
 
 def dumps(obj: Any) -> bytes:
-    """Compact JSON bytes. Non-finite floats (a task may return ``nan``) become ``null``."""
-    return _encode(obj)
+    """Compact JSON bytes. Non-finite floats (a task may return ``nan``) become ``null``;
+    a string UTF-8 cannot encode (a lone surrogate) is written as its ``\\u`` escape."""
+    try:
+        return _encode(obj)
+    except UnicodeEncodeError:
+        return json.dumps(_finite(obj), separators=(",", ":"), allow_nan=False).encode()
+
+
+def _finite(value: Any) -> Any:
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    if isinstance(value, dict):
+        return {k: _finite(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_finite(v) for v in value]
+    return value
 
 
 def json_response(status: int, obj: Any, headers: Headers | None = None) -> Response:

@@ -23,14 +23,14 @@ from typing import Annotated, Any, Literal
 import msgspec
 from msgspec import UNSET, Meta, Struct, UnsetType
 
+from config.settings import MAX_RETRIES, MAX_TIMEOUT_S, MIN_TIMEOUT_S
 from executor.pool.reruns import RETRY_LIMIT_MAX
-from executor.pool.specs import MAX_TIMEOUT_S, PRIORITY_MAX, PRIORITY_MIN
+from executor.pool.specs import PRIORITY_MAX, PRIORITY_MIN
 from executor.store.base import Status
 
 MAX_BATCH = 1000
 MAX_KEY_CHARS = 200
 MAX_KIND_CHARS = 200
-MAX_RETRIES = 100
 MAX_DELAY_S = 10 * 366 * 86400.0
 """How far ahead a task may be scheduled (``delay_s``, ``eta``): ten years.
 Beyond that a typo (milliseconds for seconds) would park a task for ever."""
@@ -54,7 +54,7 @@ class TaskBody(Struct, forbid_unknown_fields=True, omit_defaults=True):
     args: list[Any] = []
     kwargs: dict[str, Any] = {}
     max_retries: Annotated[int, Meta(ge=0, le=MAX_RETRIES)] | UnsetType = UNSET
-    timeout_s: Annotated[float, Meta(gt=0, le=MAX_TIMEOUT_S)] | UnsetType = UNSET
+    timeout_s: Annotated[float, Meta(ge=MIN_TIMEOUT_S, le=MAX_TIMEOUT_S)] | UnsetType = UNSET
     delay_s: Annotated[float, Meta(ge=0, le=MAX_DELAY_S, description=(
         "run no sooner than this many seconds from now (not with eta)"))] | UnsetType = UNSET
     eta: Annotated[float, Meta(ge=0, description=(

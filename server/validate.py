@@ -6,6 +6,12 @@ Every refusal is an ``ApiError`` raised before anything reaches the pool:
 400 for a body that is not a JSON object, else 422 naming the field (``kind``,
 ``tasks[3].delay_s``, ``wait``...).
 
+Every string that goes on to msgpack and the store (``kind``,
+``idempotency_key``, argument strings and keyword names, query values) must
+be Unicode text that UTF-8 can encode: JSON's ``"\\ud800"`` (a lone
+surrogate) parses (msgspec refuses it; the standard library's parse is used
+then), but cannot be stored, so it is refused naming the field.
+
 The pool spec (``executor.pool.ops`` ``submit``) is ``{"kind", "payload"}`` plus
 the options given; ``delay_s``/``eta`` become ``not_before``.
 """
@@ -18,7 +24,7 @@ from typing import Any, TypeVar
 
 import msgspec
 
-from executor.pool.specs import MAX_TIMEOUT_S
+from config.settings import MAX_TIMEOUT_S, MIN_TIMEOUT_S
 from executor.wire.codec import encode_call
 from server import schemas
 from server.errors import ApiError, invalid
@@ -37,10 +43,9 @@ from server.schemas import (
 )
 
 __all__ = ["LIST_LIMIT_DEFAULT", "LIST_LIMIT_MAX", "MAX_BATCH", "MAX_DELAY_S", "MAX_DEPTH",
-           "MAX_KEY_CHARS", "MAX_KIND_CHARS", "MAX_RETRIES", "MAX_TIMEOUT_S", "SPEC_FIELDS",
-           "batch", "batch_body", "force", "idempotency_key", "list_args", "no_query",
-           "retry_filter",
-           "spec", "submit_body", "too_deep", "wait_s"]
+           "MAX_KEY_CHARS", "MAX_KIND_CHARS", "MAX_RETRIES", "MAX_TIMEOUT_S", "MIN_TIMEOUT_S",
+           "SPEC_FIELDS", "batch", "batch_body", "encodable", "force", "idempotency_key",
+           "list_args", "no_query", "retry_filter", "spec", "submit_body", "too_deep", "wait_s"]
 
 SPEC_FIELDS = TaskBody.__struct_fields__
 MAX_DEPTH = 32  # JSON nesting levels in a body; the body object itself is level 1
@@ -111,6 +116,40 @@ def _convert(data: Any, root: type[S], prefix: str = "", *, query: bool = False)
         return out
     except msgspec.ValidationError as exc:
         raise refusal(exc, root, data, prefix=prefix, query=query) from None
+    except UnicodeEncodeError:
+        # msgspec matches field names as UTF-8: a name with a lone surrogate
+        field = _bad_name_at(data, prefix)
+        raise invalid(field, f"{field} has a field name that is not valid Unicode text: it "
+                      "holds a lone surrogate (a \\ud800-\\udfff escape without its pair)"
+                      ) from None
+
+
+def _bad_name_at(data: Any, prefix: str) -> str:
+    """Where a field name that UTF-8 cannot encode is: the body, or a batch item."""
+    if isinstance(data, dict) and all(encodable(k) for k in data if isinstance(k, str)):
+        items = data.get("tasks")
+        for i, item in enumerate(items if isinstance(items, list) else ()):
+            if isinstance(item, dict) and not all(encodable(k) for k in item
+                                                  if isinstance(k, str)):
+                return f"{prefix}tasks[{i}]"
+    return prefix.rstrip(".") or "body"
+
+
+def encodable(text: str) -> bool:
+    """Whether ``text`` is valid Unicode that UTF-8 (msgpack, SQLite) can
+    encode: no lone surrogate, which JSON's ``\\ud800`` escapes can make."""
+    if text.isascii():
+        return True  # the common case, without building bytes
+    try:
+        text.encode()
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
+def _not_text(field: str) -> ApiError:
+    return invalid(field, f"{field} is not valid Unicode text: it holds a lone surrogate "
+                   "(a \\ud800-\\udfff escape without its pair)")
 
 
 def _payload(args: list[Any], kwargs: dict[str, Any], prefix: str) -> bytes:
@@ -119,8 +158,14 @@ def _payload(args: list[Any], kwargs: dict[str, Any], prefix: str) -> bytes:
         return encode_call(args, kwargs, check_decodes=False)
     except TypeError:
         pass
-    # Only JSON values reach here, so the one failure is an integer outside
-    # msgpack's 64-bit range: find which argument it is, to name it.
+    # Only JSON values reach here, so the failure is an integer outside
+    # msgpack's 64-bit range or a string with a lone surrogate: find which
+    # argument it is, to name it.
+    for key in kwargs:
+        if not encodable(key):
+            raise invalid(f"{prefix}kwargs", f"{prefix}kwargs has a keyword argument name that "
+                          "is not valid Unicode text: it holds a lone surrogate (a "
+                          "\\ud800-\\udfff escape without its pair)")
     for i, value in enumerate(args):
         try:
             encode_call([value], {})
@@ -136,6 +181,8 @@ def _payload(args: list[Any], kwargs: dict[str, Any], prefix: str) -> bytes:
 
 def _spec(body: TaskBody, now: float, prefix: str) -> dict[str, Any]:
     """The pool spec of a decoded body (the checks no schema states)."""
+    if not encodable(body.kind):
+        raise _not_text(prefix + "kind")
     out: dict[str, Any] = {"kind": body.kind, "payload": _payload(body.args, body.kwargs,
                                                                   prefix)}
     unset = msgspec.UNSET
@@ -155,6 +202,8 @@ def _spec(body: TaskBody, now: float, prefix: str) -> dict[str, Any]:
                           f"in seconds since the epoch, got {body.eta!r}")
         out["not_before"] = body.eta
     if body.idempotency_key is not unset:
+        if not encodable(body.idempotency_key):
+            raise _not_text(prefix + "idempotency_key")
         out["idempotency_key"] = body.idempotency_key
     return out
 
@@ -189,6 +238,8 @@ def batch_body(raw: bytes, now: float) -> list[dict[str, Any]]:
 def retry_filter(raw: bytes) -> dict[str, Any]:
     """Pool ``retry_failed`` arguments from a ``POST /tasks/retry`` body (empty: {})."""
     body = _decode(raw or b"{}", RetryFilter)
+    if body.kind is not msgspec.UNSET and not encodable(body.kind):
+        raise _not_text("kind")
     return {name: getattr(body, name) for name in body.__struct_fields__
             if getattr(body, name) is not msgspec.UNSET}
 
@@ -214,6 +265,8 @@ def idempotency_key(value: Any, field: str) -> str:
             raise invalid(field, f"{field} must be UTF-8 text") from None
     if not isinstance(value, str) or not 0 < len(value) <= MAX_KEY_CHARS:
         raise invalid(field, f"{field} must be 1 to {MAX_KEY_CHARS} characters")
+    if not encodable(value):
+        raise _not_text(field)
     return value
 
 
@@ -264,8 +317,12 @@ def list_args(query: dict[str, str]) -> dict[str, Any]:
     if q.status is not msgspec.UNSET:
         out["status"] = q.status
     if q.kind is not msgspec.UNSET:
+        if not encodable(q.kind):
+            raise _not_text("kind")
         out["kind"] = q.kind
     if q.cursor:
+        if not encodable(q.cursor):
+            raise _not_text("cursor")
         out["cursor"] = q.cursor
     return out
 
