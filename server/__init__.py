@@ -14,7 +14,10 @@ Public names:
   parameter of an app.
 
 Modules: ``app`` (routing, auth, lifespan), ``routes`` (handlers),
-``validate`` (request validation), ``records`` (record JSON), ``http``
+``schemas`` (request and response bodies, declared once), ``validate``
+(request validation with them), ``explain`` (their refusals as 422s),
+``openapi`` (the OpenAPI document; ``docs/index.html`` renders it at
+``/docs``), ``records`` (record JSON), ``cli`` (the ``offload`` command), ``http``
 (body reading, JSON responses), ``pool`` (pool link and metrics shipping),
 ``lifespan`` (startup/shutdown, shared with a mounted app), ``errors``,
 ``client`` (the HTTP client), ``fastapi`` (the FastAPI dependency and ``install``),

@@ -17,6 +17,7 @@ import hmac
 import logging
 from collections.abc import Awaitable, Callable
 from time import perf_counter
+from urllib.parse import unquote
 
 from config.settings import ConfigError, Settings, load_settings
 from executor.wire.registry import import_object
@@ -87,8 +88,18 @@ class OffloadApp:
             "/metrics": _Route("/metrics", {"GET": r.metrics}),
             "/healthz": _Route("/healthz", {"GET": r.healthz}, public=True),
             "/readyz": _Route("/readyz", {"GET": r.readyz}),
+            "/tasks/retry": _Route("/tasks/retry", {"POST": r.retry_failed}),
+            "/openapi.json": _Route("/openapi.json", {"GET": r.openapi}, public=True),
+            "/docs": _Route("/docs", {"GET": r.docs}, public=True),
         }
         self._task = _Route("/tasks/{id}", {"GET": r.get_task, "DELETE": r.cancel_task})
+        self._retry = _Route("/tasks/{id}/retry", {"POST": r.retry_task})
+
+    def routes(self) -> dict[str, frozenset[str]]:
+        """Each route template and its methods (HEAD aside): what the OpenAPI
+        document must describe, and all it may."""
+        return {route.template: frozenset(route.handlers)
+                for route in (*self._exact.values(), self._task, self._retry)}
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         kind = scope["type"]
@@ -102,12 +113,15 @@ class OffloadApp:
             route = self._exact.get(path)
             if route is not None:
                 await self._serve(route, scope, receive, send, "")
-            elif path.startswith(_TASKS_PREFIX) and len(path) > 7 and path.find("/", 7) < 0:
-                await self._serve(self._task, scope, receive, send, path[7:])
-            elif self.user_app is not None:
-                await self.user_app(scope, receive, send)
+            elif path.startswith(_TASKS_PREFIX) and len(path) > 7:
+                route, task_id = self._task_route(path[7:], scope.get("raw_path"),
+                                                  len(root or ""))
+                if route is not None:
+                    await self._serve(route, scope, receive, send, task_id)
+                else:
+                    await self._not_found(scope, receive, send)
             else:
-                await send_response(send, _NOT_FOUND, head=scope["method"] == "HEAD")
+                await self._not_found(scope, receive, send)
         elif kind == "lifespan":
             await lifespan.run(scope, receive, send, startup=self._startup,
                                shutdown=self.link.stop, user_app=self.user_app)
@@ -115,6 +129,34 @@ class OffloadApp:
             await self.user_app(scope, receive, send)
         elif kind == "websocket":
             await send({"type": "websocket.close", "code": 1000})
+
+    def _task_route(self, rest: str, raw_path: bytes | None, root_len: int
+                    ) -> tuple[_Route | None, str]:
+        """The route and task id of ``/tasks/{rest}``: ``{id}`` or ``{id}/retry``.
+
+        The id comes from the raw path when the server gives it, so an id
+        holding an encoded slash (``a%2Fretry``) stays one id (a 404), and
+        bytes that are not UTF-8 are replaced, never passed on as surrogates.
+        """
+        start = -1
+        if raw_path:
+            raw = raw_path.decode("latin-1").partition("?")[0]
+            start = raw.find(_TASKS_PREFIX, root_len)
+        if start >= 0:
+            parts = [unquote(p, errors="replace") for p in raw[start + 7:].split("/")]
+        else:
+            parts = rest.split("/")
+        if len(parts) == 1:
+            return self._task, parts[0]
+        if len(parts) == 2 and parts[0] and parts[1] == "retry":
+            return self._retry, parts[0]
+        return None, ""
+
+    async def _not_found(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if self.user_app is not None:
+            await self.user_app(scope, receive, send)
+        else:
+            await send_response(send, _NOT_FOUND, head=scope["method"] == "HEAD")
 
     async def _startup(self) -> None:
         self.link.start()

@@ -18,6 +18,11 @@ connection pool (keep-alive) and send the bearer token on every request.
 - ``submit_many(bodies) -> ids``: ``POST /tasks/batch``, all or nothing; each
   body is a submit body ``{"kind", "args", "kwargs", options...}``.
 - ``get(id) -> record``; ``cancel(id, force=False) -> record``.
+- ``list_tasks(status, kind, limit, cursor) -> page``; ``stats()``;
+  ``health(ready=False)``.
+- ``retry(id) -> record`` runs a failed or cancelled task again (the same
+  task, attempts reset); ``retry_failed(kind, finished_after,
+  finished_before, limit) -> {"retried", "ids"}`` does so for failed tasks.
 - ``wait(id, timeout_s) -> record`` long-polls (``?wait=``) until the task
   has finished, and raises ``WaitTimeout`` (a ``TimeoutError``) if it has not
   within ``timeout_s``.
@@ -173,6 +178,21 @@ def _batch_req(bodies: Iterable[Mapping[str, Any]]) -> _Req:
     return _Req("POST", "/tasks/batch", body=raw)
 
 
+def _list_req(status: str | None, kind: str | None, limit: int | None,
+              cursor: str | None) -> _Req:
+    params = {k: str(v) for k, v in (("status", status), ("kind", kind), ("limit", limit),
+                                     ("cursor", cursor)) if v is not None}
+    return _Req("GET", "/tasks", params or None)
+
+
+def _retry_failed_req(kind: str | None, finished_after: float | None,
+                      finished_before: float | None, limit: int | None) -> _Req:
+    body = {k: v for k, v in (("kind", kind), ("finished_after", finished_after),
+                              ("finished_before", finished_before), ("limit", limit))
+            if v is not None}
+    return _Req("POST", "/tasks/retry", body=_json_bytes(body, "the filter"))
+
+
 def _error(resp: httpx.Response) -> ClientError:
     try:
         err = resp.json()["error"]
@@ -319,6 +339,36 @@ class Client(_Endpoint):
         record: dict[str, Any] = self._send(_Req("DELETE", _task_path(task_id), params))
         return record
 
+    def list_tasks(self, *, status: str | None = None, kind: str | None = None,
+                   limit: int | None = None, cursor: str | None = None) -> dict[str, Any]:
+        """A page ``{"tasks": [record...], "next_cursor"}``, newest first."""
+        page: dict[str, Any] = self._send(_list_req(status, kind, limit, cursor))
+        return page
+
+    def retry(self, task_id: str) -> dict[str, Any]:
+        """Run a failed or cancelled task again (same id, attempts reset); its
+        record. Raises ``Conflict`` if it has not ended or succeeded, ``NotFound``."""
+        record: dict[str, Any] = self._send(_Req("POST", _task_path(task_id) + "/retry"))
+        return record
+
+    def retry_failed(self, *, kind: str | None = None, finished_after: float | None = None,
+                     finished_before: float | None = None, limit: int | None = None
+                     ) -> dict[str, Any]:
+        """Run failed tasks again (oldest first, up to ``limit``); ``{"retried", "ids"}``."""
+        out: dict[str, Any] = self._send(_retry_failed_req(kind, finished_after,
+                                                           finished_before, limit))
+        return out
+
+    def stats(self) -> dict[str, Any]:
+        """``GET /queue/stats``: counts, queue depth, oldest due wait, executors."""
+        out: dict[str, Any] = self._send(_Req("GET", "/queue/stats"))
+        return out
+
+    def health(self, *, ready: bool = False) -> dict[str, Any]:
+        """``/healthz`` (or ``/readyz`` with ``ready``); ``Unavailable`` if not so."""
+        out: dict[str, Any] = self._send(_Req("GET", "/readyz" if ready else "/healthz"))
+        return out
+
     def close(self) -> None:
         """Close the connections."""
         self._http.close()
@@ -390,6 +440,37 @@ class AsyncClient(_Endpoint):
         params = {"force": "true"} if force else None
         record: dict[str, Any] = await self._send(_Req("DELETE", _task_path(task_id), params))
         return record
+
+    async def list_tasks(self, *, status: str | None = None, kind: str | None = None,
+                         limit: int | None = None, cursor: str | None = None
+                         ) -> dict[str, Any]:
+        """A page ``{"tasks": [record...], "next_cursor"}``, newest first."""
+        page: dict[str, Any] = await self._send(_list_req(status, kind, limit, cursor))
+        return page
+
+    async def retry(self, task_id: str) -> dict[str, Any]:
+        """Run a failed or cancelled task again (same id, attempts reset); its record."""
+        record: dict[str, Any] = await self._send(_Req("POST", _task_path(task_id) + "/retry"))
+        return record
+
+    async def retry_failed(self, *, kind: str | None = None,
+                           finished_after: float | None = None,
+                           finished_before: float | None = None, limit: int | None = None
+                           ) -> dict[str, Any]:
+        """Run failed tasks again (oldest first, up to ``limit``); ``{"retried", "ids"}``."""
+        out: dict[str, Any] = await self._send(_retry_failed_req(kind, finished_after,
+                                                                 finished_before, limit))
+        return out
+
+    async def stats(self) -> dict[str, Any]:
+        """``GET /queue/stats``: counts, queue depth, oldest due wait, executors."""
+        out: dict[str, Any] = await self._send(_Req("GET", "/queue/stats"))
+        return out
+
+    async def health(self, *, ready: bool = False) -> dict[str, Any]:
+        """``/healthz`` (or ``/readyz`` with ``ready``); ``Unavailable`` if not so."""
+        out: dict[str, Any] = await self._send(_Req("GET", "/readyz" if ready else "/healthz"))
+        return out
 
     async def close(self) -> None:
         """Close the connections."""

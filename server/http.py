@@ -1,7 +1,7 @@
-"""Request and response helpers for the raw ASGI app: no framework, stdlib only.
+"""Request and response helpers for the raw ASGI app: no framework (msgspec writes JSON).
 
 ``Request`` reads the few headers offload cares about in one pass over the
-scope's header list. ``read_json`` enforces the body limit *before* and
+scope's header list. ``read_body`` enforces the body limit *before* and
 *while* reading (``Content-Length`` first, then a running count, so a chunked
 body is never buffered past ``max_body_bytes``). ``Response`` is a plain
 ``(status, headers, body)`` tuple sent with ``send_response``.
@@ -16,6 +16,8 @@ from collections.abc import Awaitable, Callable, MutableMapping
 from typing import Any
 from urllib.parse import parse_qsl
 
+import msgspec
+
 from server.errors import ApiError, Headers
 
 Scope = MutableMapping[str, Any]
@@ -28,7 +30,8 @@ Response = tuple[int, Headers, bytes]
 
 JSON_TYPE = b"application/json"
 _CT_JSON = (b"content-type", JSON_TYPE)
-_encode = json.JSONEncoder(separators=(",", ":"), allow_nan=False).encode
+# msgspec writes compact JSON and non-finite floats as null, as the API promises.
+_encode = msgspec.json.Encoder().encode
 
 
 class ClientDisconnected(Exception):
@@ -77,21 +80,6 @@ class Request:
                                "once; give it once", name)
             out[name] = value
         return out
-
-
-def _reject_constant(name: str) -> Any:
-    raise ValueError(f"{name} is not valid JSON")
-
-
-def _finite_float(text: str) -> float:
-    value = float(text)
-    if math.isinf(value):  # 1e400: JSON allows it, but it would arrive as inf
-        raise ValueError(f"{text} is out of the range of a 64-bit float")
-    return value
-
-
-# One decoder for the process: ``json.loads`` with options builds a new one per call.
-_decode = json.JSONDecoder(parse_constant=_reject_constant, parse_float=_finite_float).decode
 
 
 BODY_SWEEP_S = 1.0
@@ -212,29 +200,28 @@ def _too_large(limit: int) -> ApiError:
                     "(max_body_bytes); send fewer or smaller tasks", None)
 
 
-async def read_json(req: Request, max_body_bytes: int, deadlines: BodyDeadlines
-                    ) -> tuple[dict[str, Any], bytes]:
-    """The body as a JSON object, and the raw bytes.
+async def read_json(req: Request, max_body_bytes: int, deadlines: BodyDeadlines) -> bytes:
+    """The raw body of a request that says it is JSON (decoding is the caller's,
+    into a schema: ``server.validate``).
 
     415 if ``Content-Type`` is present and is not ``application/json``;
-    413 past the limit; 400 if the body is not JSON or not an object
-    (``NaN``/``Infinity`` are refused, as JSON has no such values).
+    413 past the limit; 408 past the body deadline.
     """
     ctype = req.content_type
     if ctype is not None and ctype.split(b";", 1)[0].strip().lower() != JSON_TYPE:
         raise ApiError(415, "unsupported_media_type",
                        f"Content-Type must be application/json, not {ctype.decode('latin-1')!r}",
                        "Content-Type")
-    raw = await read_body(req, max_body_bytes, deadlines)
+    return await read_body(req, max_body_bytes, deadlines)
+
+
+def dumps(obj: Any) -> bytes:
+    """Compact JSON bytes. Non-finite floats (a task may return ``nan``) become ``null``;
+    a string UTF-8 cannot encode (a lone surrogate) is written as its ``\\u`` escape."""
     try:
-        body = _decode(raw.decode())  # JSON on the wire is UTF-8 (RFC 8259)
-    except RecursionError:
-        raise ApiError(400, "malformed_json", "request body is nested too deeply") from None
-    except ValueError as exc:  # JSONDecodeError and UnicodeDecodeError are ValueErrors
-        raise ApiError(400, "malformed_json", f"request body is not valid JSON: {exc}") from None
-    if not isinstance(body, dict):
-        raise ApiError(400, "malformed_json", "request body must be a JSON object")
-    return body, raw
+        return _encode(obj)
+    except UnicodeEncodeError:
+        return json.dumps(_finite(obj), separators=(",", ":"), allow_nan=False).encode()
 
 
 def _finite(value: Any) -> Any:
@@ -245,14 +232,6 @@ def _finite(value: Any) -> Any:
     if isinstance(value, list):
         return [_finite(v) for v in value]
     return value
-
-
-def dumps(obj: Any) -> bytes:
-    """Compact JSON bytes. Non-finite floats (a task may return ``nan``) become ``null``."""
-    try:
-        return _encode(obj).encode()
-    except ValueError:
-        return _encode(_finite(obj)).encode()
 
 
 def json_response(status: int, obj: Any, headers: Headers | None = None) -> Response:

@@ -10,11 +10,12 @@ from __future__ import annotations
 
 import asyncio
 import time
+from importlib import metadata, resources
 from typing import Any
 
 from config.settings import Settings
 from metrics import pool_down_exposition
-from server import records, validate
+from server import openapi, records, validate
 from server.errors import ApiError, invalid
 from server.http import (
     BodyDeadlines,
@@ -33,6 +34,8 @@ METRICS_TYPE = b"text/plain; version=0.0.4; charset=utf-8"
 _HEALTHZ = json_response(200, {"status": "ok"})
 # Slack past ``wait`` before a long poll gives up on the pool.
 LONG_POLL_SLACK_S = 5.0
+_DOCS_CSP = (b"default-src 'none'; script-src 'unsafe-inline'; style-src 'unsafe-inline'; "
+             b"connect-src 'self'")  # the page's own inline code, and openapi.json
 PROBE_TIMEOUT_S = 2.0
 """How long ``/readyz`` and ``/metrics`` wait for the pool: a hung pool must
 read as not ready (and ``offload_pool_up 0``) while probes and scrapes still
@@ -48,19 +51,20 @@ class Routes:
         self.body_deadlines = BodyDeadlines(settings.http_timeout_s)
         self.long_poll_max_s = settings.long_poll_max_s
         self._pool_down = pool_down_exposition()  # built once: it never changes
+        self._openapi = json_response(200, openapi.document(settings.long_poll_max_s,
+                                                            _version()))
+        page = resources.files("server").joinpath("docs/index.html").read_bytes()
+        self._docs: Response = (200, [(b"content-type", b"text/html; charset=utf-8"),
+                                      (b"content-length", b"%d" % len(page)),
+                                      (b"content-security-policy", _DOCS_CSP)], page)
 
-    async def _body(self, req: Request, keep: int) -> Any:
-        """The request's JSON body, refused if over the size or nesting limits
-        (``keep``: path segments of the too-deep field to name)."""
-        body, raw = await read_json(req, self.max_body_bytes, self.body_deadlines)
-        deep = validate.too_deep(raw, body, keep=keep)
-        if deep is not None:
-            raise _too_deep(deep)
-        return body
+    async def _raw(self, req: Request) -> bytes:
+        """The request's JSON body as bytes, within the size limit (415, 413, 408)."""
+        return await read_json(req, self.max_body_bytes, self.body_deadlines)
 
     async def submit(self, req: Request) -> Response:
         """``POST /tasks``: 202, ``Location`` and the record, once stored."""
-        spec = validate.spec(await self._body(req, keep=1), time.time())
+        spec = validate.submit_body(await self._raw(req), time.time())
         if req.idempotency_key is not None:
             key = validate.idempotency_key(req.idempotency_key, "Idempotency-Key")
             if spec.get("idempotency_key", key) != key:
@@ -74,7 +78,7 @@ class Routes:
 
     async def submit_batch(self, req: Request) -> Response:
         """``POST /tasks/batch``: 202 and every record, all or nothing."""
-        specs = validate.batch(await self._body(req, keep=3), time.time())
+        specs = validate.batch_body(await self._raw(req), time.time())
         if req.idempotency_key is not None:
             # A retried batch is the same batch: each task without its own key
             # gets the header's, numbered, so it is stored once.
@@ -126,6 +130,29 @@ class Routes:
         wire = await self.link.call("cancel", {"id": req.task_id, "force": force, "by": "http"})
         return json_response(200, records.to_json(wire))
 
+    async def retry_task(self, req: Request) -> Response:
+        """``POST /tasks/{id}/retry``: 202 and the record, pending again with its
+        attempts reset; 409 if the task has not ended or it succeeded."""
+        validate.no_query(req.query())
+        wire = await self.link.call("retry", {"id": req.task_id})
+        location = (req.scope.get("root_path", "") + "/tasks/" + wire["id"]).encode()
+        return json_response(202, records.to_json(wire), [(b"location", location)])
+
+    async def retry_failed(self, req: Request) -> Response:
+        """``POST /tasks/retry``: 202 and ``{"retried", "ids"}``, the failed tasks
+        matching the body's filter put back to run (at most its ``limit``)."""
+        args = validate.retry_filter(await self._raw(req))
+        result = await self.link.call("retry_failed", args)
+        return json_response(202, {"retried": len(result["ids"]), "ids": result["ids"]})
+
+    async def openapi(self, req: Request) -> Response:
+        """``GET /openapi.json``: the API's OpenAPI 3.1 document (``server.openapi``)."""
+        return self._openapi
+
+    async def docs(self, req: Request) -> Response:
+        """``GET /docs``: a page rendering the document, with no outside assets."""
+        return self._docs
+
     async def queue_stats(self, req: Request) -> Response:
         """``GET /queue/stats``: the pool's counts, queue depth, oldest due wait and executors."""
         return json_response(200, await self.link.call("stats"))
@@ -158,9 +185,11 @@ class Routes:
                        [(b"retry-after", b"1")])
 
 
-def _too_deep(field: str) -> ApiError:
-    return invalid(field, f"{field} is nested deeper than {validate.MAX_DEPTH} levels; "
-                            "pass a flatter value or an id to look up")
+def _version() -> str:
+    try:
+        return metadata.version("offload")
+    except metadata.PackageNotFoundError:
+        return "0+unknown"
 
 
 async def _disconnected(receive: Receive) -> None:

@@ -1,21 +1,16 @@
-"""Validation of what clients send: submit bodies become pool specs, query
-strings become pool arguments. Every refusal is an ``ApiError`` 422 that names
-the field (``kind``, ``tasks[3].delay_s``, ``wait``...), raised before anything
-reaches the pool.
+"""Validation of what clients send: bodies become pool specs, query strings
+become pool arguments. The shapes and bounds are ``server.schemas``; this
+module decodes into them and adds what a schema cannot say (``delay_s`` or
+``eta``, ``eta`` at most ten years ahead, arguments msgpack can carry).
+Every refusal is an ``ApiError`` raised before anything reaches the pool:
+400 for a body that is not a JSON object, else 422 naming the field (``kind``,
+``tasks[3].delay_s``, ``wait``...).
 
-Submit body (``POST /tasks``, and each item of ``POST /tasks/batch``)::
-
-    {"kind": str, "args": list = [], "kwargs": object = {},
-     "max_retries": int 0..100, "timeout_s": number in [0.001, 604800],
-     "delay_s": number >= 0  |  "eta": epoch seconds,
-     "priority": int -1000..1000, "idempotency_key": str (1..200 chars)}
-
-The bounds of ``max_retries`` and ``timeout_s`` are the settings' own
-(``config.settings``). Every string that goes on to msgpack and the store
-(``kind``, ``idempotency_key``, argument strings and keyword names, query
-values) must be Unicode text that UTF-8 can encode: JSON's ``"\\ud800"``
-(a lone surrogate) parses, but cannot be stored, so it is refused naming
-the field.
+Every string that goes on to msgpack and the store (``kind``,
+``idempotency_key``, argument strings and keyword names, query values) must
+be Unicode text that UTF-8 can encode: JSON's ``"\\ud800"`` (a lone
+surrogate) parses (msgspec refuses it; the standard library's parse is used
+then), but cannot be stored, so it is refused naming the field.
 
 The pool spec (``executor.pool.ops`` ``submit``) is ``{"kind", "payload"}`` plus
 the options given; ``delay_s``/``eta`` become ``not_before``.
@@ -23,29 +18,121 @@ the options given; ``delay_s``/``eta`` become ``not_before``.
 
 from __future__ import annotations
 
+import json
 import math
-from typing import Any
+from typing import Any, TypeVar
 
-from config.settings import MAX_RETRIES, MAX_TIMEOUT_S, MIN_TIMEOUT_S
-from executor.pool.specs import PRIORITY_MAX, PRIORITY_MIN
-from executor.store.base import STATUSES
+import msgspec
+
+from config.settings import MAX_TIMEOUT_S, MIN_TIMEOUT_S
 from executor.wire.codec import encode_call
+from server import schemas
 from server.errors import ApiError, invalid
+from server.explain import refusal
+from server.schemas import (
+    LIST_LIMIT_DEFAULT,
+    LIST_LIMIT_MAX,
+    MAX_BATCH,
+    MAX_DELAY_S,
+    MAX_KEY_CHARS,
+    MAX_KIND_CHARS,
+    MAX_RETRIES,
+    BatchBody,
+    RetryFilter,
+    TaskBody,
+)
 
-SPEC_FIELDS = ("kind", "args", "kwargs", "max_retries", "timeout_s", "delay_s", "eta",
-               "priority", "idempotency_key")
-_SPEC_FIELDS = frozenset(SPEC_FIELDS)
+__all__ = ["LIST_LIMIT_DEFAULT", "LIST_LIMIT_MAX", "MAX_BATCH", "MAX_DELAY_S", "MAX_DEPTH",
+           "MAX_KEY_CHARS", "MAX_KIND_CHARS", "MAX_RETRIES", "MAX_TIMEOUT_S", "MIN_TIMEOUT_S",
+           "SPEC_FIELDS", "batch", "batch_body", "encodable", "force", "idempotency_key",
+           "list_args", "no_query", "retry_filter", "spec", "submit_body", "too_deep", "wait_s"]
+
+SPEC_FIELDS = TaskBody.__struct_fields__
 MAX_DEPTH = 32  # JSON nesting levels in a body; the body object itself is level 1
-MAX_BATCH = 1000
-MAX_KEY_CHARS = 200
-MAX_KIND_CHARS = 200
-MAX_DELAY_S = 10 * 366 * 86400.0
-"""How far ahead a task may be scheduled (``delay_s``, ``eta``): ten years.
-Beyond that a typo (milliseconds for seconds) would park a task for ever."""
-LIST_LIMIT_MAX = 500
-LIST_LIMIT_DEFAULT = 50
-_TRUE = frozenset({"true", "1", "yes", ""})
-_FALSE = frozenset({"false", "0", "no"})
+_TRUE = {"yes": "true", "": "true", "no": "false"}  # spellings accepted before the schema
+S = TypeVar("S", bound=msgspec.Struct)
+_DECODERS: dict[type, msgspec.json.Decoder[Any]] = {
+    t: msgspec.json.Decoder(t) for t in (TaskBody, BatchBody, RetryFilter)}
+
+
+def _decode(raw: bytes, root: type[S]) -> S:
+    """``raw`` decoded as ``root``: 400 if it is not a JSON object, else 422."""
+    try:
+        out: S = _DECODERS[root].decode(raw)
+        return out
+    except msgspec.ValidationError as exc:
+        text = str(exc)
+        if text.startswith("Expected `object`") and " - at `" not in text:
+            raise ApiError(400, "malformed_json", "request body must be a JSON object") from None
+        if text.startswith("Number out of range"):  # 1e400: it would arrive as inf
+            raise ApiError(400, "malformed_json", "request body is not valid JSON: a number "
+                           "is out of the range of a 64-bit float") from None
+        data = _generic(raw)
+        raise refusal(exc, root, data) from None
+    except msgspec.DecodeError:
+        pass  # below, outside this handler: the stdlib's word on it
+    except RecursionError:
+        raise ApiError(400, "malformed_json", "request body is nested too deeply") from None
+    # msgspec refuses JSON that the standard library parses (a lone surrogate,
+    # "\ud800"): parse it so, to refuse it naming the field; else say why not.
+    return _convert(_stdlib_decode(raw), root)
+
+
+def _stdlib_decode(raw: bytes) -> Any:
+    """``raw`` parsed by the standard library (no NaN or Infinity, no number
+    that is infinite as a float); 400 if that fails too."""
+    try:
+        return _STDLIB_JSON(raw.decode())  # JSON on the wire is UTF-8 (RFC 8259)
+    except RecursionError:
+        raise ApiError(400, "malformed_json", "request body is nested too deeply") from None
+    except ValueError as exc:  # JSONDecodeError and UnicodeDecodeError are ValueErrors
+        raise ApiError(400, "malformed_json", f"request body is not valid JSON: {exc}") from None
+
+
+def _no_constant(name: str) -> Any:
+    raise ValueError(f"{name} is not valid JSON")
+
+
+def _finite_float(text: str) -> float:
+    value = float(text)
+    if math.isinf(value):  # 1e400: JSON allows it, but it would arrive as inf
+        raise ValueError(f"{text} is out of the range of a 64-bit float")
+    return value
+
+
+_STDLIB_JSON = json.JSONDecoder(parse_constant=_no_constant, parse_float=_finite_float).decode
+
+
+def _generic(raw: bytes) -> Any:
+    try:
+        return msgspec.json.decode(raw)
+    except (msgspec.DecodeError, RecursionError):
+        return None
+
+
+def _convert(data: Any, root: type[S], prefix: str = "", *, query: bool = False) -> S:
+    try:
+        out: S = msgspec.convert(data, root, strict=not query)
+        return out
+    except msgspec.ValidationError as exc:
+        raise refusal(exc, root, data, prefix=prefix, query=query) from None
+    except UnicodeEncodeError:
+        # msgspec matches field names as UTF-8: a name with a lone surrogate
+        field = _bad_name_at(data, prefix)
+        raise invalid(field, f"{field} has a field name that is not valid Unicode text: it "
+                      "holds a lone surrogate (a \\ud800-\\udfff escape without its pair)"
+                      ) from None
+
+
+def _bad_name_at(data: Any, prefix: str) -> str:
+    """Where a field name that UTF-8 cannot encode is: the body, or a batch item."""
+    if isinstance(data, dict) and all(encodable(k) for k in data if isinstance(k, str)):
+        items = data.get("tasks")
+        for i, item in enumerate(items if isinstance(items, list) else ()):
+            if isinstance(item, dict) and not all(encodable(k) for k in item
+                                                  if isinstance(k, str)):
+                return f"{prefix}tasks[{i}]"
+    return prefix.rstrip(".") or "body"
 
 
 def encodable(text: str) -> bool:
@@ -63,42 +150,6 @@ def encodable(text: str) -> bool:
 def _not_text(field: str) -> ApiError:
     return invalid(field, f"{field} is not valid Unicode text: it holds a lone surrogate "
                    "(a \\ud800-\\udfff escape without its pair)")
-
-
-def _int(value: Any, field: str, lo: int, hi: int) -> int:
-    if isinstance(value, bool) or not isinstance(value, int) or not lo <= value <= hi:
-        raise invalid(field, f"{field} must be an integer from {lo} to {hi}, got {value!r}")
-    return value
-
-
-def _number(value: Any, field: str, *, minimum: float, exclusive: bool,
-            maximum: float = math.inf, what: str = "") -> float:
-    """``value`` as a float if it is a finite number above ``minimum`` (or at
-    it, unless ``exclusive``) and at most ``maximum`` (``what`` names that
-    bound in the message); else 422 naming ``field``."""
-    ok = (not isinstance(value, bool) and isinstance(value, (int, float))
-          and math.isfinite(value) and (value > minimum if exclusive else value >= minimum)
-          and value <= maximum)
-    if not ok:
-        bound = f"> {minimum:g}" if exclusive else f">= {minimum:g}"
-        if maximum < math.inf:
-            bound += f" and at most {maximum:.0f}" + (f" ({what})" if what else "")
-        raise invalid(field, f"{field} must be a number {bound}, got {value!r}")
-    return float(value)
-
-
-def idempotency_key(value: Any, field: str) -> str:
-    """A valid idempotency key (1..200 characters), or 422 naming ``field``."""
-    if isinstance(value, bytes):
-        try:
-            value = value.decode()
-        except UnicodeDecodeError:
-            raise invalid(field, f"{field} must be UTF-8 text") from None
-    if not isinstance(value, str) or not 0 < len(value) <= MAX_KEY_CHARS:
-        raise invalid(field, f"{field} must be 1 to {MAX_KEY_CHARS} characters")
-    if not encodable(value):
-        raise _not_text(field)
-    return value
 
 
 def _payload(args: list[Any], kwargs: dict[str, Any], prefix: str) -> bytes:
@@ -128,70 +179,95 @@ def _payload(args: list[Any], kwargs: dict[str, Any], prefix: str) -> bytes:
     raise invalid(f"{prefix}args", "the arguments cannot be encoded")
 
 
-def spec(body: dict[str, Any], now: float, prefix: str = "") -> dict[str, Any]:
-    """The pool spec for one submit body. ``prefix`` starts every field name
-    in errors (``"tasks[3]."`` for a batch item). Raises ``ApiError`` 422."""
-    if not body.keys() <= _SPEC_FIELDS:
-        unknown = next(k for k in body if k not in _SPEC_FIELDS)
-        raise invalid(prefix + unknown,
-                      f"unknown field {unknown!r}; accepted: {', '.join(SPEC_FIELDS)}")
-    kind = body.get("kind")
-    if not isinstance(kind, str) or not 0 < len(kind) <= MAX_KIND_CHARS:
-        raise invalid(prefix + "kind", "kind must be the name of a registered task "
-                      f"(a string of 1 to {MAX_KIND_CHARS} characters)")
-    if not encodable(kind):
+def _spec(body: TaskBody, now: float, prefix: str) -> dict[str, Any]:
+    """The pool spec of a decoded body (the checks no schema states)."""
+    if not encodable(body.kind):
         raise _not_text(prefix + "kind")
-    args = body.get("args", [])
-    if not isinstance(args, list):
-        raise invalid(prefix + "args", "args must be a JSON array")
-    kwargs = body.get("kwargs", {})
-    if not isinstance(kwargs, dict):
-        raise invalid(prefix + "kwargs", "kwargs must be a JSON object")
-    out: dict[str, Any] = {"kind": kind, "payload": _payload(args, kwargs, prefix)}
-    if len(body) == 1 + ("args" in body) + ("kwargs" in body):
-        return out  # the common case: no options
-    if "max_retries" in body:
-        out["max_retries"] = _int(body["max_retries"], prefix + "max_retries", 0, MAX_RETRIES)
-    if "timeout_s" in body:
-        out["timeout_s"] = _number(body["timeout_s"], prefix + "timeout_s",
-                                   minimum=MIN_TIMEOUT_S, exclusive=False,
-                                   maximum=MAX_TIMEOUT_S, what="a week")
-    if "priority" in body:
-        out["priority"] = _int(body["priority"], prefix + "priority", PRIORITY_MIN,
-                               PRIORITY_MAX)
-    if "delay_s" in body:
-        if "eta" in body:
+    out: dict[str, Any] = {"kind": body.kind, "payload": _payload(body.args, body.kwargs,
+                                                                  prefix)}
+    unset = msgspec.UNSET
+    if body.max_retries is not unset:
+        out["max_retries"] = body.max_retries
+    if body.timeout_s is not unset:
+        out["timeout_s"] = body.timeout_s
+    if body.priority is not unset:
+        out["priority"] = body.priority
+    if body.delay_s is not unset:
+        if body.eta is not unset:
             raise invalid(prefix + "eta", "give delay_s or eta, not both")
-        delay = _number(body["delay_s"], prefix + "delay_s", minimum=0, exclusive=False,
-                        maximum=MAX_DELAY_S, what="ten years")
-        out["not_before"] = now + delay
-    elif "eta" in body:
-        eta = _number(body["eta"], prefix + "eta", minimum=0, exclusive=False,
-                      maximum=now + MAX_DELAY_S, what="ten years from now, in seconds since "
-                      "the epoch")
-        out["not_before"] = eta
-    if "idempotency_key" in body:
-        out["idempotency_key"] = idempotency_key(body["idempotency_key"],
-                                                 prefix + "idempotency_key")
+        out["not_before"] = now + body.delay_s
+    elif body.eta is not unset:
+        if body.eta > now + MAX_DELAY_S:
+            raise invalid(prefix + "eta", f"{prefix}eta must be at most ten years from now, "
+                          f"in seconds since the epoch, got {body.eta!r}")
+        out["not_before"] = body.eta
+    if body.idempotency_key is not unset:
+        if not encodable(body.idempotency_key):
+            raise _not_text(prefix + "idempotency_key")
+        out["idempotency_key"] = body.idempotency_key
     return out
 
 
+def _check_depth(raw: bytes, bodies: list[TaskBody], in_batch: bool) -> None:
+    """422 naming the first argument nested deeper than ``MAX_DEPTH`` (the body
+    object is level 1, so a batch item's arguments start two levels deeper)."""
+    if raw.count(b"[") + raw.count(b"{") <= MAX_DEPTH:
+        return  # fewer brackets than the limit: nothing can be too deep
+    items = [{"args": body.args, "kwargs": body.kwargs} for body in bodies]
+    shape: Any = {"tasks": items} if in_batch else items[0]
+    deep = too_deep(raw, shape, keep=3 if in_batch else 1)
+    if deep is not None:
+        raise invalid(deep, f"{deep} is nested deeper than {MAX_DEPTH} levels; "
+                      "pass a flatter value or an id to look up")
+
+
+def submit_body(raw: bytes, now: float) -> dict[str, Any]:
+    """The pool spec of a ``POST /tasks`` body (raw JSON bytes)."""
+    body = _decode(raw, TaskBody)
+    _check_depth(raw, [body], False)
+    return _spec(body, now, "")
+
+
+def batch_body(raw: bytes, now: float) -> list[dict[str, Any]]:
+    """The pool specs of a ``POST /tasks/batch`` body (raw JSON bytes)."""
+    items = _decode(raw, BatchBody).tasks
+    _check_depth(raw, items, True)
+    return [_spec(item, now, f"tasks[{i}].") for i, item in enumerate(items)]
+
+
+def retry_filter(raw: bytes) -> dict[str, Any]:
+    """Pool ``retry_failed`` arguments from a ``POST /tasks/retry`` body (empty: {})."""
+    body = _decode(raw or b"{}", RetryFilter)
+    if body.kind is not msgspec.UNSET and not encodable(body.kind):
+        raise _not_text("kind")
+    return {name: getattr(body, name) for name in body.__struct_fields__
+            if getattr(body, name) is not msgspec.UNSET}
+
+
+def spec(body: dict[str, Any], now: float, prefix: str = "") -> dict[str, Any]:
+    """The pool spec for one submit body already parsed. ``prefix`` starts every
+    field name in errors (``"tasks[3]."`` for a batch item). Raises ``ApiError`` 422."""
+    return _spec(_convert(body, TaskBody, prefix), now, prefix)
+
+
 def batch(body: dict[str, Any], now: float) -> list[dict[str, Any]]:
-    """The pool specs of a ``POST /tasks/batch`` body ``{"tasks": [...]}`` (1..1000)."""
-    if body.keys() != {"tasks"}:
-        extra = next((k for k in body if k != "tasks"), None)
-        if extra is not None:
-            raise invalid(extra, f"unknown field {extra!r}; accepted: tasks")
-        raise invalid("tasks", "tasks is required: a list of task bodies")
-    items = body["tasks"]
-    if not isinstance(items, list) or not 0 < len(items) <= MAX_BATCH:
-        raise invalid("tasks", f"tasks must be a list of 1 to {MAX_BATCH} task bodies")
-    specs = []
-    for i, item in enumerate(items):
-        if not isinstance(item, dict):
-            raise invalid(f"tasks[{i}]", f"tasks[{i}] must be a JSON object")
-        specs.append(spec(item, now, f"tasks[{i}]."))
-    return specs
+    """The pool specs of a parsed ``POST /tasks/batch`` body ``{"tasks": [...]}``."""
+    items = _convert(body, BatchBody).tasks
+    return [_spec(item, now, f"tasks[{i}].") for i, item in enumerate(items)]
+
+
+def idempotency_key(value: Any, field: str) -> str:
+    """A valid idempotency key (1..200 characters), or 422 naming ``field``."""
+    if isinstance(value, bytes):
+        try:
+            value = value.decode()
+        except UnicodeDecodeError:
+            raise invalid(field, f"{field} must be UTF-8 text") from None
+    if not isinstance(value, str) or not 0 < len(value) <= MAX_KEY_CHARS:
+        raise invalid(field, f"{field} must be 1 to {MAX_KEY_CHARS} characters")
+    if not encodable(value):
+        raise _not_text(field)
+    return value
 
 
 def too_deep(raw: bytes, body: Any, keep: int) -> str | None:
@@ -227,70 +303,38 @@ def _deep_path(value: Any, depth: int) -> list[str | int] | None:
     return None
 
 
-def _allowed(query: dict[str, str], names: tuple[str, ...]) -> None:
-    for name in query:
-        if name not in names:
-            raise invalid(name, f"unknown query parameter {name!r}; accepted: "
-                          f"{', '.join(names) or 'none'}")
-
-
 def wait_s(query: dict[str, str], long_poll_max_s: float) -> float | None:
     """``?wait=S`` of ``GET /tasks/{id}``: seconds in 0..long_poll_max_s, or ``None``."""
-    _allowed(query, ("wait",))
-    text = query.get("wait")
-    if text is None:
-        return None
-    try:
-        value = float(text)
-    except ValueError:
-        value = math.nan
-    if not 0 <= value <= long_poll_max_s:  # also refuses nan
-        raise invalid("wait", f"wait must be a number of seconds from 0 to {long_poll_max_s:g}, "
-                      f"got {text!r}")
-    return value
+    query_type: Any = schemas.task_query(long_poll_max_s)  # made at run time: no static type
+    wait = _convert(query, query_type, query=True).wait
+    return None if wait is msgspec.UNSET else float(wait)
 
 
 def list_args(query: dict[str, str]) -> dict[str, Any]:
     """Pool ``list`` arguments from ``?status=&kind=&limit=&cursor=``."""
-    _allowed(query, ("status", "kind", "limit", "cursor"))
-    out: dict[str, Any] = {"limit": LIST_LIMIT_DEFAULT}
-    status = query.get("status")
-    if status is not None:
-        if status not in STATUSES:
-            raise invalid("status", f"status must be one of {', '.join(STATUSES)}, "
-                          f"got {status!r}")
-        out["status"] = status
-    kind = query.get("kind")
-    if kind is not None:
-        if not 0 < len(kind) <= MAX_KIND_CHARS:
-            raise invalid("kind", f"kind must be 1 to {MAX_KIND_CHARS} characters")
-        if not encodable(kind):
+    q = _convert(query, schemas.ListQuery, query=True)
+    out: dict[str, Any] = {"limit": q.limit}
+    if q.status is not msgspec.UNSET:
+        out["status"] = q.status
+    if q.kind is not msgspec.UNSET:
+        if not encodable(q.kind):
             raise _not_text("kind")
-        out["kind"] = kind
-    limit = query.get("limit")
-    if limit is not None:
-        try:
-            out["limit"] = _int(int(limit), "limit", 1, LIST_LIMIT_MAX)
-        except ValueError:
-            raise invalid("limit", f"limit must be an integer from 1 to {LIST_LIMIT_MAX}, "
-                          f"got {limit!r}") from None
-    cursor = query.get("cursor")
-    if cursor:
-        if not encodable(cursor):
+        out["kind"] = q.kind
+    if q.cursor:
+        if not encodable(q.cursor):
             raise _not_text("cursor")
-        out["cursor"] = cursor
+        out["cursor"] = q.cursor
     return out
 
 
+def no_query(query: dict[str, str]) -> None:
+    """422 naming the first query parameter, for a route that takes none."""
+    _convert(query, schemas.NoQuery, query=True)
+
+
 def force(query: dict[str, str]) -> bool:
-    """``?force=true|false`` of ``DELETE /tasks/{id}`` (default false)."""
-    _allowed(query, ("force",))
+    """``?force=true|false`` of ``DELETE /tasks/{id}`` (default false; also 1/0, yes/no)."""
     text = query.get("force")
-    if text is None:
-        return False
-    lowered = text.lower()
-    if lowered in _TRUE:
-        return True
-    if lowered in _FALSE:
-        return False
-    raise invalid("force", f"force must be true or false, got {text!r}")
+    if text is not None:
+        query = {**query, "force": _TRUE.get(text.lower(), text)}
+    return _convert(query, schemas.CancelQuery, query=True).force

@@ -8,6 +8,7 @@ processes, reached through ``templates`` and pipes) nor ``executor.client``.
 
 - ``pool``: ``Pool``: the loop, the group-commit turn, retries, timers.
 - ``requests``: answers to socket requests (the ops of ``ops``).
+- ``reruns``: running failed or cancelled tasks again (ops ``retry``, ``retry_failed``).
 - ``port``: the narrow view of the pool that ``requests`` and ``specs`` get.
 - ``specs``: checking submitted task specs against the registered kinds.
 - ``fleet``: the executors: spawn, hand out, watch, bury; ``slots``: one executor's state.

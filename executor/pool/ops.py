@@ -28,6 +28,13 @@ the same id. Errors are ``{"code", "message", "field"}`` (see
 ``list``    ``{"status"?, "kind"?, "limit"?, "cursor"?}`` -> ``{"tasks", "next_cursor"}``.
 ``cancel``  ``{"id": str, "force"?: bool, "by"?: str}`` -> record (status
     ``cancelled``). ``not_found``; ``conflict`` if finished, or running without force.
+``retry``   ``{"id": str}`` -> record: a failed or cancelled task back to
+    ``pending`` as the same task, attempts reset (``executor.pool.reruns``).
+    ``not_found``; ``conflict`` if it has not ended, succeeded, or is still
+    being stopped.
+``retry_failed`` ``{"kind"?, "finished_after"?, "finished_before"?, "limit"?: 1..1000}``
+    -> ``{"ids": [str, ...]}``: up to ``limit`` failed tasks matching, oldest
+    failure first, put back as ``retry`` does.
 ``stats``   ``{}`` -> ``{"counts": {status: n}, "queue_depth": n, "oldest_due_s": s,
     "executors": [{"pid", "state", "task_id", "tasks_run", "rss_mb"}]}``
     (``oldest_due_s``: how long the longest-waiting due task has waited, 0

@@ -34,7 +34,8 @@ class PoolPort(SpecSource, Protocol):
 
     @property
     def store(self) -> Store:
-        """The store (reads only: writes go through ``enqueue`` and the turn)."""
+        """The store (reads, and the power-safe ``cancel`` and ``retry``; other writes
+        go through ``enqueue`` and the turn)."""
 
     @property
     def fleet(self) -> Fleet:

@@ -17,6 +17,7 @@ import time
 from collections.abc import Callable
 from typing import Any
 
+from executor.pool import reruns
 from executor.pool.listener import ClientConn
 from executor.pool.ops import record_to_wire
 from executor.pool.port import PoolPort
@@ -242,6 +243,12 @@ class Requests:
         if after.group_id is not None:
             self.pool.note_due(time.time())  # the next call of its group may run now
         return record_to_wire(after)
+
+    def op_retry(self, conn: ClientConn, req_id: int, args: dict[str, Any]) -> object:
+        return reruns.retry(self.pool, args.get("id"))
+
+    def op_retry_failed(self, conn: ClientConn, req_id: int, args: dict[str, Any]) -> object:
+        return reruns.retry_failed(self.pool, args)
 
     def op_stats(self, conn: ClientConn, req_id: int, args: dict[str, Any]) -> object:
         counts, oldest_due_s = self._queue_metrics()

@@ -10,6 +10,7 @@ Status transitions a store must enforce (anything else is refused):
     running --reschedule--> retrying (attempt counted) | pending (release: not counted)
     pending/retrying --cancel--> cancelled      running --cancel(force)--> cancelled
     running (lease expired / recover) --> pending, or failed 'lost' if out of attempts
+    failed/cancelled --retry--> pending (attempts reset: the same task runs again)
 """
 
 from __future__ import annotations
@@ -164,6 +165,26 @@ class Store(Protocol):
         Returns the record after the call: its status says whether it was
         cancelled (a finished task comes back unchanged). ``None`` if missing.
         """
+        ...
+
+    def retry(self, task_ids: Sequence[str], now: float) -> builtins.list[TaskRecord]:
+        """Put failed or cancelled tasks back to run, as the same tasks: status
+        ``pending``, ``attempts`` 0, due at ``now``; ``started_at``,
+        ``finished_at``, ``result``, ``error``, ``progress``, ``cancelled_by``
+        and the lease cleared. ``payload`` and every other field are kept, so
+        the call that runs is the one stored. Ids that are missing, unfinished
+        or succeeded are skipped (and a repeated id counts once). One
+        transaction; durable on return, power loss included, like
+        ``enqueue``: it accepts work. Returns the changed records, without
+        payload."""
+        ...
+
+    def failed_ids(self, *, kind: str | None = None, finished_after: float | None = None,
+                   finished_before: float | None = None, limit: int = 100
+                   ) -> builtins.list[str]:
+        """Ids of up to ``limit`` failed tasks, of ``kind`` if given, with
+        ``finished_after <= finished_at < finished_before`` (each bound if
+        given); the oldest failure first. Reads only."""
         ...
 
     def get(self, task_id: str) -> TaskRecord | None:

@@ -120,7 +120,8 @@ def test_kubernetes_manifests():
     (ctr,) = pod["containers"]
     assert ctr["livenessProbe"]["httpGet"]["path"] == "/healthz"
     assert ctr["startupProbe"]["httpGet"]["path"] == "/healthz"
-    assert "/readyz" in json.dumps(ctr["readinessProbe"])  # exec: it sends the token
+    # exec: offload check --ready sends the token from the environment
+    assert ctr["readinessProbe"]["exec"]["command"][:3] == ["offload", "check", "--ready"]
     assert pod["securityContext"]["runAsNonRoot"] is True
     assert ctr["securityContext"]["readOnlyRootFilesystem"] is True
     assert pod["terminationGracePeriodSeconds"] >= STOP_S
@@ -164,7 +165,8 @@ def test_compose_and_dockerfile():
     ops = dict(re.findall(r"^([A-Z]+)\s+(.*)$", docker.replace("\\\n", " "), re.M))
     assert ops["FROM"] == "python:3.11-slim"
     assert ops["USER"].split(":")[0] not in ("root", "0")
-    assert "/healthz" in ops["HEALTHCHECK"] and "urllib" in ops["HEALTHCHECK"]
+    assert "offload check" in ops["HEALTHCHECK"] and "--ready" not in ops["HEALTHCHECK"]
+    assert services["offload"]["healthcheck"]["test"][:3] == ["CMD", "offload", "check"]
     assert ops["EXPOSE"] == "8000" and ops["STOPSIGNAL"] == "SIGTERM"
     assert json.loads(ops["CMD"]) == ["gunicorn", "-c", "config/gunicorn.conf.py"]
     assert "OFFLOAD_BIND=0.0.0.0:8000" in docker

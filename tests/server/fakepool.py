@@ -182,6 +182,22 @@ class FakePool:
         rec.update(status="cancelled", finished_at=time.time(), cancelled_by=args.get("by"))
         return rec
 
+    async def _op_retry(self, args: dict[str, Any]) -> dict[str, Any]:
+        rec = self._get(args["id"])
+        if rec["status"] not in ("failed", "cancelled"):
+            raise FakePoolError("conflict", f"task {rec['id']} has not failed or been "
+                                f"cancelled: {rec['status']}", "id")
+        rec.update(status="pending", attempts=0, error=None, result=None, started_at=None,
+                   finished_at=None, cancelled_by=None)
+        return rec
+
+    async def _op_retry_failed(self, args: dict[str, Any]) -> dict[str, Any]:
+        ids = [t["id"] for t in self.tasks.values() if t["status"] == "failed"
+               and args.get("kind", t["kind"]) == t["kind"]][:args["limit"]]
+        for task_id in ids:
+            await self._op_retry({"id": task_id})
+        return {"ids": ids}
+
     async def _op_stats(self, args: dict[str, Any]) -> dict[str, Any]:
         counts = {s: 0 for s in ("pending", "running", "retrying", *FINISHED)}
         for rec in self.tasks.values():

@@ -245,3 +245,14 @@ def typed_values(seed: int) -> dict[str, object]:
         "raw": bytes(range(8)),
         "nested": [{"when": dt.date(2000, 1, seed % 28 + 1)}, (1, 2)],
     }
+
+
+@task(name="fail_first", max_retries=0)
+def fail_first(name: str, value: object) -> object:
+    """Fail on the first run (the trace file ``name`` does not exist yet), then
+    return ``value``: a task that succeeds once re-run."""
+    first = not (_trace_dir() / name).exists()
+    _append(name, "run")
+    if first:
+        raise RuntimeError("the first run fails on purpose")
+    return value

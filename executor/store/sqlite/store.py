@@ -405,6 +405,44 @@ class SQLiteStore:
             return record(row)
         return self.get(task_id)
 
+    def retry(self, task_ids: Sequence[str], now: float) -> list[TaskRecord]:
+        """Put failed or cancelled tasks back to ``pending``, attempts reset,
+        due at ``now``, their outcome cleared; other ids skipped. One FULL
+        transaction: durable on return. Returns the changed records, without
+        payload (see ``Store.retry``)."""
+        ids = list(dict.fromkeys(task_ids))
+        out: list[TaskRecord] = []
+        with self._write(power_safe=True) as db:
+            for i in range(0, len(ids), _CHUNK):
+                chunk = ids[i:i + _CHUNK]
+                marks = ",".join("?" * len(chunk))
+                where = f"id IN ({marks}) AND status IN ('failed', 'cancelled')"
+                # the finished counts lose what moves back (applied on commit)
+                self._delta.subtract({status: n for status, n in db.execute(
+                    f"SELECT status, count(*) FROM tasks WHERE {where} GROUP BY status",
+                    chunk)})
+                out += [record(row) for row in db.execute(
+                    "UPDATE tasks SET status = 'pending', attempts = 0, not_before = ?,"
+                    " started_at = NULL, finished_at = NULL, result = NULL, error = NULL,"
+                    " progress = NULL, cancelled_by = NULL, lease_owner = NULL,"
+                    f" lease_expires_at = NULL WHERE {where} RETURNING {COLUMNS_NO_PAYLOAD}",
+                    [now, *chunk])]
+        return out
+
+    def failed_ids(self, *, kind: str | None = None, finished_after: float | None = None,
+                   finished_before: float | None = None, limit: int = 100) -> list[str]:
+        """Up to ``limit`` failed tasks' ids matching, oldest failure first."""
+        where, params = ["status = 'failed'"], []
+        for clause, value in (("kind = ?", kind), ("finished_at >= ?", finished_after),
+                              ("finished_at < ?", finished_before)):
+            if value is not None:
+                where.append(clause)
+                params.append(value)
+        rows = self._conn.execute(
+            f"SELECT id FROM tasks WHERE {' AND '.join(where)}"
+            " ORDER BY finished_at, seqno LIMIT ?", [*params, limit])
+        return [task_id for (task_id,) in rows]
+
     def get(self, task_id: str) -> TaskRecord | None:
         """The task's record, or ``None`` if missing. Does not block on the writer."""
         records = self._select("id = ?", (task_id,))

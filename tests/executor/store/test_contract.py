@@ -384,6 +384,62 @@ def test_cancel_missing(store: Store) -> None:
     assert store.cancel("missing", "api", T0, force=True) is None
 
 
+# -- retry ---------------------------------------------------------------------------------
+
+def test_retry_puts_a_failed_task_back_as_the_same_task(store: Store) -> None:
+    payload = b"\x92\x91\x01\x81\xa1x\x02"
+    task = store.enqueue([new(payload=payload, priority=4, idempotency_key="k")], T0)[0]
+    claim_ids(store)
+    store.finish([failed(task.id)])
+    (back,) = store.retry([task.id], T0 + 10)
+    assert (back.id, back.status, back.attempts, back.not_before) == (
+        task.id, "pending", 0, T0 + 10)
+    assert (back.started_at, back.finished_at, back.result, back.error, back.progress,
+            back.lease_owner) == (None, None, None, None, None, None)
+    stored = store.get(task.id)
+    assert stored is not None and stored.payload == payload  # the stored call, untouched
+    assert (stored.priority, stored.idempotency_key, stored.created_at) == (4, "k", T0)
+    assert store.counts()["failed"] == 0 and store.counts()["pending"] == 1
+    (again,) = store.claim(1, T0 + 10, OWNER, LEASE_S)
+    assert (again.id, again.attempts, again.payload) == (task.id, 1, payload)
+    store.finish([ok(task.id, T0 + 11)])
+    assert status_of(store, task.id) == "succeeded"
+
+
+def test_retry_a_cancelled_task_and_skip_every_other_status(store: Store) -> None:
+    pending, running, succeeded, cancelled = store.enqueue(
+        [new(priority=1), new(priority=3), new(priority=2), new()], T0)
+    claim_ids(store, 2)
+    store.finish([ok(succeeded.id)])
+    store.cancel(cancelled.id, "api", T0 + 1)
+    retrying = store.enqueue([new(priority=9)], T0)[0]
+    claim_ids(store, 1)
+    store.reschedule(retrying.id, T0 + 60, error=None, count_attempt=True)
+    before = {t.id: store.get(t.id) for t in (pending, running, succeeded, retrying)}
+    changed = store.retry([pending.id, running.id, succeeded.id, retrying.id, cancelled.id,
+                           cancelled.id, "missing"], T0 + 5)
+    assert [(r.id, r.status, r.cancelled_by) for r in changed] == [
+        (cancelled.id, "pending", None)]
+    assert {t: store.get(t) for t in before} == before
+    assert store.counts()["cancelled"] == 0
+    assert store.retry([], T0) == []
+
+
+def test_failed_ids_filter_by_kind_and_time_oldest_first(store: Store) -> None:
+    tasks = store.enqueue([new("a"), new("b"), new("a"), new("a"), new("c")], T0)
+    claim_ids(store)
+    a1, b, a2, a3, c = (t.id for t in tasks)
+    store.finish([failed(a2, T0 + 2), failed(a1, T0 + 3), failed(b, T0 + 4),
+                  failed(a3, T0 + 5), ok(c, T0 + 1)])
+    assert store.failed_ids() == [a2, a1, b, a3]
+    assert store.failed_ids(kind="a") == [a2, a1, a3]
+    assert store.failed_ids(kind="a", limit=2) == [a2, a1]
+    assert store.failed_ids(finished_after=T0 + 3, finished_before=T0 + 5) == [a1, b]
+    assert store.failed_ids(kind="c") == []
+    store.retry(store.failed_ids(kind="a"), T0 + 9)
+    assert store.failed_ids() == [b]
+
+
 # -- reads ---------------------------------------------------------------------------------
 
 def test_get_missing(store: Store) -> None:
