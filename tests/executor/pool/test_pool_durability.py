@@ -17,6 +17,9 @@ def test_kill_9_with_1000_pending_then_restart_runs_every_task(env: Env) -> None
         # Keep the single executor busy so the 1,000 tasks stay pending. One
         # retry: the attempt the kill interrupts is counted, and it runs again.
         blocker = pool.submit("gate", "blocker", max_retries=1, kwargs={"limit_s": 120.0})
+        # "running" in a reply means the start is stored: from then on a crash
+        # counts the attempt (a task only waiting in a pipe, or whose start the
+        # store lacks yet, shows "pending"). The kill below may come at once.
         wait_for(lambda: pool.call("get", {"id": blocker})["status"] == "running",
                  what="the blocker to run")
         # No retries: a task claimed into the executor's pipe (prefetch) but
