@@ -214,12 +214,12 @@ class Pool:
     def started(self, inf: Inflight) -> None:
         """A handed-out task started: the store learns it with the next turn
         that writes anything (``_take_starts``), or with a turn of its own
-        ``START_WRITE_S`` later if none comes sooner. Until then a crash of the
-        pool gives the attempt back (``Store.recover``), so replies show the
-        task as not started yet (``inf.start_stored``, see ``Requests``). A
-        task that ends within that time has its start written with its
-        outcome; the timer, not a turn of its own at once, because that was
-        one more commit per task while executors idle."""
+        ``START_WRITE_S`` later if none comes sooner, or at once when a reply
+        is about to show it (``store_start``). Until then a crash of the pool
+        gives the attempt back (``Store.recover``). A task that ends within
+        that time has its start written with its outcome; the timer, not a
+        turn of its own at once, because that was one more commit per task
+        while executors idle."""
         assert inf.started_at is not None
         self._starts.append((inf.id, inf.started_at))
         self._arm_starts_timer()
@@ -251,6 +251,18 @@ class Pool:
         now = [start for start in self._starts if start[0] not in ending]
         self._starts = []
         return now
+
+    def store_start(self, inf: Inflight) -> None:
+        """Write the start of ``inf`` now, if no turn has: a reply about to show
+        the task running must show what a crash keeps (a start the store lacks
+        gets its attempt back). One small commit outside a turn, as
+        ``reschedule``; blocks; raises the store's error. Nothing to do if the
+        start is stored already or the task has not started."""
+        if inf.start_stored or inf.started_at is None:
+            return
+        self.store.started([(inf.id, inf.started_at)])
+        self._starts = [start for start in self._starts if start[0] != inf.id]
+        inf.start_stored = True
 
     def _starts_stored(self, starts: list[tuple[str, float]]) -> None:
         """The turn that wrote ``starts`` committed: replies may show them."""

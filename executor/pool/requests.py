@@ -160,13 +160,14 @@ class Requests:
         entry = self.pool.fleet.inflight.get(task_id)
         if entry is not None and rec.status == "running":
             inf = entry[1]
-            if not inf.start_stored:
-                # Claimed, but only waiting in an executor's pipe (prefetch), or
-                # started and the store not told yet: a crash now would give
-                # the attempt back (Store.recover), so to its owner it has not
-                # started. "running" in a reply means the attempt counts.
+            if inf.started_at is None:
+                # Claimed, but only waiting in an executor's pipe (prefetch): to
+                # its owner it has not started, and this attempt may never count.
                 rec.status, rec.started_at, rec.attempts = "pending", None, rec.attempts - 1
             else:
+                # Started: stored first if the turn has not yet, so that a
+                # reply saying "running" is what a crash keeps (attempt counted).
+                self.pool.store_start(inf)
                 rec.started_at, rec.progress = inf.started_at, inf.progress or rec.progress
         return rec
 

@@ -54,7 +54,8 @@ class Inflight:
     not_before: float
     started_at: float | None = None
     # The store has ``started_at``: from now on a crash of the pool counts
-    # this attempt (``Store.recover``), so replies may show the task running.
+    # this attempt (``Store.recover``). Set by the turn that wrote it, or by
+    # ``Pool.store_start`` before a reply shows the task running.
     start_stored: bool = False
     progress: dict[str, Any] | None = None
     cancelled_by: str | None = None
