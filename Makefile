@@ -48,6 +48,19 @@ typecheck: $(VENV)/.test-deps
 unit: $(VENV)/.test-deps
 	$(BIN)/pytest -q
 
+# promtool (Debian's prometheus package) runs the alert-rule tests in tests/deploy/;
+# installed when missing (as root, apt-get; the package also brings the Prometheus
+# server, which a systemd host enables). REQUIRE_PROMTOOL makes that test fail
+# instead of skipping if promtool is still not there.
+.PHONY: promtool
+promtool:
+	@command -v promtool >/dev/null || { \
+	  echo "make: promtool not found; installing Debian's prometheus package (apt-get) for tests/deploy"; \
+	  apt-get update && DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends prometheus; }
+	@echo "make: using $$(command -v promtool) ($$(promtool --version 2>&1 | head -n1))"
+test: promtool
+test: export REQUIRE_PROMTOOL = 1
+
 test: $(VENV)/.test-deps
 	$(BIN)/ruff check .
 	$(BIN)/mypy

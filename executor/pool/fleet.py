@@ -68,6 +68,8 @@ class Fleet:
         self.by_pid: dict[int, Slot] = {}
         self.inflight: dict[str, tuple[Slot, Inflight]] = {}
         self.template: TemplateProcess | None = None
+        # The manifest of the template that died, while its successor loads.
+        self._last_manifest: dict[str, dict[str, Any]] = {}
         self.old_templates: list[TemplateProcess] = []
         self._exited_templates: list[TemplateProcess] = []  # socket closed, not yet reaped
         self._next_slot = 1
@@ -83,8 +85,11 @@ class Fleet:
 
     @property
     def manifest(self) -> dict[str, dict[str, Any]]:
-        """Registered kinds and their options, from the current template."""
-        return self.template.manifest if self.template is not None else {}
+        """Registered kinds and their options, from the current template; while
+        a dead template's successor loads, the dead one's: the same modules
+        are being imported again, and a submission of a registered kind must
+        be stored (it runs once executors are back), not refused as unknown."""
+        return self.template.manifest if self.template is not None else self._last_manifest
 
     # -- templates -----------------------------------------------------------------
 
@@ -137,6 +142,7 @@ class Fleet:
             return
         if tpl is self.template and not self.owner.stopping:
             log.error("the template process died: starting a new one")
+            self._last_manifest = tpl.manifest
             for slot in list(self.slots.values()):
                 if slot.generation == tpl.generation:
                     self.stop(slot, "crash")

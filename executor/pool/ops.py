@@ -24,6 +24,10 @@ the same id. Errors are ``{"code", "message", "field"}`` (see
     I/O error): nothing stored, or not known to be durable; send again.
 ``get``     ``{"id": str, "wait_s"?: float}`` -> record. With ``wait_s`` the
     reply waits until the task is finished or ``wait_s`` (0..3600) passes.
+    A task claimed but only waiting in an executor's pipe shows ``pending``
+    (its attempt not counted); one that started shows ``running``, and its
+    start is stored before the reply (if no turn has yet): a pool crash after
+    a reply that says ``running`` counts that attempt.
     ``not_found``; ``invalid`` (field ``wait_s``) for another wait.
 ``list``    ``{"status"?, "kind"?, "limit"?, "cursor"?}`` -> ``{"tasks", "next_cursor"}``.
 ``cancel``  ``{"id": str, "force"?: bool, "by"?: str}`` -> record (status

@@ -51,7 +51,7 @@ TICK_S = 0.05
 GIL_SWITCH_S = 0.0005
 DUE_TIMER_MAX_S = 3600.0  # a far-off due time re-arms its timer on the way
 RETRY_TURN_S = 0.5  # after a turn the store refused (disk full, I/O error)
-START_WRITE_S = 0.05  # a task's start reaches the store with a turn at most this late
+START_WRITE_S = 0.05  # a start waits at most this long for a turn to write it
 
 
 class Pool:
@@ -72,9 +72,9 @@ class Pool:
         self._next_due: float | None = None
         self._due_timer: asyncio.TimerHandle | None = None
         self._finishes: list[tuple[Outcome, Inflight]] = []
-        # (id, started_at, time.monotonic() when heard), oldest first: stored
-        # with a turn once START_WRITE_S old, unless the outcome comes first.
-        self._starts: list[tuple[str, float, float]] = []
+        # (id, started_at), oldest first: stored with the next turn that
+        # writes, unless the outcome comes first (see started).
+        self._starts: list[tuple[str, float]] = []
         self._starts_timer: asyncio.TimerHandle | None = None
         self._submitted: Counter[str] = Counter()  # tasks stored this turn, by kind
         self._turn_scheduled = False
@@ -212,14 +212,16 @@ class Pool:
                            self.settings.retry_backoff_max_s if cap is None else cap)
 
     def started(self, inf: Inflight) -> None:
-        """A handed-out task started: the store learns it ``START_WRITE_S``
-        later, with the turn then (``_take_starts``), so that after a crash only
-        tasks that really started lose an attempt. Not at once: a task that
-        ends within that time has its start written with its outcome, one
-        write instead of two, and a turn of its own was one more commit per
-        task while executors idle."""
+        """A handed-out task started: the store learns it with the next turn
+        that writes anything (``_take_starts``), or with a turn of its own
+        ``START_WRITE_S`` later if none comes sooner, or at once when a reply
+        is about to show it (``store_start``). Until then a crash of the pool
+        gives the attempt back (``Store.recover``). A task that ends within
+        that time has its start written with its outcome; the timer, not a
+        turn of its own at once, because that was one more commit per task
+        while executors idle."""
         assert inf.started_at is not None
-        self._starts.append((inf.id, inf.started_at, time.monotonic()))
+        self._starts.append((inf.id, inf.started_at))
         self._arm_starts_timer()
 
     def _arm_starts_timer(self) -> None:
@@ -233,25 +235,41 @@ class Pool:
             self.schedule_turn()
 
     def _starts_due(self) -> bool:
-        """Whether a start waits that this turn must write."""
-        return bool(self._starts) and (
-            self.stopping or self._starts[0][2] <= time.monotonic() - START_WRITE_S)
+        """Whether starts wait that need a turn of their own: the timer has
+        fired (not a clock comparison: the loop may fire a timer a little
+        early, and a start found "not old enough" then was never written), or
+        the pool is stopping."""
+        return bool(self._starts) and (self.stopping or self._starts_timer is None)
 
     def _take_starts(self, finishes: list[tuple[Outcome, Inflight]]
-                     ) -> list[tuple[str, float, float]]:
-        """The starts this turn writes: those ``START_WRITE_S`` old (all when
-        stopping). Starts of tasks ending this turn are dropped (the outcome
-        carries them); younger ones wait for a later turn."""
+                     ) -> list[tuple[str, float]]:
+        """The starts this turn writes: every one waiting, except those of
+        tasks ending this turn (the outcome carries them). Not only the old
+        ones: a start the pool reports (``get``) but the store lacks would be
+        given its attempt back by a crash, though the task really ran."""
         ending = {o.id for o, _ in finishes}
-        cutoff = time.monotonic() - START_WRITE_S
-        now: list[tuple[str, float, float]] = []
-        later: list[tuple[str, float, float]] = []
-        for start in self._starts:
-            if start[0] not in ending:
-                (now if self.stopping or start[2] <= cutoff else later).append(start)
-        self._starts = later
-        self._arm_starts_timer()
+        now = [start for start in self._starts if start[0] not in ending]
+        self._starts = []
         return now
+
+    def store_start(self, inf: Inflight) -> None:
+        """Write the start of ``inf`` now, if no turn has: a reply about to show
+        the task running must show what a crash keeps (a start the store lacks
+        gets its attempt back). One small commit outside a turn, as
+        ``reschedule``; blocks; raises the store's error. Nothing to do if the
+        start is stored already or the task has not started."""
+        if inf.start_stored or inf.started_at is None:
+            return
+        self.store.started([(inf.id, inf.started_at)])
+        self._starts = [start for start in self._starts if start[0] != inf.id]
+        inf.start_stored = True
+
+    def _starts_stored(self, starts: list[tuple[str, float]]) -> None:
+        """The turn that wrote ``starts`` committed: replies may show them."""
+        for task_id, _ in starts:
+            entry = self.fleet.inflight.get(task_id)
+            if entry is not None:
+                entry[1].start_stored = True
 
     def outcome_pending(self, task_id: str) -> str | None:
         """The final status of ``task_id`` if its outcome arrived and waits for
@@ -350,7 +368,7 @@ class Pool:
                     acknowledge = self.requests.store_submits(submits)
                     answered = True
                 if starts:
-                    self.store.started([(task_id, at) for task_id, at, _ in starts])
+                    self.store.started(starts)
                 if finishes:
                     finished = self.store.finish([o for o, _ in finishes])
                     if any(rec.group_id is not None for rec in finished):
@@ -360,6 +378,7 @@ class Pool:
             self._rolled_back(exc, submits if not answered else [], acknowledge,
                               starts, finishes)
             return
+        self._starts_stored(starts)
         self.fleet.send_handed_out()
         for kind, n in self._submitted.items():
             self.metrics.task_submitted(kind, n)
@@ -372,7 +391,7 @@ class Pool:
 
     def _rolled_back(self, exc: Exception, unanswered: list[Submission],
                      acknowledge: Callable[[BaseException | None], None] | None,
-                     starts: list[tuple[str, float, float]],
+                     starts: list[tuple[str, float]],
                      finishes: list[tuple[Outcome, Inflight]]) -> None:
         """The turn's transaction failed: undo what it did in memory, answer
         its submitters, and write its starts and outcomes again later."""

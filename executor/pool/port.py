@@ -12,6 +12,7 @@ from typing import Any, Protocol
 
 from config import Settings
 from executor.pool.fleet import Fleet
+from executor.pool.slots import Inflight
 from executor.store import Store, TaskRecord
 from executor.store.base import NewTask
 from metrics import PoolMetrics
@@ -53,6 +54,10 @@ class PoolPort(SpecSource, Protocol):
 
     def outcome_pending(self, task_id: str) -> str | None:
         """The status an outcome heard this turn will give ``task_id``, if any."""
+
+    def store_start(self, inf: Inflight) -> None:
+        """Store ``inf``'s start now if no turn has, before a reply shows it
+        running; see ``Pool.store_start``."""
 
     def note_due(self, when: float) -> None:
         """A task may be due at ``when``: dispatch then."""

@@ -165,6 +165,9 @@ class Requests:
                 # its owner it has not started, and this attempt may never count.
                 rec.status, rec.started_at, rec.attempts = "pending", None, rec.attempts - 1
             else:
+                # Started: stored first if the turn has not yet, so that a
+                # reply saying "running" is what a crash keeps (attempt counted).
+                self.pool.store_start(inf)
                 rec.started_at, rec.progress = inf.started_at, inf.progress or rec.progress
         return rec
 

@@ -53,6 +53,10 @@ class Inflight:
     created_at: float
     not_before: float
     started_at: float | None = None
+    # The store has ``started_at``: from now on a crash of the pool counts
+    # this attempt (``Store.recover``). Set by the turn that wrote it, or by
+    # ``Pool.store_start`` before a reply shows the task running.
+    start_stored: bool = False
     progress: dict[str, Any] | None = None
     cancelled_by: str | None = None
 

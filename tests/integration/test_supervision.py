@@ -10,7 +10,14 @@ from pathlib import Path
 
 import pytest
 
-from tests.support.procs import Env, ServerHandle, pid_alive, session_pids, wait_for
+from tests.support.procs import (
+    Env,
+    ServerHandle,
+    pid_alive,
+    session_pids,
+    template_pids,
+    wait_for,
+)
 
 
 def _cmdline(pid: int) -> bytes:
@@ -130,3 +137,25 @@ def test_a_killed_keeper_is_replaced_once_its_pool_has_stopped(env: Env,
         wait_for(lambda: session_pids(server.pid) == [], 60, what="every process to exit")
     finally:
         server.stop()
+
+
+def test_post_tasks_never_answers_422_for_a_registered_kind_while_the_template_restarts(
+        server: ServerHandle) -> None:
+    """SIGKILL of the template: while the pool loads a new one (0.1-0.3 s), a
+    registered kind is still accepted (202) and runs later; a client takes a
+    422 unknown_kind as final and would drop the task."""
+    pool = server.pool_pid()
+    assert pool is not None
+    [template] = wait_for(lambda: template_pids(pool), 10, what="the template")
+    os.kill(template, signal.SIGKILL)
+    loaded = "task code loaded (generation 2)"
+    answers: list[tuple[int, object]] = []
+    # POST without pause from the kill until the new template has loaded (and
+    # a little after): some requests land while none is loaded.
+    while loaded not in server.output() or len(answers) < 50:
+        status, rec, _ = server.http("POST", "/tasks", {"kind": "noop"})
+        answers.append((status, rec))
+    assert "the template process died" in server.output()  # the kill was seen
+    assert [a for a in answers if a[0] != 202] == []
+    for _, rec in answers:
+        assert server.wait_task(rec["id"])["status"] == "succeeded"  # type: ignore[index]

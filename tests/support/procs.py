@@ -74,6 +74,24 @@ def session_pids(sid: int) -> list[int]:
     return pids
 
 
+def template_pids(pool_pid: int) -> list[int]:
+    """Live template processes (``executor.worker.template``) among ``pool_pid``'s children."""
+    found = []
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            with open(f"/proc/{entry}/stat") as f:
+                fields = f.read().rsplit(")", 1)[1].split()
+            with open(f"/proc/{entry}/cmdline", "rb") as f:
+                cmd = f.read()
+        except OSError:
+            continue
+        if int(fields[1]) == pool_pid and fields[0] != "Z" and b"executor.worker.template" in cmd:
+            found.append(int(entry))
+    return found
+
+
 def kill_session(sid: int) -> None:
     """SIGKILL every process of session ``sid``."""
     for pid in session_pids(sid):

@@ -17,6 +17,9 @@ def test_kill_9_with_1000_pending_then_restart_runs_every_task(env: Env) -> None
         # Keep the single executor busy so the 1,000 tasks stay pending. One
         # retry: the attempt the kill interrupts is counted, and it runs again.
         blocker = pool.submit("gate", "blocker", max_retries=1, kwargs={"limit_s": 120.0})
+        # "running" in a reply means the task started and its start is stored:
+        # from then on a crash counts the attempt (a task only waiting in a
+        # pipe shows "pending"). The kill below may come at once.
         wait_for(lambda: pool.call("get", {"id": blocker})["status"] == "running",
                  what="the blocker to run")
         # No retries: a task claimed into the executor's pipe (prefetch) but
@@ -102,5 +105,29 @@ def test_kill_9_charges_no_attempt_to_tasks_that_were_only_waiting_in_a_pipe(env
         assert all(r["error"]["reason"] == "lost" for r in lost)
         assert {(r["status"], r["attempts"]) for r in records if r not in lost} == {
             ("succeeded", 1)}
+    finally:
+        pool.stop()
+
+
+def test_kill_9_right_after_a_reply_said_running_counts_the_attempt(env: Env) -> None:
+    """Nothing else happens between the reply and the kill (no turn writes the
+    start by chance): the reply itself must not show a start the store lacks."""
+    pool = PoolHandle(env)
+    try:
+        task_id = pool.submit("gate", "said-running", max_retries=1, kwargs={"limit_s": 120.0})
+        wait_for(lambda: pool.call("get", {"id": task_id})["status"] == "running",
+                 what="the task to run")
+        pool.signal(signal.SIGKILL)
+        pool.popen.wait(10)
+    finally:
+        pool.stop()
+    restarted_at = time.time()
+    pool = PoolHandle(env)
+    try:
+        wait_for(lambda: (pool.call("get", {"id": task_id})["started_at"] or 0) >= restarted_at,
+                 60, what="the interrupted task to start again after the restart")
+        open_gate(pool, "said-running")
+        rec = pool.wait(task_id)
+        assert (rec["status"], rec["attempts"]) == ("succeeded", 2)
     finally:
         pool.stop()
