@@ -52,6 +52,7 @@ def test_background_calls_answered_200_all_run_after_a_master_sigkill(tmp_path: 
             raise AssertionError(
                 f"{len(lost)} of {len(must_run)} accepted calls and tasks never ran, e.g. "
                 f"{sorted(lost)[:5]}; old server's log:\n{old.output()[-3000:]}") from None
+        assert "the HTTP workers have stored their background calls" in old.output()
         assert "not stored: they are lost" not in old.output()
         bad = [a for a in answers if a.status >= 500 and not (a.status == 503 and a.retry_after)]
         assert not bad, bad[:5]

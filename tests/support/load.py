@@ -8,6 +8,7 @@ reset, timed out) is recorded with status 0: the client would send it again.
 
 from __future__ import annotations
 
+import functools
 import http.client
 import itertools
 import json
@@ -149,7 +150,7 @@ def start_master(env: Env, within_s: float = 60.0, restart_s: float = 0.5) -> Se
     while True:
         server = ServerHandle(env, ready=False)
         try:
-            wait_for(lambda: server.popen.poll() is not None or _ready(server),
+            wait_for(functools.partial(_ready_or_exited, server),
                      max(1.0, deadline - time.monotonic()), what="gunicorn to be ready or exit")
         except AssertionError:
             server.stop()
@@ -162,7 +163,9 @@ def start_master(env: Env, within_s: float = 60.0, restart_s: float = 0.5) -> Se
         time.sleep(restart_s)  # systemd's RestartSec
 
 
-def _ready(server: ServerHandle) -> bool:
+def _ready_or_exited(server: ServerHandle) -> bool:
+    if server.popen.poll() is not None:
+        return True
     try:
         return server.http("GET", "/readyz", timeout_s=5)[0] == 200
     except OSError:
