@@ -47,12 +47,12 @@ def _run(label: str, sleep_s: float) -> str:
 
 
 @task(name="chaos_run", max_retries=8, retry_backoff_s=0.05, retry_backoff_max_s=0.5)
-def chaos_run(label: str, sleep_s: float = 0.005) -> str:
+def chaos_run(label: str, sleep_s: float = 0.002) -> str:
     """Record a start, sleep ``sleep_s``, record an end."""
     return _run(label, sleep_s)
 
 
-def chaos_call(label: str, sleep_s: float = 0.005) -> str:
+def chaos_call(label: str, sleep_s: float = 0.002) -> str:
     """The same, as a plain function added with ``BackgroundTasks.add_task``."""
     return _run(label, sleep_s)
 

@@ -1,0 +1,208 @@
+"""Chaos: real gunicorn under concurrent ``POST /tasks`` and ``BackgroundTasks``
+load while random offload processes are SIGKILLed, the master included
+(started again on the same store at once, as systemd would).
+
+It asserts what a user relies on:
+
+- every task answered 202 and every background call answered 200 ran at
+  least once (runs are recorded by the task code itself, ``O_APPEND``, so
+  the record survives any kill: ``tests.support.chaos``);
+- a task or call ran twice only if its earlier run was interrupted: a
+  process that runs tasks or owns their outcomes (executor, template, pool,
+  keeper, master) was killed between that run's start and the next one;
+- no answer was a 5xx other than 503 with ``Retry-After``, and none a 4xx;
+- nothing of a killed master is left running.
+
+It prints the seed (``OFFLOAD_CHAOS_SEED`` replays the same order of kills),
+each role's recovery time (from the kill until the role is replaced and a
+task submitted over HTTP after that has run), and the accepted / lost /
+duplicated counts.
+"""
+
+from __future__ import annotations
+
+import itertools
+import os
+import random
+import signal
+import time
+from collections import defaultdict
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+from tests.support.load import Load, Run, expected_labels, read_runs, start_master
+from tests.support.procs import Env, ServerHandle, kill_session, session_pids, wait_for
+
+ROLES = ("http_worker", "keeper", "pool", "template", "executor", "master")
+INTERRUPTING = frozenset(ROLES) - {"http_worker"}  # roles whose death may rerun a task
+EXECUTORS = 2
+WORKERS = 2
+GAP_S = (0.3, 1.2)  # between a recovery and the next kill, at random
+
+
+@dataclass(frozen=True, slots=True)
+class Kill:
+    role: str
+    pid: int
+    at: float  # time.time()
+    recovered_s: float
+
+
+def _cmdline(pid: int) -> bytes:
+    try:
+        return Path(f"/proc/{pid}/cmdline").read_bytes()
+    except OSError:
+        return b""
+
+
+def _ppid(pid: int) -> int:
+    try:
+        return int(Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[1])
+    except (OSError, ValueError, IndexError):
+        return -1
+
+
+def roles(server: ServerHandle) -> dict[str, list[int]]:
+    """The live processes of ``server`` by role."""
+    out: dict[str, list[int]] = defaultdict(list)
+    pids = session_pids(server.pid)
+    cmd = {pid: _cmdline(pid) for pid in pids}
+    parent = {pid: _ppid(pid) for pid in pids}
+    for pid in pids:
+        if pid == server.pid:
+            out["master"].append(pid)
+        elif parent[pid] == server.pid and b"gunicorn" in cmd[pid]:
+            out["http_worker"].append(pid)
+        elif b"executor.pool.keeper" in cmd[pid]:
+            out["keeper"].append(pid)
+        elif cmd[pid].split(b"\0")[1:3] == [b"-m", b"executor"]:
+            out["pool"].append(pid)
+    pool = out["pool"][0] if len(out["pool"]) == 1 else None
+    for pid in pids:
+        if b"executor.worker.template" in cmd[pid]:
+            out["template" if parent[pid] == pool else "executor"].append(pid)
+    return out
+
+
+def live_executors(server: ServerHandle) -> set[int]:
+    rows = server.http("GET", "/queue/stats", timeout_s=5)[1]["executors"]
+    return {r["pid"] for r in rows if r["state"] in ("idle", "busy")}
+
+
+def replaced(server: ServerHandle, role: str, victim: int) -> bool:
+    """Whether ``role`` is whole again, without ``victim``."""
+    now = roles(server)
+    if role == "executor":
+        up = live_executors(server)
+        return len(up) == EXECUTORS and victim not in up
+    if role == "http_worker":
+        return len(now["http_worker"]) == WORKERS and victim not in now["http_worker"]
+    return len(now[role]) == 1 and victim not in now[role]
+
+
+def probe_ran(server: ServerHandle, label: str) -> bool:
+    """Submit the task ``label`` (once it is answered 202) and say whether it ran."""
+    if not any(r.label == label for r in read_runs(server.env.trace_dir) if r.event == "end"):
+        status, _, _ = server.http("POST", "/tasks", {"kind": "chaos_run", "args": [label]},
+                                   headers={"idempotency-key": label}, timeout_s=5)
+        return False if status != 202 else any(
+            r.label == label for r in read_runs(server.env.trace_dir) if r.event == "end")
+    return True
+
+
+def interrupted(kills: list[Kill], start: float, next_start: float) -> bool:
+    return any(k.role in INTERRUPTING and start <= k.at <= next_start for k in kills)
+
+
+def duplicates_not_explained(runs: list[Run], kills: list[Kill]) -> list[str]:
+    """Labels that started again although no interrupting kill came between."""
+    starts: dict[str, list[float]] = defaultdict(list)
+    for r in runs:
+        if r.event == "start":
+            starts[r.label].append(r.at)
+    bad = []
+    for label, times in starts.items():
+        times.sort()
+        if any(not interrupted(kills, a, b) for a, b in itertools.pairwise(times)):
+            bad.append(label)
+    return bad
+
+
+@pytest.mark.slow
+def test_chaos_kills_lose_no_accepted_task_or_background_call(tmp_path: Path) -> None:
+    seed = int(os.environ.get("OFFLOAD_CHAOS_SEED", time.time_ns() % 1_000_000))
+    rnd = random.Random(seed)
+    print(f"\nchaos seed {seed} (OFFLOAD_CHAOS_SEED={seed} replays it)")
+    env = Env(tmp_path, app="tests.support.chaos:app", task_modules=["tests.support.chaos"],
+              workers=WORKERS, executors=EXECUTORS, default_max_retries=8,
+              retry_backoff_s=0.05, retry_backoff_max_s=0.5)
+    servers = [start_master(env)]
+    kills: list[Kill] = []
+    # ~100 requests/s at most, well within what 2 executors run: no backlog builds up.
+    load = Load(env.port, tasks_threads=3, pair_threads=3, pause_s=0.05).start()
+    try:
+        order = rnd.sample(ROLES, len(ROLES)) + rnd.sample(ROLES, len(ROLES))
+        for n, role in enumerate(order):
+            time.sleep(rnd.uniform(*GAP_S))  # the load runs on meanwhile
+            server = servers[-1]
+            victims = wait_for(lambda s=server, r=role: roles(s)[r], 30, what=f"a {role}")
+            victim = rnd.choice(victims)
+            os.kill(victim, signal.SIGKILL)
+            at = time.time()
+            if role == "master":
+                servers.append(start_master(env))
+            else:
+                wait_for(lambda s=server, r=role, v=victim: replaced(s, r, v), 60,
+                         what=f"the {role} to be replaced")
+            wait_for(lambda s=servers[-1], p=f"probe{n}": probe_ran(s, p), 60,
+                     what=f"a task submitted after the {role} kill to run")
+            kills.append(Kill(role, victim, at, time.time() - at))
+        answers = load.stop()
+        must_run = expected_labels(answers)
+
+        def lost() -> set[str]:
+            return must_run - {r.label for r in read_runs(env.trace_dir) if r.event == "start"}
+
+        try:
+            wait_for(lambda: not lost(), 60, what="every accepted task and call to run")
+        except AssertionError:
+            missing = lost()
+            raise AssertionError(f"{len(missing)} of {len(must_run)} accepted tasks and calls "
+                                 f"never ran (seed {seed}), e.g. {sorted(missing)[:5]}; "
+                                 f"kills: {kills}") from None
+        runs = read_runs(env.trace_dir)
+        starts = defaultdict(int)
+        for r in runs:
+            if r.event == "start" and r.label in must_run:
+                starts[r.label] += 1
+        duplicated = sum(1 for n in starts.values() if n > 1)
+        by_role: dict[str, list[float]] = defaultdict(list)
+        for k in kills:
+            by_role[k.role].append(k.recovered_s)
+        statuses: dict[int, int] = defaultdict(int)
+        for a in answers:
+            statuses[a.status] += 1
+        print(f"answers by status (0 = no answer): {dict(sorted(statuses.items()))}")
+        print(f"accepted {len(must_run)} (tasks answered 202 + calls of pairs answered 200), "
+              f"lost 0, duplicated {duplicated}")
+        for role in ROLES:
+            print(f"recovery after SIGKILL of the {role}: "
+                  + ", ".join(f"{s:.2f} s" for s in by_role[role]))
+
+        unexplained = duplicates_not_explained([r for r in runs if r.label in must_run], kills)
+        assert not unexplained, (f"ran twice with no interrupting kill between (seed {seed}): "
+                                 f"{unexplained[:5]}; kills: {kills}")
+        bad = [a for a in answers if a.status >= 400
+               and not (a.status == 503 and a.retry_after)]
+        assert not bad, f"answers other than 2xx or 503 with Retry-After: {bad[:5]}"
+        for old in servers[:-1]:
+            wait_for(lambda o=old: session_pids(o.pid) == [], 60,
+                     what="every process of a killed master to exit")
+            assert "background call(s) not stored: they are lost" not in old.output()
+    finally:
+        load.stop()
+        for server in servers:
+            server.stop()
+            kill_session(server.pid)
