@@ -39,6 +39,7 @@ ROLES = ("http_worker", "keeper", "pool", "template", "executor", "master")
 INTERRUPTING = frozenset(ROLES) - {"http_worker"}  # roles whose death may rerun a task
 EXECUTORS = 2
 WORKERS = 2
+ROUNDS = 3  # each role is killed this many times, in a random order
 GAP_S = (0.3, 1.2)  # between a recovery and the next kill, at random
 
 
@@ -143,7 +144,7 @@ def test_chaos_kills_lose_no_accepted_task_or_background_call(tmp_path: Path) ->
     # ~100 requests/s at most, well within what 2 executors run: no backlog builds up.
     load = Load(env.port, tasks_threads=3, pair_threads=3, pause_s=0.05).start()
     try:
-        order = rnd.sample(ROLES, len(ROLES)) + rnd.sample(ROLES, len(ROLES))
+        order = [role for _ in range(ROUNDS) for role in rnd.sample(ROLES, len(ROLES))]
         for n, role in enumerate(order):
             time.sleep(rnd.uniform(*GAP_S))  # the load runs on meanwhile
             server = servers[-1]
