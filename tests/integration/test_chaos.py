@@ -14,9 +14,9 @@ It asserts what a user relies on:
 - nothing of a killed master is left running.
 
 It prints the seed (``OFFLOAD_CHAOS_SEED`` replays the same order of kills),
-each role's recovery time (from the kill until the role is replaced and a
-task submitted over HTTP after that has run), and the accepted / lost /
-duplicated counts.
+each role's recovery time (from the kill until the role is replaced, a task
+submitted over HTTP after that has run, and so has everything accepted until
+then), and the accepted / lost / duplicated counts.
 """
 
 from __future__ import annotations
@@ -32,7 +32,14 @@ from pathlib import Path
 
 import pytest
 
-from tests.support.load import Load, Run, expected_labels, read_runs, start_master
+from tests.support.load import (
+    Load,
+    Run,
+    expected_labels,
+    labels_that_ran,
+    read_runs,
+    start_master,
+)
 from tests.support.procs import Env, ServerHandle, kill_session, session_pids, wait_for
 
 ROLES = ("http_worker", "keeper", "pool", "template", "executor", "master")
@@ -159,6 +166,11 @@ def test_chaos_kills_lose_no_accepted_task_or_background_call(tmp_path: Path) ->
                          what=f"the {role} to be replaced")
             wait_for(lambda s=servers[-1], p=f"probe{n}": probe_ran(s, p), 60,
                      what=f"a task submitted after the {role} kill to run")
+            # Recovered means also: what was accepted meanwhile is stored and has run
+            # (an HTTP worker's outbox keeps its calls in memory until the pool is back).
+            so_far = expected_labels(load.answered())
+            wait_for(lambda w=so_far: w <= labels_that_ran(env.trace_dir), 60,
+                     what=f"everything accepted until the {role} was back to run")
             kills.append(Kill(role, victim, at, time.time() - at))
         answers = load.stop()
         must_run = expected_labels(answers)

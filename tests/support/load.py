@@ -62,6 +62,11 @@ class Load:
         with self._lock:
             return list(self.answers)
 
+    def answered(self) -> list[Answer]:
+        """The answers so far."""
+        with self._lock:
+            return list(self.answers)
+
     def count(self, keep: Callable[[Answer], bool]) -> int:
         with self._lock:
             return sum(1 for a in self.answers if keep(a))
