@@ -9,7 +9,9 @@ It asserts what a user relies on:
   the record survives any kill: ``tests.support.chaos``);
 - a task or call ran twice only if its earlier run was interrupted: a
   process that runs tasks or owns their outcomes (executor, template, pool,
-  keeper, master) was killed between that run's start and the next one;
+  keeper, master) was killed between that run's start and the next one, or
+  the run's executor had lost its pool or template to a kill before it
+  started (a task already in its pipe);
 - no answer was a 5xx other than 503 with ``Retry-After``, and none a 4xx;
 - nothing of a killed master is left running.
 
@@ -44,6 +46,10 @@ from tests.support.procs import Env, ServerHandle, kill_session, session_pids, w
 
 ROLES = ("http_worker", "keeper", "pool", "template", "executor", "master")
 INTERRUPTING = frozenset(ROLES) - {"http_worker"}  # roles whose death may rerun a task
+# Roles whose death cuts the executors off from the pool that must store their
+# outcomes: a run those executors start even after the kill (a task already in
+# an executor's pipe) is interrupted too.
+CUTS_OFF = frozenset({"pool", "template"})
 EXECUTORS = 2
 WORKERS = 2
 ROUNDS = 3  # each role is killed this many times, in a random order
@@ -56,6 +62,7 @@ class Kill:
     pid: int
     at: float  # time.time()
     recovered_s: float
+    cut_off: frozenset[int]  # executors whose later runs this kill interrupts
 
 
 def _cmdline(pid: int) -> bytes:
@@ -120,20 +127,24 @@ def probe_ran(server: ServerHandle, label: str) -> bool:
     return True
 
 
-def interrupted(kills: list[Kill], start: float, next_start: float) -> bool:
-    return any(k.role in INTERRUPTING and start <= k.at <= next_start for k in kills)
+def interrupted(kills: list[Kill], run: Run, next_start: float) -> bool:
+    """Whether ``run`` was cut short or its outcome could not be stored: an
+    interrupting kill came between it and the next start, or before it, in
+    a way that cut its executor off from its pool."""
+    return any(k.role in INTERRUPTING and k.at <= next_start
+               and (run.at <= k.at or run.pid in k.cut_off) for k in kills)
 
 
 def duplicates_not_explained(runs: list[Run], kills: list[Kill]) -> list[str]:
-    """Labels that started again although no interrupting kill came between."""
-    starts: dict[str, list[float]] = defaultdict(list)
+    """Labels that started again although their earlier run was not interrupted."""
+    starts: dict[str, list[Run]] = defaultdict(list)
     for r in runs:
         if r.event == "start":
-            starts[r.label].append(r.at)
+            starts[r.label].append(r)
     bad = []
-    for label, times in starts.items():
-        times.sort()
-        if any(not interrupted(kills, a, b) for a, b in itertools.pairwise(times)):
+    for label, label_runs in starts.items():
+        label_runs.sort(key=lambda r: r.at)
+        if any(not interrupted(kills, a, b.at) for a, b in itertools.pairwise(label_runs)):
             bad.append(label)
     return bad
 
@@ -157,6 +168,7 @@ def test_chaos_kills_lose_no_accepted_task_or_background_call(tmp_path: Path) ->
             server = servers[-1]
             victims = wait_for(lambda s=server, r=role: roles(s)[r], 30, what=f"a {role}")
             victim = rnd.choice(victims)
+            cut_off = frozenset(roles(server)["executor"]) if role in CUTS_OFF else frozenset()
             os.kill(victim, signal.SIGKILL)
             at = time.time()
             if role == "master":
@@ -171,7 +183,7 @@ def test_chaos_kills_lose_no_accepted_task_or_background_call(tmp_path: Path) ->
             so_far = expected_labels(load.answered())
             wait_for(lambda w=so_far: w <= labels_that_ran(env.trace_dir), 60,
                      what=f"everything accepted until the {role} was back to run")
-            kills.append(Kill(role, victim, at, time.time() - at))
+            kills.append(Kill(role, victim, at, time.time() - at, cut_off))
         answers = load.stop()
         must_run = expected_labels(answers)
 
