@@ -6,7 +6,9 @@ It asserts what a user relies on:
 
 - every task answered 202 and every background call answered 200 ran at
   least once (runs are recorded by the task code itself, ``O_APPEND``, so
-  the record survives any kill: ``tests.support.chaos``);
+  the record survives any kill: ``tests.support.chaos``), but for the calls
+  answered by an HTTP worker in the moment before its own SIGKILL
+  (``HANDOFF_WINDOW_S``, ``BackgroundTasks``' documented window);
 - a task or call ran twice only if its earlier run was interrupted: a
   process that runs tasks or owns their outcomes (executor, template, pool,
   keeper, master) was killed between that run's start and the next one, or
@@ -35,6 +37,7 @@ from pathlib import Path
 import pytest
 
 from tests.support.load import (
+    Answer,
     Load,
     Run,
     expected_labels,
@@ -52,6 +55,12 @@ INTERRUPTING = frozenset(ROLES) - {"http_worker"}  # roles whose death may rerun
 CUTS_OFF = frozenset({"pool", "template"})
 EXECUTORS = 2
 WORKERS = 2
+HANDOFF_WINDOW_S = 1.0
+"""``BackgroundTasks``' documented window (``executor.client.background``): its
+calls live in the HTTP worker's memory from the response until its outbox has
+handed them to the pool, within a round trip. A pair answered by an HTTP
+worker less than this before that worker's SIGKILL may be lost; such pairs
+are not required to run, and are counted apart."""
 ROUNDS = 3  # each role is killed this many times, in a random order
 GAP_S = (0.3, 1.2)  # between a recovery and the next kill, at random
 
@@ -127,6 +136,14 @@ def probe_ran(server: ServerHandle, label: str) -> bool:
     return True
 
 
+def in_handoff_window(answers: list[Answer], kills: list[Kill]) -> set[str]:
+    """Pairs answered by an HTTP worker within ``HANDOFF_WINDOW_S`` of its SIGKILL."""
+    killed = {k.pid: k.at for k in kills if k.role == "http_worker"}
+    return {a.label for a in answers
+            if a.status == 200 and a.worker_pid in killed
+            and a.answered_at >= killed[a.worker_pid] - HANDOFF_WINDOW_S}
+
+
 def interrupted(kills: list[Kill], run: Run, next_start: float) -> bool:
     """Whether ``run`` was cut short or its outcome could not be stored: an
     interrupting kill came between it and the next start, or before it, in
@@ -180,12 +197,21 @@ def test_chaos_kills_lose_no_accepted_task_or_background_call(tmp_path: Path) ->
                      what=f"a task submitted after the {role} kill to run")
             # Recovered means also: what was accepted meanwhile is stored and has run
             # (an HTTP worker's outbox keeps its calls in memory until the pool is back).
-            so_far = expected_labels(load.answered())
-            wait_for(lambda w=so_far: w <= labels_that_ran(env.trace_dir), 60,
-                     what=f"everything accepted until the {role} was back to run")
+            so_far = load.answered()
+            also = [*kills, Kill(role, victim, at, 0.0, cut_off)]
+            want = expected_labels(so_far, in_handoff_window(so_far, also))
+            try:
+                wait_for(lambda w=want: w <= labels_that_ran(env.trace_dir), 60,
+                         what=f"everything accepted until the {role} was back to run")
+            except AssertionError:
+                missing = want - labels_that_ran(env.trace_dir)
+                who = [a for a in so_far if a.label in missing or f"{a.label}-a" in missing]
+                raise AssertionError(f"after the {role} kill (seed {seed}), {len(missing)} "
+                                     f"accepted never ran: {who[:5]}; kills: {also}") from None
             kills.append(Kill(role, victim, at, time.time() - at, cut_off))
         answers = load.stop()
-        must_run = expected_labels(answers)
+        excused = in_handoff_window(answers, kills)
+        must_run = expected_labels(answers, excused)
 
         def lost() -> set[str]:
             return must_run - {r.label for r in read_runs(env.trace_dir) if r.event == "start"}
@@ -212,6 +238,11 @@ def test_chaos_kills_lose_no_accepted_task_or_background_call(tmp_path: Path) ->
         print(f"answers by status (0 = no answer): {dict(sorted(statuses.items()))}")
         print(f"accepted {len(must_run)} (tasks answered 202 + calls of pairs answered 200), "
               f"lost 0, duplicated {duplicated}")
+        ran = labels_that_ran(env.trace_dir)
+        window_lost = sum(1 for p in excused for c in (f"{p}-a", f"{p}-b") if c not in ran)
+        print(f"pairs answered by an HTTP worker within {HANDOFF_WINDOW_S} s before its "
+              f"SIGKILL: {len(excused)}; their calls lost (the documented window): "
+              f"{window_lost}")
         for role in ROLES:
             print(f"recovery after SIGKILL of the {role}: "
                   + ", ".join(f"{s:.2f} s" for s in by_role[role]))

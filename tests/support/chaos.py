@@ -10,7 +10,8 @@ and two runs never interleave their lines:
 
 - ``chaos_run`` (``POST /tasks`` kind): ``{"kind": "chaos_run", "args": [label]}``.
 - ``POST /pair`` (Starlette, ``BackgroundTasks``): ``{"label": L}`` adds two
-  calls of ``chaos_call``, labelled ``L-a`` and ``L-b``, and answers 200.
+  calls of ``chaos_call``, labelled ``L-a`` and ``L-b``, and answers 200
+  with ``{"added": 2, "pid": <the HTTP worker's pid>}``.
 """
 
 from __future__ import annotations
@@ -63,7 +64,7 @@ async def pair(request: Request) -> JSONResponse:
     tasks = BackgroundTasks()
     tasks.add_task(chaos_call, f"{label}-a")
     tasks.add_task(chaos_call, f"{label}-b")
-    return JSONResponse({"added": 2}, status_code=200, background=tasks)
+    return JSONResponse({"added": 2, "pid": os.getpid()}, status_code=200, background=tasks)
 
 
 app = Starlette(routes=[Route("/pair", pair, methods=["POST"])])
