@@ -22,7 +22,8 @@ Modules: ``app`` (routing, auth, lifespan), ``routes`` (handlers),
 ``lifespan`` (startup/shutdown, shared with a mounted app), ``errors``,
 ``client`` (the HTTP client), ``fastapi`` (the FastAPI dependency and ``install``),
 ``worker`` (the gunicorn worker class of ``worker_class = "asgi"``: a
-deadline on request heads, JSON bodies on gunicorn's own errors).
+deadline on request heads, JSON bodies on gunicorn's own errors),
+``lifeline`` (an HTTP worker's side of its master's death).
 """
 
 from server.app import create_app, mount

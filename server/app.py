@@ -35,6 +35,7 @@ from server.http import (
     error_response,
     send_response,
 )
+from server.lifeline import RequestGate
 from server.pool import PoolLink
 from server.routes import Routes
 from server.supervision import supervision
@@ -49,6 +50,10 @@ _TASKS_PREFIX = "/tasks/"
 _METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"})
 _INTERNAL = error_response(ApiError(500, "internal", "internal server error; see the server log"))
 _NOT_FOUND = error_response(ApiError(404, "not_found", "no such route"))
+_RESTARTING = error_response(ApiError(
+    503, "restarting", "this server is restarting and takes no more requests; send the "
+    "request again", None, [(b"retry-after", b"1")]))
+_READS = frozenset({"GET", "HEAD"})  # offload's reads hand off no background call
 _UNAUTHORIZED = error_response(ApiError(
     401, "unauthorized", "a bearer token is required: send 'Authorization: Bearer <token>'",
     None, [(b"www-authenticate", b"Bearer")]))
@@ -72,11 +77,18 @@ class _Route:
 
 class OffloadApp:
     """The ASGI app ``create_app`` returns. One per process; it holds the
-    worker's pool link (made lazily in the running loop)."""
+    worker's pool link (made lazily in the running loop).
+
+    With a ``gate`` (set by ``create_worker_app``: an HTTP worker under
+    offload's gunicorn config), every request that may hand off background
+    calls (all but offload's reads) is counted in it, and once it is closed
+    (the master is gone, ``server.lifeline``) every request is answered
+    ``503 restarting`` with ``Retry-After: 1``."""
 
     def __init__(self, settings: Settings, user_app: ASGIApp | None) -> None:
         self.settings = settings
         self.user_app = user_app
+        self.gate: RequestGate | None = None
         self.observations = HttpObservations()
         self.link = PoolLink(settings, self.observations)
         r = Routes(settings, self.link)
@@ -104,24 +116,19 @@ class OffloadApp:
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         kind = scope["type"]
         if kind == "http":
-            path: str = scope["path"]
-            root = scope.get("root_path")
-            if root and path.startswith(root):
-                # Mounted under a prefix: ASGI's path carries it (as Starlette's
-                # Mount passes it), the routes do not.
-                path = path[len(root):]
-            route = self._exact.get(path)
-            if route is not None:
-                await self._serve(route, scope, receive, send, "")
-            elif path.startswith(_TASKS_PREFIX) and len(path) > 7:
-                route, task_id = self._task_route(path[7:], scope.get("raw_path"),
-                                                  len(root or ""))
-                if route is not None:
-                    await self._serve(route, scope, receive, send, task_id)
-                else:
-                    await self._not_found(scope, receive, send)
-            else:
-                await self._not_found(scope, receive, send)
+            gate = self.gate
+            if gate is not None and gate.closed:
+                await send_response(send, _RESTARTING, head=scope["method"] == "HEAD")
+                return
+            route, task_id = self._route(scope)
+            if gate is None or (route is not None and scope["method"] in _READS):
+                await self._http(route, task_id, scope, receive, send)
+                return
+            gate.enter()
+            try:
+                await self._http(route, task_id, scope, receive, send)
+            finally:
+                gate.leave()
         elif kind == "lifespan":
             await lifespan.run(scope, receive, send, startup=self._startup,
                                shutdown=self.link.stop, user_app=self.user_app)
@@ -152,8 +159,28 @@ class OffloadApp:
             return self._retry, parts[0]
         return None, ""
 
-    async def _not_found(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if self.user_app is not None:
+    def _route(self, scope: Scope) -> tuple[_Route | None, str]:
+        """offload's route for the request and the task id in its path, or
+        ``(None, "")`` for a path that is not offload's."""
+        path: str = scope["path"]
+        root = scope.get("root_path")
+        if root and path.startswith(root):
+            # Mounted under a prefix: ASGI's path carries it (as Starlette's
+            # Mount passes it), the routes do not.
+            path = path[len(root):]
+        route = self._exact.get(path)
+        if route is not None:
+            return route, ""
+        if path.startswith(_TASKS_PREFIX) and len(path) > 7:
+            return self._task_route(path[7:], scope.get("raw_path"), len(root or ""))
+        return None, ""
+
+    async def _http(self, route: _Route | None, task_id: str, scope: Scope, receive: Receive,
+                    send: Send) -> None:
+        """Serve one HTTP request: offload's ``route``, else the user app, else 404."""
+        if route is not None:
+            await self._serve(route, scope, receive, send, task_id)
+        elif self.user_app is not None:
             await self.user_app(scope, receive, send)
         else:
             await send_response(send, _NOT_FOUND, head=scope["method"] == "HEAD")
@@ -237,10 +264,15 @@ def create_worker_app() -> ASGIApp:
     (the worker is forked from the master, so they are in its memory). The
     file is not re-read here: a bad edit on disk, which the master refuses,
     cannot stop a replacement worker from booting. Outside offload's
-    gunicorn config this is ``create_app()``. Raises ``ConfigError`` if the
-    ``app`` setting cannot be imported.
+    gunicorn config this is ``create_app()``. Its requests are counted in
+    the worker's gate (``server.lifeline``), which closes when the master
+    dies. Raises ``ConfigError`` if the ``app`` setting cannot be imported.
     """
-    return create_app(supervision().settings)
+    sup = supervision()
+    app = create_app(sup.settings)
+    assert isinstance(app, OffloadApp)
+    app.gate = sup.gate
+    return app
 
 
 def mount(app: ASGIApp, settings: Settings | None = None) -> ASGIApp:

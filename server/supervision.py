@@ -11,6 +11,13 @@ keeper; shutdown waits on it too.
 Every fork of the master (gunicorn's HTTP workers) waits for the supervision
 lock, so a worker never inherits a pipe of a keeper half started.
 
+Two more pipes tie the HTTP workers to the master and the keeper
+(``server.lifeline``): each worker watches the *master lifeline* and stops
+taking requests the moment the master dies; the keeper reads the *workers
+pipe*, whose write end every worker holds until its background calls are
+stored, and keeps the pool up until then (bounded), so a SIGKILLed master
+loses none of the calls its workers answered for.
+
 State lives in the ``Supervision`` object the config file creates once per
 master process and keeps in this module across config reloads (gunicorn
 re-executes the config file on HUP, this module stays imported).
@@ -33,6 +40,7 @@ from typing import Any
 from config.paths import ensure_private_dir, run_dir_for
 from config.settings import ConfigError, Settings, load_settings
 from executor.pool.retry import RESPAWN_FIRST_S, respawn_delay_s
+from server.lifeline import MasterWatch, RequestGate
 
 log = logging.getLogger("offload.supervision")
 
@@ -62,6 +70,15 @@ class Supervision:
         self.lifeline_w: int | None = None
         self.watch_r: int | None = None
         self.started_at = 0.0  # time.monotonic() of the last keeper start
+        # server.lifeline's pipes, made once before the first fork (on_starting).
+        # The master keeps all four ends; a worker keeps master_r and workers_w.
+        self.master_r: int | None = None
+        self.master_w: int | None = None
+        self.workers_r: int | None = None
+        self.workers_w: int | None = None
+        # In an HTTP worker: its requests (offload's app counts them) and its watch.
+        self.gate = RequestGate()
+        self.watch: MasterWatch | None = None
         # Held while keeper state or its pipes change, and across every fork.
         self._lock = threading.Lock()
         self._stopping = threading.Event()
@@ -95,10 +112,14 @@ class Supervision:
         watch_r, watch_w = os.pipe()
         cmd = [sys.executable, "-m", "executor.pool.keeper", "--lifeline-fd", str(lifeline_r),
                "--watch-fd", str(watch_w)]
+        held = [lifeline_r, watch_w]
+        if self.workers_r is not None:
+            cmd += ["--workers-fd", str(self.workers_r)]
+            held.append(self.workers_r)
         if "OFFLOAD_CONFIG" in os.environ:
             cmd += ["--config", os.environ["OFFLOAD_CONFIG"]]
         try:
-            proc = subprocess.Popen(cmd, pass_fds=(lifeline_r, watch_w), start_new_session=False)
+            proc = subprocess.Popen(cmd, pass_fds=held, start_new_session=False)
         except OSError:
             os.close(lifeline_w)
             os.close(watch_r)
@@ -160,7 +181,10 @@ class Supervision:
     # -- gunicorn hooks ----------------------------------------------------------
 
     def on_starting(self, server: Any) -> None:
-        """Master start: run the pool, and the watchdog that restarts its keeper."""
+        """Master start: make the HTTP workers' pipes, run the pool, and the
+        watchdog that restarts its keeper."""
+        self.master_r, self.master_w = os.pipe()
+        self.workers_r, self.workers_w = os.pipe()
         self.start_keeper()
         # A fork while the watchdog replaces the keeper would copy its new
         # pipes into an HTTP worker; the watch pipe's EOF would then wait for
@@ -183,9 +207,16 @@ class Supervision:
 
     def post_fork(self, server: Any, worker: Any) -> None:
         """In each HTTP worker: drop the keeper's pipes, so only the master
-        holds them, and ask the kernel for SIGTERM when the master dies (even
-        by SIGKILL), so no HTTP worker is left orphaned either."""
+        holds them, and the master's ends of the workers' pipes (it keeps the
+        master lifeline's read end and the workers pipe's write end), and ask
+        the kernel for SIGTERM when the master dies (even by SIGKILL), so no
+        HTTP worker is left orphaned either."""
         self._close_pipes()
+        for name in ("master_w", "workers_r"):
+            fd = getattr(self, name)
+            if fd is not None:
+                os.close(fd)
+                setattr(self, name, None)
         _parent_death_signal(signal.SIGTERM)
 
     def post_worker_init(self, worker: Any) -> None:
@@ -200,12 +231,20 @@ class Supervision:
         background calls still queued (``executor.client.outbox``). With calls
         queued when one arrives, the worker stops gracefully instead, so they
         are stored first (the master still kills it after
-        ``graceful_timeout``); with none, the quick stop stays quick."""
+        ``graceful_timeout``); with none, the quick stop stays quick.
+
+        And: watch the master lifeline (``server.lifeline.MasterWatch``), so
+        the worker stops taking requests the moment the master dies."""
         gc.freeze()
         loop = getattr(worker, "loop", None)
         if loop is not None and hasattr(worker, "handle_quit_signal"):
             for sig in (signal.SIGINT, signal.SIGQUIT):
                 loop.add_signal_handler(sig, _quit, worker)
+        if loop is not None and self.master_r is not None and self.workers_w is not None:
+            # gunicorn's asgi worker. Others (uvicorn's) rely on the parent-death
+            # SIGTERM, and release the workers pipe when they exit.
+            self.watch = MasterWatch(worker, self.gate, self.master_r, self.workers_w)
+            self.watch.start(loop)
 
     def when_ready(self, server: Any) -> None:
         """Say where offload listens."""

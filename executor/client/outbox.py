@@ -52,7 +52,13 @@ MAX_BATCH_CALLS = 1_000
 SUBMIT_TIMEOUT_S = 30.0
 """How long one submit may wait for the pool's reply before it is sent again."""
 _RETRY_FIRST_S = 0.05
-_RETRY_MAX_S = 1.0
+_RETRY_MAX_S = 1.0  # the pool answers, but fails to store: do not press it
+_RECONNECT_MAX_S = 0.2
+"""The pool cannot be reached: try again at least this often. Calls answered
+meanwhile live only in this process's memory, so they go out within this of
+the pool's return (a refused connect on a Unix socket costs nothing); with
+the 1 s of a store failure, a pool respawn took up to a second longer to be
+felt by BackgroundTasks."""
 NO_POOL_HINT = ("; is offload's server running (gunicorn -c config/gunicorn.conf.py) with "
                 "the same run_dir? In tests of your app, where no pool runs, enter "
                 "executor.testing.inline() or fake() (pytest fixtures offload_inline, "
@@ -195,15 +201,18 @@ class Outbox:
             except PoolUnavailable as exc:
                 problem, recovered = f"pool unreachable ({exc}){NO_POOL_HINT}", \
                     "pool reachable again"
+                cap_s = _RECONNECT_MAX_S
             except PoolError as exc:
                 if exc.code in REFUSALS:
                     raise
                 problem = f"the pool failed to store background calls ({exc.code}: {exc})"
                 recovered = "the pool stores again"
+                cap_s = _RETRY_MAX_S
             if down_since is None:
                 down_since = time.monotonic()
                 log.warning("%s; %d background call(s) wait in this process and will be "
                             "sent again", problem, self._queued_calls)
+            delay_s = min(delay_s, cap_s)
             await asyncio.sleep(delay_s)
             delay_s = min(delay_s * 2, _RETRY_MAX_S)
         if down_since is not None:

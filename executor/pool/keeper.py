@@ -10,7 +10,12 @@ this small process instead, and the keeper is the pool's parent:
   if the pool keeps dying at start, e.g. task code that does not import);
 * it reads the master's lifeline pipe: EOF means the master is gone (even
   by SIGKILL), and the keeper stops the pool and exits — nothing is left
-  orphaned. The pool in turn reads the keeper's own lifeline;
+  orphaned. The pool in turn reads the keeper's own lifeline. Not at once:
+  the HTTP workers of a dead master stop taking requests, but still hand
+  their last background calls to this pool; the keeper waits for EOF on
+  the *workers pipe* (``--workers-fd``, ``server.lifeline``: every worker
+  holds its write end until its calls are stored, or it exits), at most
+  ``WORKERS_DRAIN_S``, keeping the pool up meanwhile;
 * it holds the write end of the master's watch pipe (``--watch-fd``) and
   passes it on to each pool it starts, never writing to it: the master
   reads EOF once the keeper *and* its pool are gone, and only then starts a
@@ -39,14 +44,20 @@ from executor.pool.retry import RESPAWN_FIRST_S, respawn_delay_s
 
 log = logging.getLogger("offload.keeper")
 
+WORKERS_DRAIN_S = 10.0
+"""How long the pool stays up, once the master is gone, for its HTTP workers
+to store their last background calls. A new master on the same SQLite store
+waits this long at most (plus the pool's graceful stop) for the store."""
+
 
 class Keeper:
     """The supervision loop. ``run`` returns the keeper's exit code."""
 
     def __init__(self, lifeline_fd: int, config: str | None, graceful_s: float,
-                 watch_fd: int | None = None) -> None:
+                 watch_fd: int | None = None, workers_fd: int | None = None) -> None:
         self.lifeline_fd = lifeline_fd
         self.watch_fd = watch_fd
+        self.workers_fd = workers_fd
         self.config = config
         self.graceful_s = graceful_s
         self.proc: subprocess.Popen[bytes] | None = None
@@ -108,16 +119,30 @@ class Keeper:
         sel.register(wake_r, selectors.EVENT_READ, "signal")
         self.spawn()
         respawn_at: float | None = None
+        drained_by: float | None = None  # the master is gone: stop the pool by then
         while True:
             if self.pidfd is not None:
                 sel.register(self.pidfd, selectors.EVENT_READ, "pool")
-            timeout = None if respawn_at is None else max(0.0, respawn_at - time.monotonic())
+            wake = [t for t in (respawn_at, drained_by) if t is not None]
+            timeout = None if not wake else max(0.0, min(wake) - time.monotonic())
             events = sel.select(timeout)
             if self.pidfd is not None:
                 sel.unregister(self.pidfd)
             for key, _ in events:
                 if key.data == "lifeline" and not os.read(self.lifeline_fd, 64):
-                    log.info("the gunicorn master is gone: stopping the pool")
+                    sel.unregister(self.lifeline_fd)
+                    if self.workers_fd is None:
+                        log.info("the gunicorn master is gone: stopping the pool")
+                        self.stop_pool()
+                        return 0
+                    log.warning("the gunicorn master is gone: the pool stays up until its "
+                                "HTTP workers have stored their background calls (at most "
+                                "%.0f s), then stops", WORKERS_DRAIN_S)
+                    sel.register(self.workers_fd, selectors.EVENT_READ, "workers")
+                    drained_by = time.monotonic() + WORKERS_DRAIN_S
+                if key.data == "workers" and not os.read(key.fd, 64):
+                    log.info("the HTTP workers have stored their background calls: "
+                             "stopping the pool")
                     self.stop_pool()
                     return 0
                 if key.data == "signal":
@@ -130,6 +155,12 @@ class Keeper:
                     log.error("pool exited (%s) after %.1f s: respawning in %.1f s",
                               status, lived, self.backoff_s)
                     respawn_at = time.monotonic() + self.backoff_s
+            if drained_by is not None and time.monotonic() >= drained_by:
+                log.error("the HTTP workers of the dead master still hold the workers pipe "
+                          "after %.0f s: stopping the pool; background calls they have not "
+                          "stored yet are lost", WORKERS_DRAIN_S)
+                self.stop_pool()
+                return 0
             while self.pending_signals:
                 signum = self.pending_signals.pop(0)
                 if signum == signal.SIGTERM:
@@ -147,11 +178,12 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m executor.pool.keeper")
     parser.add_argument("--lifeline-fd", type=int, required=True)
     parser.add_argument("--watch-fd", type=int, default=None)
+    parser.add_argument("--workers-fd", type=int, default=None)
     parser.add_argument("--config", default=None)
     opts = parser.parse_args(argv)
     settings = start_process(opts.config)
     return Keeper(opts.lifeline_fd, opts.config, settings.graceful_timeout_s,
-                  opts.watch_fd).run()
+                  opts.watch_fd, opts.workers_fd).run()
 
 
 if __name__ == "__main__":

@@ -12,6 +12,7 @@ from executor.store.base import (
     Outcome,
     Store,
     StoreError,
+    StoreLocked,
     TaskRecord,
 )
 from executor.store.sqlite import SQLiteStore
@@ -24,6 +25,7 @@ __all__ = [
     "SQLiteStore",
     "Store",
     "StoreError",
+    "StoreLocked",
     "TaskRecord",
     "open_store",
 ]
@@ -38,8 +40,8 @@ def open_store(url: str, *, writer: bool = False) -> Store:
     (the path is everything after ``sqlite:///``). ``writer=True`` (the pool)
     also takes the SQLite store's single-writer lock: a second pool on the
     same file is refused instead of taking over its running tasks. Raises
-    StoreError for any other URL, if the backend cannot open, or if another
-    pool holds the lock.
+    StoreError for any other URL or if the backend cannot open;
+    ``StoreLocked`` (a StoreError) if another pool holds the lock.
     """
     if url.startswith(_SQLITE) and len(url) > len(_SQLITE):
         return SQLiteStore(url[len(_SQLITE):], writer=writer)

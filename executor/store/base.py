@@ -31,6 +31,11 @@ class StoreError(Exception):
     """The store cannot do what was asked (bad URL, corrupt file, illegal transition)."""
 
 
+class StoreLocked(StoreError):
+    """Another process holds the store's single-writer lock (SQLite): another
+    pool is using it, or one that is stopping has not let go yet."""
+
+
 class BatchLost(StoreError):
     """Inside ``batch()``: the batch's whole transaction is gone (the backend
     rolled it back, e.g. on a full disk), so nothing of it will be stored and

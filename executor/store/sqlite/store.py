@@ -38,6 +38,7 @@ from executor.store.base import (
     NewTask,
     Outcome,
     StoreError,
+    StoreLocked,
     TaskRecord,
 )
 from executor.store.files import open_private, private_file
@@ -581,7 +582,8 @@ def _lock_writer(path: str) -> int:
     which holds the owner's pid. Returns the lock's fd, to keep open (the lock
     goes with the process, however it ends). Raises StoreError if another
     process holds it: two pools on one file would each take the other's
-    running tasks for lost (``recover``) and run them again. Also raises
+    running tasks for lost (``recover``) and run them again: StoreLocked
+    then (a StoreError). Also raises
     StoreError, writing nothing, if the lock file is a symlink, a hard link,
     or another user's (``executor.store.files``): it is truncated and written."""
     lock = path + ".lock"
@@ -595,7 +597,7 @@ def _lock_writer(path: str) -> int:
     except BlockingIOError:
         owner = os.pread(fd, 32, 0).decode(errors="replace").strip() or "?"
         os.close(fd)
-        raise StoreError(f"{path}: another offload pool (pid {owner}) is using this store; "
+        raise StoreLocked(f"{path}: another offload pool (pid {owner}) is using this store; "
                          "a SQLite store has one pool: stop that server, or give this one "
                          "another store_url") from None
     os.ftruncate(fd, 0)
