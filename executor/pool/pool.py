@@ -474,7 +474,7 @@ class Pool:
             self.schedule_turn()
         if now - self._last_renew > LEASE_S / 3 and self.fleet.inflight:
             self._last_renew = now
-            self.store.renew(list(self.fleet.inflight), self.owner, now + LEASE_S)
+            self.store.renew([(i, None) for i in self.fleet.inflight], self.owner, now, LEASE_S)
         ttl = self.settings.result_ttl_s
         if now - self._last_purge > min(60.0, max(0.5, ttl / 4)):
             self._last_purge = now
