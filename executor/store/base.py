@@ -116,6 +116,23 @@ class Outcome(NamedTuple):
     token: int | None = None  # the claim's lease_token; a stale one is skipped
 
 
+class Listener(Protocol):
+    """A shared store's notices that other pools made work due."""
+
+    def fileno(self) -> int:
+        """The file descriptor to watch for readability."""
+        ...
+
+    def drain(self) -> bool:
+        """Read without blocking; True if another pool's notice arrived.
+        Raises StoreError once the listener's connection is lost."""
+        ...
+
+    def close(self) -> None:
+        """Release it. Idempotent."""
+        ...
+
+
 class Store(Protocol):
     """A task store. See the module docstring for the transitions."""
 
@@ -251,6 +268,11 @@ class Store(Protocol):
     def purge(self, older_than: float) -> int:
         """Delete finished tasks whose ``finished_at`` is before ``older_than``;
         return the count."""
+        ...
+
+    def open_listener(self) -> Listener | None:
+        """A new Listener for a shared store, ``None`` for a single writer's
+        (it knows of every change itself). Raises StoreError if it cannot."""
         ...
 
     def sync(self) -> None:

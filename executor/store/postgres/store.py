@@ -30,6 +30,7 @@ import psycopg
 from executor.store.base import NewTask, Outcome, StoreError, TaskRecord
 from executor.store.postgres import inserts, leases, reads
 from executor.store.postgres.connection import Session
+from executor.store.postgres.listen import Listener
 from executor.store.postgres.rows import (
     COLUMNS,
     COLUMNS_NO_PAYLOAD,
@@ -316,6 +317,11 @@ class PostgresStore:
         """Earliest ``not_before`` among pending/retrying tasks, or ``None``."""
         with self._s.read() as conn:
             return reads.next_due(conn)
+
+    def open_listener(self) -> Listener:
+        """A new LISTEN connection that hears of work other stores made due
+        (see ``listen``). Raises StoreError if it cannot connect."""
+        return Listener(self._s.url, CHANNEL, self.id)
 
     def sync(self) -> None:
         """Nothing to do: every commit was durable when it returned."""

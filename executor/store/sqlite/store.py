@@ -461,6 +461,10 @@ class SQLiteStore:
             " ORDER BY finished_at, seqno LIMIT ?", [*params, limit])
         return [task_id for (task_id,) in rows]
 
+    def open_listener(self) -> None:
+        """None: the only writer knows of every change itself."""
+        return None
+
     def get(self, task_id: str) -> TaskRecord | None:
         """The task's record, or ``None`` if missing. Does not block on the writer."""
         records = self._select("id = ?", (task_id,))
