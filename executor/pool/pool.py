@@ -59,6 +59,7 @@ GIL_SWITCH_S = 0.0005
 DUE_TIMER_MAX_S = 3600.0  # a far-off due time re-arms its timer on the way
 RETRY_TURN_S = 0.5  # after a turn the store refused (disk full, I/O error)
 START_WRITE_S = 0.05  # a start waits at most this long for a turn to write it
+REFUSED_LOG_S = 5.0  # refused turns are logged at most this often
 
 
 class Pool:
@@ -93,6 +94,8 @@ class Pool:
         self._stopped: asyncio.Event | None = None
         self._reloading = False
         self._last_purge = 0.0
+        self._refused_turns = 0
+        self._refused_logged = -REFUSED_LOG_S
         # Group commit, pipelined: submissions commit without fsync on the loop;
         # one thread fsyncs, and their replies go out once it has (after_sync).
         self._fsync = concurrent.futures.ThreadPoolExecutor(1, "offload-fsync")
@@ -446,8 +449,13 @@ class Pool:
                      finishes: list[tuple[Outcome, Inflight]]) -> None:
         """The turn's transaction failed: undo what it did in memory, answer
         its submitters, and write its starts and outcomes again later."""
-        log.error("the store refused this turn's writes, nothing of it is stored; "
-                  "trying again in %.1f s: %s", RETRY_TURN_S, exc)
+        self._refused_turns += 1
+        now = time.monotonic()
+        if now - self._refused_logged >= REFUSED_LOG_S:  # a database away refuses every turn
+            log.error("the store refused this turn's writes (%d turn(s) refused since the last "
+                      "such message), nothing of it is stored; trying again in %.1f s: %s",
+                      self._refused_turns, RETRY_TURN_S, exc)
+            self._refused_logged, self._refused_turns = now, 0
         self.fleet.undo_handed_out()
         self._submitted.clear()
         self._starts[:0] = starts

@@ -8,12 +8,16 @@ trace lines the tasks write (``tests.support.tasks``: which host ran what).
 
 from __future__ import annotations
 
+import signal
+import threading
 from collections import Counter
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
 from tests.support.hosts import hosts, query, trace
+from tests.support.postgres import PostgresServer, running_server
 from tests.support.procs import wait_for
 
 pytestmark = pytest.mark.slow
@@ -110,3 +114,127 @@ def test_a_host_killed_mid_run_its_tasks_run_on_the_other(tmp_path: Path,
                 assert runs == 1 and rec["attempts"] == 1, (v, runs, rec["attempts"])
             if task_id in waiting_on_a:
                 assert starts[(v, "a")] == 0 and rec["result"] == "b"
+
+
+def test_a_host_paused_past_its_lease_cannot_overwrite_the_rerun(tmp_path: Path,
+                                                                 postgres_url: str) -> None:
+    """A host SIGSTOPped while it runs a task: after its lease expires the
+    other host runs the task again and stores its outcome; when the paused
+    host wakes up (its task finishing too), nothing it writes changes the
+    stored outcome, status or attempt count."""
+    gate = tmp_path / "gate"
+    traces = tmp_path / "trace"
+    with hosts(2, tmp_path, postgres_url, lease_s=1.5) as (a, b):
+        status, rec, _ = a.up.http("POST", "/tasks", {
+            "kind": "gated", "args": ["runs.log", "t", str(gate)]})
+        assert status == 202
+        task_id = rec["id"]
+        wait_for(lambda: query(postgres_url, "SELECT started_at IS NOT NULL FROM offload_tasks"
+                               " WHERE id = %s", (task_id,)) == [(True,)] and
+                 _starts(trace(traces, "runs.log")) == {("t", "a"): 1}, 30,
+                 what="the task to start on host a")
+        a.pause()  # SIGSTOP: pool, executors, gunicorn
+        try:
+            wait_for(lambda: _starts(trace(traces, "runs.log"))[("t", "b")] == 1, 60,
+                     what="host b to run the task again after a's lease expired")
+            gate.touch()
+            done = b.up.wait_task(task_id, 30)
+            assert (done["status"], done["result"], done["attempts"]) == ("succeeded", "b", 2)
+        finally:
+            a.pause(signal.SIGCONT)
+        # a's executor finishes its run too ("t a end"); a's pool finds its lease
+        # gone and either drops the outcome or kills the run: both are logged.
+        wait_for(lambda: "no longer this pool's" in a.up.output()
+                 or "killing this pool's" in a.up.output(), 30,
+                 what="host a to notice that the task is no longer its own")
+        wait_for(lambda: "t a end" in trace(traces, "runs.log")
+                 or "killing" in a.up.output(), 30, what="host a's run to end")
+        assert a.up.http("GET", "/readyz")[0] == 200  # a serves on
+        for host in (a, b):
+            after = host.up.http("GET", f"/tasks/{task_id}")[1]
+            assert {k: after[k] for k in ("status", "result", "attempts", "finished_at")} == {
+                k: done[k] for k in ("status", "result", "attempts", "finished_at")}
+
+
+@pytest.fixture
+def own_postgres() -> Iterator[PostgresServer]:
+    """A PostgreSQL server of this test's own, to stop and start."""
+    with running_server() as server:
+        yield server
+
+
+def test_postgres_crash_and_restart_loses_no_accepted_task(
+        tmp_path: Path, own_postgres: PostgresServer) -> None:
+    """PostgreSQL stopped at once (no checkpoint: a crash) and started again
+    while clients submit to two hosts: every 202 is in the database and
+    runs; meanwhile submitters get 503 with Retry-After; the pools carry on
+    by themselves (same processes) once the database is back."""
+    url = own_postgres.url(own_postgres.create_database())
+    with hosts(2, tmp_path, url, lease_s=5.0) as (a, b):
+        pools = {a.up.pool_pid(), b.up.pool_pid()}
+        answers: list[tuple[int, int, str | None, str | None]] = []  # (i, status, id, retry)
+        stop = threading.Event()
+
+        def submit() -> None:
+            i = 0
+            while not stop.is_set():
+                host = (a, b)[i % 2].up
+                try:
+                    status, rec, headers = host.http(
+                        "POST", "/tasks", {"kind": "noop"},
+                        headers={"Idempotency-Key": f"k{i}"}, timeout_s=20)
+                except OSError as exc:  # no answer at all: never a 202
+                    answers.append((i, 0, None, repr(exc)))
+                else:
+                    retry = {k.lower(): v for k, v in headers.items()}.get("retry-after")
+                    answers.append((i, status, rec["id"] if status == 202 else None, retry))
+                i += 1
+
+        thread = threading.Thread(target=submit)
+        thread.start()
+        try:
+            wait_for(lambda: sum(s == 202 for _, s, _, _ in answers) >= 30, 60,
+                     what="30 tasks accepted")
+            own_postgres.stop("immediate")
+            mark = len(answers)
+            wait_for(lambda: sum(s == 503 for _, s, _, _ in answers[mark:]) >= 5, 60,
+                     what="submitters refused with 503 while the database is down")
+            own_postgres.start()
+            back = len(answers)
+            wait_for(lambda: sum(s == 202 for _, s, _, _ in answers[back:]) >= 30, 60,
+                     what="30 tasks accepted after the restart")
+        finally:
+            stop.set()
+            thread.join(60)
+        accepted = {task_id for _, s, task_id, _ in answers if s == 202}
+        refused = [(i, s, retry) for i, s, _, retry in answers if s != 202]
+        assert refused and all(s == 503 and retry == "1" for _, s, retry in refused), refused
+        wait_for(lambda: query(url, "SELECT count(*) FROM offload_tasks WHERE id = ANY(%s)"
+                               " AND status = 'succeeded'", (list(accepted),))
+                 == [(len(accepted),)], 60, what="every accepted task to succeed")
+        assert {a.up.pool_pid(), b.up.pool_pid()} == pools  # no pool was restarted
+
+
+def test_ten_thousand_tasks_over_three_pools_each_run_once(tmp_path: Path,
+                                                           postgres_url: str) -> None:
+    with hosts(3, tmp_path, postgres_url, lease_s=10.0) as group:
+        accepted: list[str] = []
+        for n in range(20):  # 20 batches of 500, spread over the three hosts
+            body = {"tasks": [{"kind": "record_host", "args": ["runs.log", str(n * 500 + i)]}
+                              for i in range(500)]}
+            status, reply, _ = group[n % 3].up.http("POST", "/tasks/batch", body, timeout_s=60)
+            assert status == 202, reply
+            accepted += [rec["id"] for rec in reply["tasks"]]
+        assert len(set(accepted)) == 10_000
+        wait_for(lambda: query(postgres_url, "SELECT count(*) FROM offload_tasks"
+                               " WHERE status = 'succeeded'") == [(10_000,)], 240, 0.5,
+                 what="10,000 tasks to succeed")
+        lines = trace(tmp_path / "trace", "runs.log")
+        values = Counter(line.split()[0] for line in lines)
+        assert len(lines) == 10_000 and set(values) == {str(i) for i in range(10_000)}
+        assert query(postgres_url, "SELECT max(attempts), min(attempts) FROM offload_tasks") == [
+            (1, 1)]
+        ran_on = Counter(line.split()[1] for line in lines)
+        assert set(ran_on) == {"a", "b", "c"}, ran_on  # every pool took part
+        stats = group[2].up.http("GET", "/queue/stats")[1]
+        assert stats["counts"]["succeeded"] == 10_000 and stats["queue_depth"] == 0
