@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.support.hosts import hosts, query, trace
+from tests.support.hosts import Host, hosts, query, trace
 from tests.support.postgres import PostgresServer, running_server
 from tests.support.procs import wait_for
 
@@ -52,6 +52,12 @@ def test_one_queue_served_by_two_hosts(tmp_path: Path, postgres_url: str) -> Non
         assert query(postgres_url, "SELECT count(*) FROM offload_tasks") == [(41,)]
         counts = Counter(line.split()[1] for line in lines)
         assert set(counts) <= {"a", "b"}
+
+
+def _idle(host: Host) -> bool:
+    """Whether every executor of ``host`` is up and runs no task."""
+    executors = host.up.http("GET", "/queue/stats")[1]["executors"]
+    return bool(executors) and all(e["task_id"] is None for e in executors)
 
 
 def _starts(lines: list[str]) -> Counter[tuple[str, str]]:
@@ -147,8 +153,7 @@ def test_a_host_paused_past_its_lease_cannot_overwrite_the_rerun(tmp_path: Path,
         wait_for(lambda: "no longer this pool's" in a.up.output()
                  or "killing this pool's" in a.up.output(), 30,
                  what="host a to notice that the task is no longer its own")
-        wait_for(lambda: "t a end" in trace(traces, "runs.log")
-                 or "killing" in a.up.output(), 30, what="host a's run to end")
+        wait_for(lambda: _idle(a), 30, what="host a's run to end (finished or killed)")
         assert a.up.http("GET", "/readyz")[0] == 200  # a serves on
         for host in (a, b):
             after = host.up.http("GET", f"/tasks/{task_id}")[1]
@@ -238,3 +243,23 @@ def test_ten_thousand_tasks_over_three_pools_each_run_once(tmp_path: Path,
         assert set(ran_on) == {"a", "b", "c"}, ran_on  # every pool took part
         stats = group[2].up.http("GET", "/queue/stats")[1]
         assert stats["counts"]["succeeded"] == 10_000 and stats["queue_depth"] == 0
+
+
+def test_a_forced_cancel_through_one_host_stops_the_run_on_another(
+        tmp_path: Path, postgres_url: str) -> None:
+    gate = tmp_path / "gate"  # never opened: the task runs until it is stopped
+    traces = tmp_path / "trace"
+    with hosts(2, tmp_path, postgres_url, lease_s=1.5) as (a, b):
+        task_id = a.up.http("POST", "/tasks", {
+            "kind": "gated", "args": ["runs.log", "t", str(gate), 120]})[1]["id"]
+        wait_for(lambda: _starts(trace(traces, "runs.log")) == {("t", "a"): 1}, 30,
+                 what="the task to start on host a")
+        assert b.up.http("DELETE", f"/tasks/{task_id}")[0] == 409  # running: needs force
+        status, rec, _ = b.up.http("DELETE", f"/tasks/{task_id}?force=true")
+        assert status == 200 and rec["status"] == "cancelled", rec
+        # host a learns it at its next renewal and kills the run
+        wait_for(lambda: "no longer this pool's" in a.up.output(), 30,
+                 what="host a to give the cancelled task up")
+        wait_for(lambda: _idle(a), 30, what="host a's executors to be free")
+        assert "t a end" not in trace(traces, "runs.log")  # it was stopped, not finished
+        assert a.up.http("GET", f"/tasks/{task_id}")[1]["status"] == "cancelled"
