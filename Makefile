@@ -79,6 +79,7 @@ bench: $(VENV)/.test-deps
 	$(BIN)/python bench/pool_bench.py
 	$(BIN)/python bench/http_bench.py
 	$(BIN)/python bench/add_task_bench.py
+	$(BIN)/python bench/hosts_bench.py
 
 clean:
 	rm -rf $(VENV) var .pytest_cache .mypy_cache .ruff_cache *.egg-info

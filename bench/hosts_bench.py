@@ -25,13 +25,13 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-import psycopg  # noqa: E402
+import psycopg
 
-from bench.pool_bench import NOOP, paced_latency, pct  # noqa: E402
-from executor.client.client import PoolClient  # noqa: E402
-from executor.wire.codec import encode_call  # noqa: E402
-from tests.support.postgres import PostgresServer, running_server  # noqa: E402
-from tests.support.procs import Env, PoolHandle, kill_session  # noqa: E402
+from bench.pool_bench import NOOP, paced_latency, pct
+from executor.client.client import PoolClient
+from executor.wire.codec import encode_call
+from tests.support.postgres import PostgresServer, running_server
+from tests.support.procs import Env, PoolHandle, kill_session
 
 
 async def throughput(paths: list[str], n: int, batch: int) -> float:
@@ -91,7 +91,8 @@ def takeover(server: PostgresServer, opts: argparse.Namespace) -> list[float]:
             sleepy = {"kind": "sleep", "payload": encode_call([600], {})}
             ids = [str(r["id"]) for r in a.call("submit", {"tasks": [sleepy] * 2})["tasks"]]
 
-            def rows() -> list[tuple[str | None, float | None]]:
+            def rows(url: str = url, ids: list[str] = ids) -> list[tuple[str | None,
+                                                                          float | None]]:
                 with psycopg.connect(url) as conn:
                     return conn.execute(  # type: ignore[return-value]
                         "SELECT lease_owner, started_at FROM offload_tasks WHERE id = ANY(%s)",

@@ -218,6 +218,9 @@ def test_postgres_crash_and_restart_loses_no_accepted_task(
                                " AND status = 'succeeded'", (list(accepted),))
                  == [(len(accepted),)], 60, what="every accepted task to succeed")
         assert {a.up.pool_pid(), b.up.pool_pid()} == pools  # no pool was restarted
+        for host in (a, b):  # every error above named the database, never its password
+            assert "store_unavailable" in host.up.output() or "refused" in host.up.output()
+            assert own_postgres.password not in host.up.output()
 
 
 def test_ten_thousand_tasks_over_three_pools_each_run_once(tmp_path: Path,

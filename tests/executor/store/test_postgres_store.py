@@ -4,7 +4,6 @@ connection coming back after the server does."""
 
 from __future__ import annotations
 
-import os
 import threading
 import urllib.parse
 from collections.abc import Iterator
@@ -138,7 +137,3 @@ def test_a_batch_that_loses_its_connection_stores_nothing(own_server: PostgresSe
         assert store.counts()["pending"] == 1
     finally:
         store.close()
-
-
-def test_no_password_in_the_environment_of_the_test_run() -> None:
-    assert "PGPASSWORD" not in os.environ  # the fixtures pass it in URLs only
