@@ -214,9 +214,18 @@ def test_postgres_crash_and_restart_loses_no_accepted_task(
         accepted = {task_id for _, s, task_id, _ in answers if s == 202}
         refused = [(i, s, retry) for i, s, _, retry in answers if s != 202]
         assert refused and all(s == 503 and retry == "1" for _, s, retry in refused), refused
-        wait_for(lambda: query(url, "SELECT count(*) FROM offload_tasks WHERE id = ANY(%s)"
-                               " AND status = 'succeeded'", (list(accepted),))
-                 == [(len(accepted),)], 60, what="every accepted task to succeed")
+
+        def unfinished() -> tuple[set[str], list[tuple[object, ...]]]:
+            rows = query(url, "SELECT id, status, attempts, lease_owner, lease_expires_at,"
+                         " started_at FROM offload_tasks WHERE id = ANY(%s)", (list(accepted),))
+            return accepted - {r[0] for r in rows}, [r for r in rows if r[1] != "succeeded"]
+
+        try:
+            wait_for(lambda: unfinished() == (set(), []), 90, what="every accepted task to succeed")
+        except AssertionError:
+            missing, waiting = unfinished()
+            raise AssertionError(f"accepted but not stored: {missing}; not succeeded: {waiting}; "
+                                 f"host a:\n{a.up.output()[-3000:]}") from None
         assert {a.up.pool_pid(), b.up.pool_pid()} == pools  # no pool was restarted
         for host in (a, b):  # every error above named the database, never its password
             assert "store_unavailable" in host.up.output() or "refused" in host.up.output()

@@ -68,8 +68,10 @@ def describe(url: str) -> str:
 class Session:
     """The store's connection. Not thread-safe: use it from one thread."""
 
-    def __init__(self, url: str) -> None:
+    def __init__(self, url: str, setup: str = "") -> None:
+        """``setup``: a statement run on every new connection (a SET)."""
         self.url = url
+        self._setup = setup
         self.where = describe(url)
         self._redact = redactor(url)
         self._conn: psycopg.Connection | None = None
@@ -95,11 +97,14 @@ class Session:
                              f"trying again within {RECONNECT_S:g} s")
         options = {} if "connect_timeout" in self.url else {"connect_timeout": CONNECT_TIMEOUT_S}
         try:
-            self._conn = psycopg.connect(self.url, autocommit=True, **options)  # type: ignore[arg-type]
+            conn = psycopg.connect(self.url, autocommit=True, **options)  # type: ignore[arg-type]
+            if self._setup:
+                conn.execute(self._setup)
         except psycopg.Error as exc:
             self._next_try = time.monotonic() + RECONNECT_S
             raise self.error(exc, "cannot connect") from None
-        return self._conn
+        self._conn = conn
+        return conn
 
     @property
     def broken(self) -> bool:

@@ -15,7 +15,7 @@ import psycopg
 
 from executor.store.base import NewTask, TaskRecord
 from executor.store.postgres import reads
-from executor.store.postgres.leases import DB_NOW
+from executor.store.postgres.leases import DB_NOW, new_token
 from executor.store.postgres.rows import new_ids
 
 _INSERT = f"""
@@ -27,13 +27,13 @@ SELECT v.id, v.kind, CASE WHEN v.run THEN 'running' ELSE 'pending' END,
     %(now)s, v.payload, v.group_id, v.seq, v.key, v.ref,
     CASE WHEN v.run THEN %(owner)s END,
     CASE WHEN v.run THEN {DB_NOW} + %(lease_s)s END,
-    CASE WHEN v.run THEN 1 ELSE 0 END
+    coalesce(v.token, 0)
 FROM unnest(%(id)s::text[], %(kind)s::text[], %(max_retries)s::bigint[],
     %(timeout_s)s::float8[], %(priority)s::int[], %(not_before)s::float8[],
     %(payload)s::bytea[], %(group_id)s::text[], %(seq)s::bigint[], %(key)s::text[],
-    %(ref)s::text[], %(run)s::bool[])
+    %(ref)s::text[], %(run)s::bool[], %(token)s::bigint[])
     WITH ORDINALITY AS v(id, kind, max_retries, timeout_s, priority, not_before, payload,
-                         group_id, seq, key, ref, run, ord)
+                         group_id, seq, key, ref, run, token, ord)
 ORDER BY v.ord
 ON CONFLICT (idempotency_key) WHERE idempotency_key IS NOT NULL DO NOTHING
 RETURNING id, lease_expires_at
@@ -60,7 +60,7 @@ def insert(conn: psycopg.Connection, tasks: Sequence[NewTask], now: float, n: in
             not_before=t.not_before or now, created_at=now, payload=t.payload,
             group_id=t.group_id, seq=t.seq, idempotency_key=t.idempotency_key, ref=t.ref)
     new = [records[i] for i in fresh]
-    run = {r.id for r in pick(conn, new, now, n)} if n > 0 else set()
+    run = {r.id: new_token() for r in pick(conn, new, now, n)} if n > 0 else {}
     rows = conn.execute(_INSERT, {
         "now": now, "owner": owner, "lease_s": lease_s,
         "id": [r.id for r in new], "kind": [r.kind for r in new],
@@ -69,7 +69,7 @@ def insert(conn: psycopg.Connection, tasks: Sequence[NewTask], now: float, n: in
         "not_before": [r.not_before for r in new], "payload": [r.payload for r in new],
         "group_id": [r.group_id for r in new], "seq": [r.seq for r in new],
         "key": [r.idempotency_key for r in new], "ref": [r.ref for r in new],
-        "run": [r.id in run for r in new]}).fetchall()
+        "run": [r.id in run for r in new], "token": [run.get(r.id) for r in new]}).fetchall()
     inserted: dict[str, float | None] = dict(rows)
     taken = [r.idempotency_key for r in new if r.id not in inserted]
     existing = {rec.idempotency_key: rec for rec in reads.select(
@@ -87,7 +87,7 @@ def insert(conn: psycopg.Connection, tasks: Sequence[NewTask], now: float, n: in
         timeout_s=r.timeout_s, priority=r.priority, not_before=r.not_before,
         created_at=r.created_at, payload=r.payload, group_id=r.group_id, seq=r.seq,
         idempotency_key=r.idempotency_key, ref=r.ref, lease_owner=owner,
-        lease_expires_at=inserted[r.id], lease_token=1)
+        lease_expires_at=inserted[r.id], lease_token=run[r.id])
         for r in sorted((records[i] for i in fresh if records[i].id in run
                          and records[i].id in inserted), key=lambda r: -r.priority)]
     return out, claimed, waiting

@@ -6,7 +6,10 @@ server's ``now()``, and a sweep takes back only leases that expired by the
 server's clock. The ``now`` callers pass is a host's clock and decides only
 what is due (``not_before``) and the timestamps shown to users.
 
-Every claim bumps the task's ``lease_token``: the fencing token. A write
+Every claim gives the task a fresh random ``lease_token`` (52 bits): the
+fencing token. Random, not a counter: should a claim's commit ever be lost
+(a server whose fsync lies, a failover to a replica that had not received
+it), a counter would hand the same token to the next claim. A write
 about a running task (started, renew, finish, reschedule, forced cancel)
 that carries a token applies only while the task still holds that token,
 so a pool paused past its lease cannot touch the run that replaced it.
@@ -14,6 +17,7 @@ so a pool paused past its lease cannot touch the run that replaced it.
 
 from __future__ import annotations
 
+import secrets
 from collections.abc import Sequence
 
 import psycopg
@@ -22,6 +26,8 @@ from executor.store.base import TaskRecord
 from executor.store.postgres.rows import qualified, record
 
 DB_NOW = "extract(epoch FROM now())::float8"
+TOKEN_BITS = 52  # what random() (a double) carries
+_RANDOM_TOKEN = f"(floor(random() * {2 ** TOKEN_BITS - 1}) + 1)::bigint"
 _U_COLUMNS = qualified("u")
 
 # Due, not behind an unfinished earlier member of its group, by priority then
@@ -39,7 +45,7 @@ WITH picked AS (
     FOR UPDATE OF t SKIP LOCKED)
 UPDATE offload_tasks AS u SET status = 'running', attempts = u.attempts + 1,
     started_at = NULL, lease_owner = %(owner)s, lease_expires_at = {DB_NOW} + %(lease_s)s,
-    lease_token = u.lease_token + 1
+    lease_token = {_RANDOM_TOKEN}
 FROM picked WHERE u.seqno = picked.seqno
 RETURNING {_U_COLUMNS}, u.seqno
 """
@@ -78,6 +84,11 @@ RETURNING {_U_COLUMNS}
 """
 _EXPIRED = f"lease_expires_at <= {DB_NOW}"
 _OF_OWNER = "lease_owner = %(owner)s"
+
+
+def new_token() -> int:
+    """A fresh fencing token, as a claim in SQL draws one (never 0: unclaimed)."""
+    return secrets.randbelow(2 ** TOKEN_BITS - 1) + 1
 
 
 def claim(conn: psycopg.Connection, n: int, now: float, owner: str, lease_s: float

@@ -86,6 +86,7 @@ def migrate(conn: psycopg.Connection, where: str) -> None:
     under the migration lock. Raises StoreError (naming ``where``, never the
     password) if the database was written by a newer offload."""
     with conn.transaction():
+        conn.execute("SET LOCAL synchronous_commit = on")  # the schema must survive a crash
         conn.execute("SELECT pg_advisory_xact_lock(%s)", (MIGRATION_LOCK,))
         conn.execute("CREATE TABLE IF NOT EXISTS offload_schema (version integer NOT NULL)")
         row = conn.execute("SELECT version FROM offload_schema").fetchone()

@@ -1,10 +1,17 @@
 """The PostgreSQL store: several pools (one per host) share one database.
 
 Every write method runs one transaction (a savepoint inside ``batch()``),
-committed with PostgreSQL's default ``synchronous_commit = on``: the WAL is
-flushed when COMMIT returns, so everything is durable on return and
-``sync()`` has nothing left to do. (A session whose server default is
-``off`` or ``local`` is raised to ``on``.)
+committed with ``synchronous_commit = on`` (PostgreSQL's default, whatever
+the server or role says): the WAL is flushed when COMMIT returns, so
+everything is durable on return and ``sync()`` has nothing left to do.
+
+Not done, on purpose: committing the pool's turns asynchronously and
+flushing from ``sync()`` on a second connection. A server that crashes and
+restarts between the two lets that second connection (reconnected to the
+new server) flush nothing of the lost turn and still succeed, so a ``202``
+would be sent for a task that is gone (the crash test caught exactly that).
+It needs the commit's WAL position and the server's start time checked in
+``sync()``; until then the loop waits for each turn's flush.
 
 Claims, leases and fencing are in ``leases``; the schema in ``schema``.
 A write that makes work due (new tasks, a retry, a recovered task, the end
@@ -72,16 +79,14 @@ class PostgresStore:
     shared = True  # several pools write this store: no recover(everything=True)
 
     def __init__(self, url: str) -> None:
-        self._s = Session(url)
+        # Durable COMMITs whatever the server's or role's default (see above).
+        self._s = Session(url, setup="SET synchronous_commit = on")
         self.where = self._s.where
         self.id = secrets.token_hex(8)  # NOTIFY payload: listeners skip their own
         self._shard = secrets.randbelow(SHARDS)
         self._delta: Counter[str] = Counter()  # finished per status, this transaction
         conn = self._s.connect()
         try:
-            row = conn.execute("SHOW synchronous_commit").fetchone()
-            if row is not None and row[0] in ("off", "local"):
-                conn.execute("SET synchronous_commit = on")
             migrate(conn, self.where)
         except psycopg.Error as exc:
             self.close()
@@ -128,7 +133,7 @@ class PostgresStore:
         if self._s.in_batch:
             yield
             return
-        with self._write():
+        with self._s.write(self._flush_counts, self._delta.clear):
             self._s.in_batch = True
             try:
                 yield
@@ -327,5 +332,5 @@ class PostgresStore:
         """Nothing to do: every commit was durable when it returned."""
 
     def close(self) -> None:
-        """Close the connection. Idempotent; any later call raises StoreError."""
+        """Close the connections. Idempotent; any later call raises StoreError."""
         self._s.close()
