@@ -275,3 +275,32 @@ def test_a_forced_cancel_through_one_host_stops_the_run_on_another(
         wait_for(lambda: _idle(a), 30, what="host a's executors to be free")
         assert "t a end" not in trace(traces, "runs.log")  # it was stopped, not finished
         assert a.up.http("GET", f"/tasks/{task_id}")[1]["status"] == "cancelled"
+
+
+def test_a_pool_that_cannot_renew_kills_its_running_tasks(
+        tmp_path: Path, own_postgres: PostgresServer) -> None:
+    """The database goes away for longer than the lease: the pool kills the
+    task it runs rather than let it run unowned (another pool may take it
+    over); once the database is back, the task is swept and runs again."""
+    url = own_postgres.url(own_postgres.create_database())
+    gate = tmp_path / "gate"
+    traces = tmp_path / "trace"
+    with hosts(1, tmp_path, url, lease_s=2.0) as (a,):
+        task_id = a.up.http("POST", "/tasks", {
+            "kind": "gated", "args": ["runs.log", "t", str(gate), 120]})[1]["id"]
+        wait_for(lambda: query(url, "SELECT started_at IS NOT NULL FROM offload_tasks"
+                               " WHERE id = %s", (task_id,)) == [(True,)], 30,
+                 what="the task's start to be stored")
+        own_postgres.stop("immediate")
+        try:
+            wait_for(lambda: "killing this pool's 1 running task(s)" in a.up.output(), 30,
+                     what="the pool to kill its task")
+            # (/queue/stats needs the database; the log says the executor is gone)
+            wait_for(lambda: "killed)" in a.up.output(), 30, what="the executor to be killed")
+            assert "t a end" not in trace(traces, "runs.log")  # killed, not finished
+        finally:
+            own_postgres.start()
+        gate.touch()
+        done = a.up.wait_task(task_id, 60)  # swept after its lease, run again
+        assert (done["status"], done["attempts"]) == ("succeeded", 2)
+        assert _starts(trace(traces, "runs.log")) == {("t", "a"): 2}

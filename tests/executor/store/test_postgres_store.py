@@ -4,6 +4,7 @@ connection coming back after the server does."""
 
 from __future__ import annotations
 
+import select
 import threading
 import urllib.parse
 from collections.abc import Iterator
@@ -137,3 +138,26 @@ def test_a_batch_that_loses_its_connection_stores_nothing(own_server: PostgresSe
         assert store.counts()["pending"] == 1
     finally:
         store.close()
+
+
+def test_the_listener_hears_other_stores_work_not_its_own(postgres_url: str) -> None:
+    mine, other = PostgresStore(postgres_url), PostgresStore(postgres_url)
+    listener = mine.open_listener()
+    try:
+        def heard(timeout_s: float) -> bool:
+            ready, _, _ = select.select([listener.fileno()], [], [], timeout_s)
+            return bool(ready) and listener.drain()
+
+        mine.enqueue([new()], T0)
+        assert not heard(0.5)  # its own notice (it was sent: the next wait sees it drained)
+        other.enqueue([new()], T0)
+        assert heard(10)
+        [claimed] = other.claim(1, T0, "pool-b", LEASE_S)
+        assert not heard(0.2)  # a claim makes nothing due
+        other.reschedule(claimed.id, T0, error=None, count_attempt=False,
+                         token=claimed.lease_token)
+        assert heard(10)  # back to pending: due again
+    finally:
+        listener.close()
+        mine.close()
+        other.close()
