@@ -73,3 +73,17 @@ def next_due(conn: psycopg.Connection) -> float | None:
     row = conn.execute("SELECT min(not_before) FROM offload_tasks"
                        " WHERE status IN ('pending', 'retrying')").fetchone()
     return None if row is None or row[0] is None else cast(float, row[0])
+
+
+def failed_ids(conn: psycopg.Connection, kind: str | None, finished_after: float | None,
+               finished_before: float | None, limit: int) -> list[str]:
+    """Ids of up to ``limit`` failed tasks matching, the oldest failure first."""
+    where, params = ["status = 'failed'"], []
+    for clause, value in (("kind = %s", kind), ("finished_at >= %s", finished_after),
+                          ("finished_at < %s", finished_before)):
+        if value is not None:
+            where.append(clause)
+            params.append(value)
+    rows = conn.execute(f"SELECT id FROM offload_tasks WHERE {' AND '.join(where)}"
+                        " ORDER BY finished_at, seqno LIMIT %s", [*params, limit])
+    return [task_id for (task_id,) in rows]

@@ -265,6 +265,29 @@ class PostgresStore:
                 found = reads.select(conn, "id = %s", (task_id,))
         return record(row) if row is not None else (found[0] if found else None)
 
+    def retry(self, task_ids: Sequence[str], now: float) -> builtins.list[TaskRecord]:
+        """Put failed or cancelled tasks back to ``pending`` as the same tasks
+        (attempts 0, due at ``now``, outcome and lease cleared); other ids are
+        skipped. Durable on return; refused inside a batch. Returns the
+        changed records, without payload (see ``Store.retry``)."""
+        ids = list(dict.fromkeys(task_ids))
+        if not ids:
+            return []
+        with self._write(power_safe=True) as conn:
+            rows = conn.execute(
+                "WITH old AS (SELECT seqno, status FROM offload_tasks WHERE id = ANY(%s)"
+                " AND status IN ('failed', 'cancelled') FOR UPDATE)"
+                " UPDATE offload_tasks AS t SET status = 'pending', attempts = 0,"
+                " not_before = %s, started_at = NULL, finished_at = NULL, result = NULL,"
+                " error = NULL, progress = NULL, cancelled_by = NULL, lease_owner = NULL,"
+                " lease_expires_at = NULL FROM old WHERE t.seqno = old.seqno"
+                f" RETURNING old.status, {qualified('t', COLUMNS_NO_PAYLOAD)}",
+                (ids, now)).fetchall()
+            self._delta.subtract(row[0] for row in rows)  # no longer finished
+            if rows:
+                self._notify(conn)
+        return [record(row[1:]) for row in rows]
+
     def recover(self, now: float, owner: str | None = None, *, everything: bool = False
                 ) -> builtins.list[TaskRecord]:
         """Take back running tasks: all of ``owner``'s if given, else those
@@ -300,6 +323,13 @@ class PostgresStore:
                 return total
 
     # -- reads ----------------------------------------------------------------------
+
+    def failed_ids(self, *, kind: str | None = None, finished_after: float | None = None,
+                   finished_before: float | None = None, limit: int = 100
+                   ) -> builtins.list[str]:
+        """Up to ``limit`` failed tasks' ids matching, oldest failure first."""
+        with self._s.read() as conn:
+            return reads.failed_ids(conn, kind, finished_after, finished_before, limit)
 
     def get(self, task_id: str) -> TaskRecord | None:
         """The task's record, or ``None`` if missing."""
