@@ -60,6 +60,15 @@ promtool:
 	@echo "make: using $$(command -v promtool) ($$(promtool --version 2>&1 | head -n1))"
 test: promtool
 test: export REQUIRE_PROMTOOL = 1
+# The store tests start their own PostgreSQL server (tests/support/postgres.py);
+# Debian's postgresql package is installed when its binaries are missing (as root,
+# apt-get; only then). Nothing uses a server that happens to be running.
+.PHONY: postgresql
+postgresql:
+	@ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || { \
+	  echo "make: PostgreSQL not found; installing Debian's postgresql package (apt-get) for the store tests"; \
+	  apt-get update && DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends postgresql; }
+test: postgresql
 
 test: $(VENV)/.test-deps
 	$(BIN)/ruff check .
@@ -70,6 +79,7 @@ bench: $(VENV)/.test-deps
 	$(BIN)/python bench/pool_bench.py
 	$(BIN)/python bench/http_bench.py
 	$(BIN)/python bench/add_task_bench.py
+	$(BIN)/python bench/hosts_bench.py
 
 clean:
 	rm -rf $(VENV) var .pytest_cache .mypy_cache .ruff_cache *.egg-info

@@ -4,8 +4,8 @@ Public names: ``Settings``, ``load_settings``, ``ConfigError``, ``run_dir_for``.
 """
 
 from config.paths import run_dir_for, socket_path_for
-from config.settings import ConfigError, Settings, describe, load_settings
+from config.settings import ConfigError, Settings, describe, load_settings, redact_url
 from config.startup import start_process
 
-__all__ = ["ConfigError", "Settings", "describe", "load_settings", "run_dir_for",
+__all__ = ["ConfigError", "Settings", "describe", "load_settings", "redact_url", "run_dir_for",
            "socket_path_for", "start_process"]

@@ -19,7 +19,7 @@ import os
 import stat
 import tempfile
 
-from config.settings import ConfigError, Settings
+from config.settings import ConfigError, Settings, redact_url
 
 # Opening a level this way refuses a symlink (ELOOP) and anything but a
 # directory (ENOTDIR); the checks and the chmod then act on what was opened,
@@ -37,11 +37,18 @@ def run_dir_for(settings: Settings) -> str:
     """The private run directory for ``settings`` (not created here).
 
     Two servers with different stores get different directories, so tests
-    and several deployments on one host never share a socket.
+    and several deployments on one host never share a socket. Pools that
+    share a PostgreSQL store (several on one machine, as tests run them) are
+    told apart by their ``bind`` address too, which each server has its own;
+    the key never hashes the store's password.
     """
     if settings.run_dir:
         return os.path.abspath(settings.run_dir)
-    key = hashlib.sha1(os.path.abspath(settings.sqlite_path).encode()).hexdigest()[:12]
+    if settings.shared_store:
+        name = f"{redact_url(settings.store_url)}\n{settings.bind}"
+    else:
+        name = os.path.abspath(settings.sqlite_path)
+    key = hashlib.sha1(name.encode()).hexdigest()[:12]
     return os.path.join(_user_tmp_dir(), key)
 
 

@@ -83,7 +83,15 @@ class Settings:
         [], "importable modules whose @task functions may be run (list)"
     )
     store_url: str = _setting(
-        "sqlite:///offload.db", "where tasks are stored: sqlite:///path/to/file.db"
+        "sqlite:///offload.db", "where tasks are stored: sqlite:///path/to/file.db (one "
+        "host), or postgresql://user:password@host:port/dbname shared by several hosts "
+        "(any libpq URI; the password may come from PGPASSWORD instead)"
+    )
+    lease_s: float = _setting(
+        30.0, "a claimed task stays this pool's for this long unless renewed (every "
+        "lease_s / 3); on a shared store a dead host's tasks run elsewhere after about "
+        "this long, and a pool that cannot renew for this long kills its running tasks",
+        min=0.5, max=3600.0,
     )
     run_dir: str = _setting(
         "", "private directory (0700) for the pool socket; empty = /tmp/offload-<uid>/<hash>"
@@ -137,6 +145,11 @@ class Settings:
     long_poll_max_s: float = _setting(60.0, "longest ?wait= accepted by GET /tasks/{id}",
                                       min=0.0, max=3600.0)
     log_level: str = _setting("info", "log level of every process", choices=LOG_LEVELS)
+
+    @property
+    def shared_store(self) -> bool:
+        """Whether ``store_url`` names a store several hosts share (PostgreSQL)."""
+        return self.store_url.startswith(_POSTGRES)
 
     @property
     def sqlite_path(self) -> str:
@@ -198,10 +211,16 @@ def _coerce(f: dataclasses.Field[Any], value: Any, from_env: bool) -> Any:
     return value
 
 
+_POSTGRES = ("postgresql://", "postgres://")
+
+
 def _validate_store_url(url: str, where: str) -> None:
     """``where`` names the value's origin: ``"<file>: key 'store_url'"`` or the variable."""
-    if not url.startswith("sqlite:///") or len(url) == len("sqlite:///"):
-        raise ConfigError(f"{where} has value {url!r}; accepted: sqlite:///path/to/file.db")
+    if url.startswith(_POSTGRES) or (url.startswith("sqlite:///")
+                                     and len(url) > len("sqlite:///")):
+        return
+    raise ConfigError(f"{where} has value {_shown('store_url', url)}; accepted: "
+                      "sqlite:///path/to/file.db or postgresql://user:password@host:port/dbname")
 
 
 def _validate_result_size(settings: Settings, origins: Mapping[str, str]) -> None:
@@ -238,9 +257,29 @@ _SECRETS = frozenset({"auth_token"})
 
 
 def _shown(key: str, value: object) -> str:
-    """``value`` as a config error shows it: a secret's only as its type,
-    since these messages go to logs."""
-    return f"(a {type(value).__name__}, not shown)" if key in _SECRETS else repr(value)
+    """``value`` as a config error shows it: a secret's only as its type, and
+    a URL without the password in it, since these messages go to logs."""
+    if key in _SECRETS:
+        return f"(a {type(value).__name__}, not shown)"
+    if isinstance(value, str) and key.endswith("_url"):
+        return repr(redact_url(value))
+    return repr(value)
+
+
+def redact_url(url: str) -> str:
+    """``url`` with the password of its ``user:password@`` part (and any
+    ``password=`` parameter) replaced by ``***``: for logs and messages."""
+    scheme, sep, rest = url.partition("://")
+    if sep:
+        auth, at, host = rest.rpartition("@")
+        if at and ":" in auth:
+            rest = auth.split(":", 1)[0] + ":***@" + host
+        url = scheme + sep + rest
+    head, q, query = url.partition("?")
+    if q:
+        query = "&".join("password=***" if part.lower().startswith("password=") else part
+                         for part in query.split("&"))
+    return head + q + query
 
 
 def load_settings(

@@ -281,7 +281,7 @@ class Fleet:
                 if rec is None:
                     break
                 inf = Inflight(rec.id, rec.kind, rec.attempts, rec.max_retries, rec.timeout_s,
-                               rec.created_at, rec.not_before)
+                               rec.created_at, rec.not_before, token=rec.lease_token)
                 slot.inflight.append(inf)
                 self.inflight[rec.id] = (slot, inf)
                 self._assigned.append((slot, inf))

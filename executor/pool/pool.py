@@ -9,7 +9,13 @@ It runs an asyncio loop (uvloop) and does three things:
   each executor's pipe, and reports how each one ended); a new task that
   can run at once is stored already claimed;
 * applies the retry policy to failed attempts, runs the timers (due tasks,
-  lease renewal, purge of expired results).
+  purge of expired results) and keeps its tasks' leases (``leases``).
+
+On a shared store (PostgreSQL, one pool per host) every claim carries a
+fencing token, and the pool writes each task's start, outcome and
+reschedule with it: a write the store drops (the lease went to another
+pool while this one was paused) is logged and changes nothing. Other
+pools' new work wakes it through the store's listener (``wakeup``).
 
 Signal handlers only set flags or schedule work on the loop (gunicorn's
 habit): SIGTERM (and SIGINT when run on its own) -> graceful stop, SIGHUP ->
@@ -31,18 +37,19 @@ from collections import Counter
 from collections.abc import Callable
 from typing import Any
 
-from config import ConfigError, Settings, load_settings, socket_path_for
+from config import ConfigError, Settings, load_settings, redact_url, socket_path_for
 from executor.pool.fleet import STATUS_WAIT_S, Fleet
+from executor.pool.leases import LeaseKeeper
 from executor.pool.listener import listen
 from executor.pool.requests import Requests, Submission
 from executor.pool.retry import RetryPolicy, should_retry
 from executor.pool.slots import Inflight, Slot
-from executor.store import NewTask, Outcome, Store, TaskRecord, open_store
+from executor.pool.wakeup import Wakeup
+from executor.store import NewTask, Outcome, Store, StoreError, TaskRecord, open_store
 from metrics import PoolMetrics
 
 log = logging.getLogger("offload.pool")
 
-LEASE_S = 300.0
 TICK_S = 0.05
 # The fsync thread needs the GIL twice per group commit (to start, and to hand
 # the result back); with the default 5 ms switch interval it waited behind a
@@ -52,6 +59,7 @@ GIL_SWITCH_S = 0.0005
 DUE_TIMER_MAX_S = 3600.0  # a far-off due time re-arms its timer on the way
 RETRY_TURN_S = 0.5  # after a turn the store refused (disk full, I/O error)
 START_WRITE_S = 0.05  # a start waits at most this long for a turn to write it
+REFUSED_LOG_S = 5.0  # refused turns are logged at most this often
 
 
 class Pool:
@@ -67,21 +75,27 @@ class Pool:
         self.owner = uuid.uuid4().hex
         self.requests = Requests(self)
         self.fleet = Fleet(self)
+        self.leases = LeaseKeeper(self)
+        self.wakeup = Wakeup(self.store, self.wake)
         self.stopping = False
         self._maybe_due = True
         self._next_due: float | None = None
         self._due_timer: asyncio.TimerHandle | None = None
         self._finishes: list[tuple[Outcome, Inflight]] = []
-        # (id, started_at), oldest first: stored with the next turn that
-        # writes, unless the outcome comes first (see started).
-        self._starts: list[tuple[str, float]] = []
+        # (id, started_at, lease token), oldest first: stored with the next
+        # turn that writes, unless the outcome comes first (see started).
+        self._starts: list[tuple[str, float, int | None]] = []
+        # (task, not_before, error, count_attempt): reschedules the store
+        # could not take when they happened, written with the next turn.
+        self._reschedules: list[tuple[Inflight, float, dict[str, Any] | None, bool]] = []
         self._starts_timer: asyncio.TimerHandle | None = None
         self._submitted: Counter[str] = Counter()  # tasks stored this turn, by kind
         self._turn_scheduled = False
         self._stopped: asyncio.Event | None = None
         self._reloading = False
-        self._last_renew = 0.0
         self._last_purge = 0.0
+        self._refused_turns = 0
+        self._refused_logged = -REFUSED_LOG_S
         # Group commit, pipelined: submissions commit without fsync on the loop;
         # one thread fsyncs, and their replies go out once it has (after_sync).
         self._fsync = concurrent.futures.ThreadPoolExecutor(1, "offload-fsync")
@@ -100,7 +114,11 @@ class Pool:
         loop = asyncio.get_running_loop()
         sys.setswitchinterval(GIL_SWITCH_S)
         self._stopped = asyncio.Event()
-        recovered = self.store.recover(time.time(), everything=True)
+        # Only a single writer's pool may take back every running task at its
+        # start: on a shared store other pools hold leases, and a previous
+        # life of this one is swept once its leases expire.
+        recovered = [] if self.store.shared else self.store.recover(time.time(),
+                                                                     everything=True)
         if recovered:
             log.warning("recovered %d task(s) left running by a previous pool", len(recovered))
             for rec in recovered:
@@ -122,14 +140,16 @@ class Pool:
         if self.lifeline_fd is not None:
             loop.add_reader(self.lifeline_fd, self._lifeline_readable)
         ticker = loop.create_task(self._tick_forever())
+        self.wakeup.start()
         # Start-up objects leave the collector's reach: a full collection then
         # scans only what serving made (one paused the loop, and so every
         # reply, for ~30 ms under load before).
         gc.freeze()
         log.info("pool ready: %d executor(s), socket %s, store %s", self.settings.executors,
-                 socket_path_for(self.settings), self.settings.store_url)
+                 socket_path_for(self.settings), redact_url(self.settings.store_url))
         await self._stopped.wait()
         ticker.cancel()
+        self.wakeup.close()
         server.close()
         await self._shutdown()
 
@@ -199,9 +219,29 @@ class Pool:
 
     def release(self, inf: Inflight) -> None:
         """A task that never started goes back to pending, its attempt undone."""
-        self.store.reschedule(inf.id, inf.not_before, error=None, count_attempt=False)
+        self._reschedule(inf, inf.not_before, None, False)
         self._maybe_due = True
         self.schedule_turn()
+
+    def wake(self) -> None:
+        """Tasks may be due (another pool's, on a shared store): claim soon."""
+        self._maybe_due = True
+        self.schedule_turn()
+
+    def _reschedule(self, inf: Inflight, not_before: float, error: dict[str, Any] | None,
+                    count_attempt: bool) -> None:
+        """Put a running task back now, or with the next turn if the store
+        cannot take it now (its database is away); fenced by the claim's token."""
+        try:
+            after = self.store.reschedule(inf.id, not_before, error=error,
+                                          count_attempt=count_attempt, token=inf.token)
+        except StoreError as exc:
+            log.warning("task %s: cannot put it back now, trying with the next turn: %s",
+                        inf.id, exc)
+            self._reschedules.append((inf, not_before, error, count_attempt))
+            return
+        if after is None:
+            self._dropped(inf.id, "its reschedule")
 
     def policy(self, kind: str) -> RetryPolicy:
         """The retry back-off for ``kind``: its ``@task`` options, else the settings."""
@@ -221,7 +261,7 @@ class Pool:
         turn of its own at once, because that was one more commit per task
         while executors idle."""
         assert inf.started_at is not None
-        self._starts.append((inf.id, inf.started_at))
+        self._starts.append((inf.id, inf.started_at, inf.token))
         self._arm_starts_timer()
 
     def _arm_starts_timer(self) -> None:
@@ -242,7 +282,7 @@ class Pool:
         return bool(self._starts) and (self.stopping or self._starts_timer is None)
 
     def _take_starts(self, finishes: list[tuple[Outcome, Inflight]]
-                     ) -> list[tuple[str, float]]:
+                     ) -> list[tuple[str, float, int | None]]:
         """The starts this turn writes: every one waiting, except those of
         tasks ending this turn (the outcome carries them). Not only the old
         ones: a start the pool reports (``get``) but the store lacks would be
@@ -264,9 +304,9 @@ class Pool:
         self._starts = [start for start in self._starts if start[0] != inf.id]
         inf.start_stored = True
 
-    def _starts_stored(self, starts: list[tuple[str, float]]) -> None:
+    def _starts_stored(self, starts: list[tuple[str, float, int | None]]) -> None:
         """The turn that wrote ``starts`` committed: replies may show them."""
-        for task_id, _ in starts:
+        for task_id, _, _ in starts:
             entry = self.fleet.inflight.get(task_id)
             if entry is not None:
                 entry[1].start_stored = True
@@ -288,7 +328,7 @@ class Pool:
             self.metrics.observe_run(inf.kind, now - inf.started_at)
         if ok:
             self._finishes.append((Outcome(inf.id, "succeeded", now, inf.started_at, result,
-                                           None, inf.progress), inf))
+                                           None, inf.progress, inf.token), inf))
             self.schedule_turn()
             return
         assert error is not None
@@ -296,12 +336,12 @@ class Pool:
         if should_retry(inf.attempts, inf.max_retries, retryable):
             delay = (retry_delay_s if retry_delay_s is not None
                      else self.policy(inf.kind).delay_s(inf.attempts))
-            self.store.reschedule(inf.id, now + delay, error=error, count_attempt=True)
+            self._reschedule(inf, now + delay, error, True)
             self.metrics.task_retried(inf.kind)
             self.note_due(now + delay)
             return
         self._finishes.append((Outcome(inf.id, "failed", now, inf.started_at, None, error,
-                                       inf.progress), inf))
+                                       inf.progress, inf.token), inf))
         self.schedule_turn()
 
     # -- scheduling ----------------------------------------------------------------
@@ -355,30 +395,44 @@ class Pool:
         self._turn_scheduled = False
         submits = self.requests.take_submits()
         if not submits and not self._finishes and not self._starts_due() and (
+                not self._reschedules) and (
                 self.stopping or not self._maybe_due or not self.fleet.room()):
             return  # nothing to write: no transaction at all
         acknowledge = None
         answered = False
         finishes, self._finishes = self._finishes, []
         starts = self._take_starts(finishes) if self._starts else []
+        reschedules, self._reschedules = self._reschedules, []
         finished: list[TaskRecord] = []
+        dropped: list[tuple[str, str]] = []
         try:
             with self.store.batch():
                 if submits:
                     acknowledge = self.requests.store_submits(submits)
                     answered = True
                 if starts:
-                    self.store.started(starts)
+                    done = set(self.store.started(starts))
+                    dropped += [(s[0], "its start") for s in starts if s[0] not in done]
+                for inf, not_before, error, count in reschedules:
+                    if self.store.reschedule(inf.id, not_before, error=error,
+                                             count_attempt=count, token=inf.token) is None:
+                        dropped.append((inf.id, "its reschedule"))
+                    self._maybe_due = True
                 if finishes:
                     finished = self.store.finish([o for o, _ in finishes])
                     if any(rec.group_id is not None for rec in finished):
                         self._maybe_due = True  # the next call of a group may run now
+                    ended = {rec.id for rec in finished}
+                    dropped += [(o.id, "its outcome") for o, _ in finishes if o.id not in ended]
                 self._dispatch()
         except Exception as exc:
+            self._reschedules[:0] = reschedules
             self._rolled_back(exc, submits if not answered else [], acknowledge,
                               starts, finishes)
             return
         self._starts_stored(starts)
+        for task_id, what in dropped:
+            self._dropped(task_id, what)
         self.fleet.send_handed_out()
         for kind, n in self._submitted.items():
             self.metrics.task_submitted(kind, n)
@@ -391,12 +445,17 @@ class Pool:
 
     def _rolled_back(self, exc: Exception, unanswered: list[Submission],
                      acknowledge: Callable[[BaseException | None], None] | None,
-                     starts: list[tuple[str, float]],
+                     starts: list[tuple[str, float, int | None]],
                      finishes: list[tuple[Outcome, Inflight]]) -> None:
         """The turn's transaction failed: undo what it did in memory, answer
         its submitters, and write its starts and outcomes again later."""
-        log.error("the store refused this turn's writes, nothing of it is stored; "
-                  "trying again in %.1f s: %s", RETRY_TURN_S, exc)
+        self._refused_turns += 1
+        now = time.monotonic()
+        if now - self._refused_logged >= REFUSED_LOG_S:  # a database away refuses every turn
+            log.error("the store refused this turn's writes (%d turn(s) refused since the last "
+                      "such message), nothing of it is stored; trying again in %.1f s: %s",
+                      self._refused_turns, RETRY_TURN_S, exc)
+            self._refused_logged, self._refused_turns = now, 0
         self.fleet.undo_handed_out()
         self._submitted.clear()
         self._starts[:0] = starts
@@ -425,7 +484,7 @@ class Pool:
         capacity = sum(n for _, n in room if n > 0)
         if capacity:
             records, started = self.store.enqueue_and_claim(tasks, now, capacity, self.owner,
-                                                            LEASE_S)
+                                                            self.settings.lease_s)
             self._hand_out(room, started)
         else:
             records, started = self.store.enqueue(tasks, now, sync=False), []
@@ -442,7 +501,7 @@ class Pool:
         if capacity <= 0:
             return
         now = time.time()
-        claimed = self.store.claim(capacity, now, self.owner, LEASE_S)
+        claimed = self.store.claim(capacity, now, self.owner, self.settings.lease_s)
         if len(claimed) < capacity:
             self._maybe_due = False
             next_due = self.store.next_due()
@@ -455,7 +514,8 @@ class Pool:
         """Give claimed tasks to the executors in ``room`` (no more than fit); they
         reach the pipes once the turn commits (``Fleet.send_handed_out``)."""
         for rec in self.fleet.hand_out(room, claimed):  # leftovers: should not happen
-            self.store.reschedule(rec.id, rec.not_before, error=None, count_attempt=False)
+            self.store.reschedule(rec.id, rec.not_before, error=None, count_attempt=False,
+                                  token=rec.lease_token)
 
     async def _tick_forever(self) -> None:
         while True:
@@ -472,15 +532,23 @@ class Pool:
             self._next_due = None
             self._maybe_due = True
             self.schedule_turn()
-        if now - self._last_renew > LEASE_S / 3 and self.fleet.inflight:
-            self._last_renew = now
-            self.store.renew(list(self.fleet.inflight), self.owner, now + LEASE_S)
+        self.leases.tick(time.monotonic())
         ttl = self.settings.result_ttl_s
         if now - self._last_purge > min(60.0, max(0.5, ttl / 4)):
             self._last_purge = now
-            purged = self.store.purge(now - ttl)
+            try:
+                purged = self.store.purge(now - ttl)
+            except StoreError as exc:
+                log.error("cannot purge finished tasks (trying again later): %s", exc)
+                return
             if purged:
                 log.info("purged %d finished task(s) older than %g s", purged, ttl)
+
+    def _dropped(self, task_id: str, what: str) -> None:
+        """A late write the store refused: the task's lease is another claim's."""
+        log.warning("task %s: %s was not stored: the task is no longer this pool's (its "
+                    "lease expired or it was cancelled; another pool may run it again), "
+                    "so the run that replaced this one decides", task_id, what)
 
     # -- used by requests --------------------------------------------------------
 

@@ -236,7 +236,10 @@ class Requests:
         if rec.status == "running" and not force:
             raise Invalid("conflict", f"task {rec.id} is running; cancel with force=true to "
                                       f"kill its executor", "id")
-        after = self.pool.store.cancel(rec.id, by, time.time(), force=force)
+        # A running task is cancelled only while it holds the claim seen here
+        # (its lease token): not a later run of it on another host.
+        after = self.pool.store.cancel(rec.id, by, time.time(), force=force,
+                                       token=rec.lease_token if rec.status == "running" else None)
         if after is None or after.status != "cancelled":
             raise Invalid("conflict", f"task {rec.id} could not be cancelled", "id")
         if rec.status == "running":

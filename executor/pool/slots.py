@@ -59,6 +59,7 @@ class Inflight:
     start_stored: bool = False
     progress: dict[str, Any] | None = None
     cancelled_by: str | None = None
+    token: int | None = None  # the claim's fencing token (shared stores)
 
 
 @dataclass(eq=False)

@@ -1,6 +1,8 @@
 """Task stores: the contract (``base``) and its backends, one file each.
 
-``open_store(url)`` picks the backend from the URL scheme.
+``open_store(url)`` picks the backend from the URL scheme. The PostgreSQL
+backend (``executor.store.postgres``) is imported only when one is opened:
+SQLite users never load libpq.
 """
 
 from __future__ import annotations
@@ -31,19 +33,29 @@ __all__ = [
 ]
 
 _SQLITE = "sqlite:///"
+_POSTGRES = ("postgresql://", "postgres://")
 
 
 def open_store(url: str, *, writer: bool = False) -> Store:
     """Open the store named by ``url``; blocks while the backend opens.
 
     Accepted: ``sqlite:///relative/path.db`` and ``sqlite:////absolute/path.db``
-    (the path is everything after ``sqlite:///``). ``writer=True`` (the pool)
+    (the path is everything after ``sqlite:///``), and any libpq URI
+    ``postgresql://[user[:password]@][host][:port][/dbname][?param=value...]``
+    (``?host=/socket/dir`` for a Unix socket). ``writer=True`` (the pool)
     also takes the SQLite store's single-writer lock: a second pool on the
-    same file is refused instead of taking over its running tasks. Raises
-    StoreError for any other URL or if the backend cannot open;
+    same file is refused instead of taking over its running tasks; a
+    PostgreSQL store is shared by design. Raises StoreError for any other
+    URL (never quoting a password) or if the backend cannot open;
     ``StoreLocked`` (a StoreError) if another pool holds the lock.
     """
     if url.startswith(_SQLITE) and len(url) > len(_SQLITE):
         return SQLiteStore(url[len(_SQLITE):], writer=writer)
-    raise StoreError(f"unsupported store URL {url!r}; accepted: "
-                     "'sqlite:///relative/path.db' or 'sqlite:////absolute/path.db'")
+    if url.startswith(_POSTGRES):
+        from executor.store.postgres import PostgresStore
+
+        return PostgresStore(url)
+    shown = url if "@" not in url else url.split("://", 1)[0] + "://***@" + url.split("@")[-1]
+    raise StoreError(f"unsupported store URL {shown!r}; accepted: "
+                     "'sqlite:///relative/path.db', 'sqlite:////absolute/path.db' or "
+                     "'postgresql://user:password@host:port/dbname'")

@@ -1,8 +1,10 @@
 """The store contract: what the pool needs from any backend.
 
-The pool is the only writer. Every method is synchronous and returns when
-its change is durable (committed). Methods that name a missing task return
-``None`` (or skip it, for batch methods); they never raise for it.
+A single-writer store (SQLite) has one pool as its only writer; a shared
+store (PostgreSQL, ``shared = True``) has one pool per host. Every method is
+synchronous and returns when its change is durable (committed). Methods
+that name a missing task return ``None`` (or skip it, for batch methods);
+they never raise for it.
 
 Status transitions a store must enforce (anything else is refused):
 
@@ -11,6 +13,16 @@ Status transitions a store must enforce (anything else is refused):
     pending/retrying --cancel--> cancelled      running --cancel(force)--> cancelled
     running (lease expired / recover) --> pending, or failed 'lost' if out of attempts
     failed/cancelled --retry--> pending (attempts reset: the same task runs again)
+
+Leases and fencing. A claim gives the task a lease until ``lease_expires_at``
+on the store's lease clock: the caller's ``now`` for a single-writer store,
+the database server's clock for a shared one (a host's ``now`` can then
+neither shorten nor expire another pool's lease). A shared store also gives
+every claim a fresh ``lease_token``; ``started``, ``renew``, ``finish``,
+``reschedule`` and a forced ``cancel`` that carry a token change nothing
+unless the task still holds it, so a pool paused past its lease cannot
+overwrite the run that replaced it. A ``None`` token is not checked (a
+single-writer store's records have none: nobody else can claim its tasks).
 """
 
 from __future__ import annotations
@@ -87,6 +99,7 @@ class TaskRecord:
     cancelled_by: str | None = None
     lease_owner: str | None = None
     lease_expires_at: float | None = None
+    lease_token: int | None = None  # the current claim's fencing token (shared stores)
     extra: dict[str, Any] = field(default_factory=dict)
 
 
@@ -100,10 +113,30 @@ class Outcome(NamedTuple):
     result: bytes | None = None
     error: dict[str, Any] | None = None
     progress: dict[str, Any] | None = None
+    token: int | None = None  # the claim's lease_token; a stale one is skipped
+
+
+class Listener(Protocol):
+    """A shared store's notices that other pools made work due."""
+
+    def fileno(self) -> int:
+        """The file descriptor to watch for readability."""
+        ...
+
+    def drain(self) -> bool:
+        """Read without blocking; True if another pool's notice arrived.
+        Raises StoreError once the listener's connection is lost."""
+        ...
+
+    def close(self) -> None:
+        """Release it. Idempotent."""
+        ...
 
 
 class Store(Protocol):
     """A task store. See the module docstring for the transitions."""
+
+    shared: bool  # several pools write it: leases by the database's clock, fencing
 
     def enqueue(self, tasks: Sequence[NewTask], now: float, *, sync: bool = True
                 ) -> list[TaskRecord]:
@@ -142,30 +175,41 @@ class Store(Protocol):
         """
         ...
 
-    def started(self, starts: Sequence[tuple[str, float]]) -> None:
-        """Record ``(id, started_at)`` for running tasks that really started;
-        other ids are skipped. Until then ``recover`` treats a claimed task as
-        never started. Durable on return (or with the enclosing batch)."""
+    def started(self, starts: Sequence[tuple[str, float] | tuple[str, float, int | None]]
+                ) -> builtins.list[str]:
+        """Record ``(id, started_at)`` or ``(id, started_at, token)`` for running
+        tasks that really started; other ids (and stale tokens) are skipped.
+        Until then ``recover`` treats a claimed task as never started. Returns
+        the ids recorded. Durable on return (or with the enclosing batch)."""
         ...
 
-    def renew(self, ids: Sequence[str], owner: str, lease_expires_at: float) -> None:
-        """Extend the lease of running tasks held by ``owner``."""
+    def renew(self, leases: Sequence[tuple[str, int | None]], owner: str, now: float,
+              lease_s: float) -> builtins.list[str]:
+        """Extend, in one statement, the leases ``owner`` holds on the
+        ``(id, token)`` running tasks to ``lease_s`` from now on the lease
+        clock (``now`` for a single-writer store, the server's for a shared
+        one). Returns the ids renewed: any other is no longer this claim's
+        (swept, cancelled, claimed again) and may run elsewhere."""
         ...
 
     def finish(self, outcomes: Sequence[Outcome]) -> list[TaskRecord]:
-        """Record the end of running tasks in one transaction; skip ids not running."""
+        """Record the end of running tasks in one transaction; skip ids not
+        running and outcomes whose ``token`` is stale. Returns the changed
+        records."""
         ...
 
     def reschedule(self, task_id: str, not_before: float, *, error: dict[str, Any] | None,
-                   count_attempt: bool) -> TaskRecord | None:
+                   count_attempt: bool, token: int | None = None) -> TaskRecord | None:
         """Put a running task back: ``retrying`` (attempt kept) or, with
         ``count_attempt=False``, ``pending`` with the claim's attempt undone
-        (it never started). Returns ``None`` if the task is not running."""
+        (it never started). Returns ``None`` if the task is not running (or
+        ``token`` is stale)."""
         ...
 
-    def cancel(self, task_id: str, by: str, now: float, *, force: bool = False
-               ) -> TaskRecord | None:
-        """Cancel a pending or retrying task (or a running one with ``force``).
+    def cancel(self, task_id: str, by: str, now: float, *, force: bool = False,
+               token: int | None = None) -> TaskRecord | None:
+        """Cancel a pending or retrying task (or a running one with ``force``,
+        only while it holds ``token`` if one is given).
 
         Returns the record after the call: its status says whether it was
         cancelled (a finished task comes back unchanged). ``None`` if missing.
@@ -212,9 +256,10 @@ class Store(Protocol):
 
     def recover(self, now: float, owner: str | None = None, *, everything: bool = False
                 ) -> builtins.list[TaskRecord]:  # ``list`` here is the method above
-        """Return running tasks whose lease expired (all of ``owner``'s, if given;
-        every running task with ``everything``, which only a single-writer
-        store's pool may ask, at its start) to ``pending``. One that never
+        """Return running tasks whose lease expired on the lease clock (all of
+        ``owner``'s, if given; every running task with ``everything``, which
+        only a single-writer store's pool may ask, at its start, and a shared
+        store refuses) to ``pending``; concurrent recovers change a task once. One that never
         started (no ``started`` call since its claim) gets its attempt back;
         one that did keeps it, and ends ``failed`` with reason ``lost`` if it
         has no attempts left. Returns the records changed."""
@@ -223,6 +268,11 @@ class Store(Protocol):
     def purge(self, older_than: float) -> int:
         """Delete finished tasks whose ``finished_at`` is before ``older_than``;
         return the count."""
+        ...
+
+    def open_listener(self) -> Listener | None:
+        """A new Listener for a shared store, ``None`` for a single writer's
+        (it knows of every change itself). Raises StoreError if it cannot."""
         ...
 
     def sync(self) -> None:

@@ -72,10 +72,10 @@ def test_a_number_setting_must_be_finite(tmp_path: Path, value: str) -> None:
 
 
 def test_store_url_and_broken_toml_and_missing_explicit_file(tmp_path: Path) -> None:
-    path = write(tmp_path, 'store_url = "postgres://x"\n')
-    with pytest.raises(ConfigError, match=rf"^{path}: key 'store_url' has value 'postgres://x'; "
-                                          r"accepted: sqlite:///"):
-        load_settings(path, environ={})
+    path = write(tmp_path, 'store_url = "mysql://u:hunter2@x/db"\n')
+    with pytest.raises(ConfigError, match=rf"^{path}: key 'store_url' has value "
+                                          r"'mysql://u:\*\*\*@x/db'; accepted: sqlite:///"):
+        load_settings(path, environ={})  # the password is not shown
     # From the environment, the variable is named, not the file.
     with pytest.raises(ConfigError, match=r"^environment variable OFFLOAD_STORE_URL \(key "
                                           r"'store_url'\) has value 'redis://x'; accepted"):
@@ -84,6 +84,29 @@ def test_store_url_and_broken_toml_and_missing_explicit_file(tmp_path: Path) -> 
         load_settings(write(tmp_path, "executors = \n"), environ={})
     with pytest.raises(ConfigError, match="not found"):
         load_settings(None, environ={"OFFLOAD_CONFIG": str(tmp_path / "nope.toml")})
+
+
+def test_postgresql_store_urls_and_lease_s(tmp_path: Path) -> None:
+    url = "postgresql://offload:pw@db:5432/queue?sslmode=require"
+    settings = load_settings(write(tmp_path, f'store_url = "{url}"\nlease_s = 2.5\n'),
+                             environ={})
+    assert settings.store_url == url and settings.shared_store and settings.lease_s == 2.5
+    assert load_settings(None, environ={}).lease_s == 30.0
+    assert load_settings(None, environ={"OFFLOAD_LEASE_S": "12"}).lease_s == 12.0
+    with pytest.raises(ConfigError, match=r"key 'lease_s' has value 0.1; accepted: a number "
+                                          r"from 0.5 to 3600"):
+        load_settings(write(tmp_path, "lease_s = 0.1\n"), environ={})
+
+
+def test_pools_sharing_a_postgresql_store_on_one_host_get_their_own_run_dirs(
+        tmp_path: Path) -> None:
+    url = "postgresql://offload:secret@db/queue"
+    a = load_settings(None, environ={"OFFLOAD_STORE_URL": url, "OFFLOAD_BIND": "127.0.0.1:8001"})
+    b = load_settings(None, environ={"OFFLOAD_STORE_URL": url, "OFFLOAD_BIND": "127.0.0.1:8002"})
+    a_again = load_settings(None, environ={"OFFLOAD_STORE_URL": url,
+                                           "OFFLOAD_BIND": "127.0.0.1:8001"})
+    assert run_dir_for(a) != run_dir_for(b)
+    assert run_dir_for(a) == run_dir_for(a_again)  # every process of one server agrees
 
 
 def test_run_dir_is_private_per_store(tmp_path: Path) -> None:

@@ -117,7 +117,9 @@ def test_kubernetes_manifests():
     assert sorted(kust["resources"]) == sorted(
         p.name for p in K8S.glob("*.yaml") if p.name != "kustomization.yaml")
     dep, svc, mon = k8s("Deployment"), k8s("Service"), k8s("ServiceMonitor")
-    assert dep["spec"]["replicas"] == 1 and dep["spec"]["strategy"]["type"] == "Recreate"
+    # Two or more replicas share one queue in PostgreSQL; rolling updates are safe.
+    assert dep["spec"]["replicas"] >= 2 and dep["spec"]["strategy"]["type"] == "RollingUpdate"
+    assert dep["spec"]["strategy"]["rollingUpdate"]["maxUnavailable"] == 0
     pod = dep["spec"]["template"]["spec"]
     (ctr,) = pod["containers"]
     assert ctr["livenessProbe"]["httpGet"]["path"] == "/healthz"
@@ -130,9 +132,14 @@ def test_kubernetes_manifests():
     volumes = {v["name"]: v for v in pod["volumes"]}
     mounts = {m["mountPath"]: volumes[m["name"]] for m in ctr["volumeMounts"]}
     assert "emptyDir" in mounts["/tmp"]
-    assert mounts["/var/lib/offload"]["persistentVolumeClaim"]["claimName"] == (
-        k8s("PersistentVolumeClaim")["metadata"]["name"])
+    assert not any("persistentVolumeClaim" in v for v in volumes.values())  # no SQLite file
+    pdb = k8s("PodDisruptionBudget")
+    assert pdb["spec"]["minAvailable"] >= 1
+    assert pdb["spec"]["selector"]["matchLabels"].items() <= (
+        dep["spec"]["template"]["metadata"]["labels"].items())
     env = {e["name"]: e for e in ctr["env"]}
+    # the store URL (and its password) from a Secret, never from the manifest
+    assert env["OFFLOAD_STORE_URL"]["valueFrom"]["secretKeyRef"]["key"] == "url"
     cfg_dir, cfg_key = env["OFFLOAD_CONFIG"]["value"].rsplit("/", 1)
     assert mounts[cfg_dir]["configMap"]["name"] == k8s("ConfigMap")["metadata"]["name"]
     assert cfg_key in k8s("ConfigMap")["data"]
@@ -151,16 +158,29 @@ def test_kubernetes_manifests():
 def test_compose_and_dockerfile():
     compose = yaml_docs(DEPLOY / "docker" / "compose.yaml")[0]
     services = compose["services"]
-    assert {"offload", "redis", "prometheus"} <= set(services)
-    offload = services["offload"]
+    assert {"offload", "offload-2", "postgres", "redis", "prometheus"} <= set(services)
+    replicas = [services["offload"], services["offload-2"]]
+    offload = replicas[0]
     context = (DEPLOY / "docker" / offload["build"]["context"]).resolve()
     assert context == ROOT and (context / offload["build"]["dockerfile"]).is_file()
-    assert "redis" not in json.dumps(offload.get("environment", {}))  # not used today
-    assert any(v.endswith(":/var/lib/offload") for v in offload["volumes"])
+    for replica in replicas:  # two replicas, one queue: the same PostgreSQL store
+        env = replica["environment"]
+        assert "redis" not in json.dumps(env)  # not used today
+        assert env["OFFLOAD_STORE_URL"].startswith("postgresql://")
+        assert env["OFFLOAD_STORE_URL"].endswith("@postgres:5432/offload")
+        assert replica["depends_on"]["postgres"]["condition"] == "service_healthy"
+        assert int(replica["stop_grace_period"].rstrip("s")) >= STOP_S
+    assert replicas[0]["environment"] == replicas[1]["environment"]
     # no token by default: published on this host's loopback only
-    assert offload["ports"] == ["127.0.0.1:8000:8000"]
-    assert int(offload["stop_grace_period"].rstrip("s")) >= STOP_S
+    assert [r["ports"] for r in replicas] == [["127.0.0.1:8000:8000"], ["127.0.0.1:8001:8000"]]
+    postgres = services["postgres"]
+    assert "ports" not in postgres  # reachable inside the compose network only
+    assert any(v.endswith(":/var/lib/postgresql/data") for v in postgres["volumes"])
     assert all("healthcheck" in service for service in services.values())
+    prom = yaml_docs(PROM / "prometheus.yml")[0]
+    targets = {t for job in prom["scrape_configs"] if job["job_name"] == "offload"
+               for c in job["static_configs"] for t in c["targets"]}
+    assert targets == {"offload:8000", "offload-2:8000"}
     mounted = [v.split(":")[0] for v in services["prometheus"]["volumes"] if v.startswith(".")]
     assert mounted and all((DEPLOY / "docker" / m).is_file() for m in mounted), mounted
     docker = (DEPLOY / "docker" / "Dockerfile").read_text()

@@ -256,3 +256,22 @@ def fail_first(name: str, value: object) -> object:
     if first:
         raise RuntimeError("the first run fails on purpose")
     return value
+
+@task(name="gated", max_retries=3)
+def gated(name: str, value: str, gate: str, wait_s: float = 60.0) -> str:
+    """Append ``"<value> <host> start"`` to the trace file ``name``, wait until
+    the file ``gate`` exists (at most ``wait_s``), append ``"... end"`` and
+    return the host (``TEST_HOST`` in the environment: which server ran it)."""
+    host = os.environ.get("TEST_HOST", "?")
+    _append(name, f"{value} {host} start")
+    deadline = time.monotonic() + wait_s
+    while not os.path.exists(gate) and time.monotonic() < deadline:
+        time.sleep(0.01)
+    _append(name, f"{value} {host} end")
+    return host
+
+
+@task(name="record_host", max_retries=0)
+def record_host(name: str, value: str) -> None:
+    """Append ``"<value> <host>"`` to the trace file ``name``."""
+    _append(name, f"{value} {os.environ.get('TEST_HOST', '?')}")

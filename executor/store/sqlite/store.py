@@ -70,6 +70,8 @@ class SQLiteStore:
     Not thread-safe: use it from the thread that opened it.
     """
 
+    shared = False  # one pool writes it: the single-writer lock (writer=True)
+
     def __init__(self, path: str, *, writer: bool = False) -> None:
         """Open (creating or migrating) the file at ``path``, once its files pass
         ``executor.store.files``. ``writer``: take the single-writer lock
@@ -321,20 +323,34 @@ class SQLiteStore:
         rows.sort(key=lambda row: (-row[6], row[-1]))
         return [record(row) for row in rows]
 
-    def started(self, starts: Sequence[tuple[str, float]]) -> None:
+    def started(self, starts: Sequence[tuple[str, float] | tuple[str, float, int | None]]
+                ) -> list[str]:
         """Set ``started_at`` of the running tasks among ``starts`` (``(id, time)``
-        pairs); others are skipped. Durable on return (or with the batch)."""
+        or ``(id, time, token)``: the only writer has no stale tokens, so a
+        token is not checked); others are skipped. Returns the ids set.
+        Durable on return (or with the batch)."""
+        done: list[str] = []
         with self._write() as db:
-            db.executemany("UPDATE tasks SET started_at = ? WHERE id = ? AND status = 'running'",
-                           [(at, task_id) for task_id, at in starts])
+            for start in starts:
+                if db.execute("UPDATE tasks SET started_at = ? WHERE id = ?"
+                              " AND status = 'running' RETURNING 1",
+                              (start[1], start[0])).fetchone() is not None:
+                    done.append(start[0])
+        return done
 
-    def renew(self, ids: Sequence[str], owner: str, lease_expires_at: float) -> None:
-        """Set the lease expiry of those ``ids`` that are running under ``owner``;
-        other ids are skipped. Durable on return."""
+    def renew(self, leases: Sequence[tuple[str, int | None]], owner: str, now: float,
+              lease_s: float) -> list[str]:
+        """Extend to ``now + lease_s`` the leases of the ``(id, token)`` tasks
+        running under ``owner`` (tokens unchecked, as in ``started``); others
+        are skipped. Returns the ids renewed. Durable on return."""
+        done: list[str] = []
         with self._write() as db:
-            db.executemany("UPDATE tasks SET lease_expires_at = ? WHERE id = ?"
-                           " AND status = 'running' AND lease_owner = ?",
-                           [(lease_expires_at, task_id, owner) for task_id in ids])
+            for task_id, _ in leases:
+                if db.execute("UPDATE tasks SET lease_expires_at = ? WHERE id = ?"
+                              " AND status = 'running' AND lease_owner = ? RETURNING 1",
+                              (now + lease_s, task_id, owner)).fetchone() is not None:
+                    done.append(task_id)
+        return done
 
     def finish(self, outcomes: Sequence[Outcome]) -> list[TaskRecord]:
         """Record how running tasks ended, in one transaction; durable on return.
@@ -370,7 +386,7 @@ class SQLiteStore:
         return out
 
     def reschedule(self, task_id: str, not_before: float, *, error: dict[str, Any] | None,
-                   count_attempt: bool) -> TaskRecord | None:
+                   count_attempt: bool, token: int | None = None) -> TaskRecord | None:
         """Put a running task back, due at ``not_before``, lease cleared.
 
         ``count_attempt=True``: ``retrying``, attempt kept, ``error`` stored.
@@ -386,9 +402,10 @@ class SQLiteStore:
                 (status, undo, not_before, to_json(error), task_id)).fetchone()
         return None if row is None else record(row)
 
-    def cancel(self, task_id: str, by: str, now: float, *, force: bool = False
-               ) -> TaskRecord | None:
-        """Cancel a pending or retrying task, or a running one if ``force``.
+    def cancel(self, task_id: str, by: str, now: float, *, force: bool = False,
+               token: int | None = None) -> TaskRecord | None:
+        """Cancel a pending or retrying task, or a running one if ``force``
+        (``token`` unchecked: the only writer has no stale claims).
 
         Returns the record after the call (its status tells whether it was
         cancelled; a finished or, without force, running task is unchanged),
@@ -443,6 +460,10 @@ class SQLiteStore:
             f"SELECT id FROM tasks WHERE {' AND '.join(where)}"
             " ORDER BY finished_at, seqno LIMIT ?", [*params, limit])
         return [task_id for (task_id,) in rows]
+
+    def open_listener(self) -> None:
+        """None: the only writer knows of every change itself."""
+        return None
 
     def get(self, task_id: str) -> TaskRecord | None:
         """The task's record, or ``None`` if missing. Does not block on the writer."""

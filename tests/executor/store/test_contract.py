@@ -10,6 +10,7 @@ import signal
 import sqlite3
 import subprocess
 import sys
+import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -26,10 +27,13 @@ from executor.store import (
     StoreError,
     open_store,
 )
+from executor.store.base import TaskRecord
 from executor.store.sqlite import SCHEMA_VERSION
+from tests.support.procs import wait_for
 
 T0 = 1_700_000_000.0  # a fixed "now"; stores never read the clock themselves
 LEASE_S = 30.0
+SHORT_LEASE_S = 0.2  # expires soon on either lease clock: T0 + 10 (callers') or the server's
 OWNER = "pool-a"
 
 
@@ -51,6 +55,26 @@ def ok(task_id: str, now: float = T0 + 1, **fields: Any) -> Outcome:
 def failed(task_id: str, now: float = T0 + 1) -> Outcome:
     error = {"reason": "error", "message": "ValueError: no", "traceback": "Traceback..."}
     return Outcome(id=task_id, status="failed", finished_at=now, error=error)
+
+
+def assert_lease(store: Store, rec: TaskRecord, now: float, before: float, after: float,
+                 lease_s: float = LEASE_S) -> None:
+    """``rec``'s lease runs ``lease_s`` on the store's lease clock: from the
+    caller's ``now`` (single writer) or from the database server's clock
+    (shared; the server runs on this machine, read between ``before`` and
+    ``after``, with a second's slack for the clocks' resolutions)."""
+    assert rec.lease_expires_at is not None
+    if store.shared:
+        assert before - 1 <= rec.lease_expires_at - lease_s <= after + 1
+    else:
+        assert rec.lease_expires_at == now + lease_s
+
+
+def expire(store: Store, now: float = T0 + 10) -> list[TaskRecord]:
+    """``recover(now)`` once something was recovered: leases of SHORT_LEASE_S
+    claimed at T0 have expired by ``now`` on a single writer's clock, and by
+    the server's within that time on a shared one."""
+    return wait_for(lambda: store.recover(now), 10, 0.02, what="a lease to expire")
 
 
 def status_of(store: Store, task_id: str) -> str:
@@ -143,9 +167,11 @@ def test_claim_orders_by_priority_then_submission(store: Store) -> None:
 
 def test_claim_sets_running_lease_and_counts_the_attempt(store: Store) -> None:
     task_id = store.enqueue([new()], T0)[0].id
+    before = time.time()
     [record] = store.claim(5, T0 + 1, OWNER, LEASE_S)
     assert record.id == task_id and record.status == "running" and record.attempts == 1
-    assert record.lease_owner == OWNER and record.lease_expires_at == T0 + 1 + LEASE_S
+    assert record.lease_owner == OWNER
+    assert_lease(store, record, T0 + 1, before, time.time())
     assert store.get(task_id) == record
 
 
@@ -203,14 +229,17 @@ def test_group_waits_while_the_earlier_task_is_retrying(store: Store) -> None:
 # -- enqueue_and_claim ----------------------------------------------------------------------
 
 def test_enqueue_and_claim_claims_by_priority_and_answers_as_enqueue(store: Store) -> None:
+    before = time.time()
     records, started = store.enqueue_and_claim([new(priority=p) for p in (0, 5, 0, 9)], T0, 2,
                                                OWNER, LEASE_S)
+    after = time.time()
     ids = [r.id for r in records]
     assert [r.status for r in records] == ["pending"] * 4  # as enqueue answers
     assert [r.id for r in started] == [ids[3], ids[1]]
     for rec in started:
         assert rec.status == "running" and rec.attempts == 1 and rec.started_at is None
-        assert rec.lease_owner == OWNER and rec.lease_expires_at == T0 + LEASE_S
+        assert rec.lease_owner == OWNER
+        assert_lease(store, rec, T0, before, after)
         assert store.get(rec.id) == rec
     assert store.counts()["running"] == 2 and store.counts()["pending"] == 2
     assert claim_ids(store) == [ids[0], ids[2]]  # the rest wait, in order
@@ -296,14 +325,19 @@ def test_finish_refuses_a_status_that_is_not_an_ending(store: Store) -> None:
 
 
 def test_renew_extends_only_the_owners_running_leases(store: Store) -> None:
-    mine, theirs = store.enqueue([new(), new()], T0)
-    store.claim(1, T0, OWNER, LEASE_S)
-    store.claim(1, T0, "pool-b", LEASE_S)
-    store.renew([mine.id, theirs.id, "missing"], OWNER, T0 + 500)
-    renewed, other = store.get(mine.id), store.get(theirs.id)
-    assert renewed is not None and renewed.lease_expires_at == T0 + 500
-    assert other is not None and other.lease_expires_at == T0 + LEASE_S
-    assert [r.id for r in store.recover(T0 + LEASE_S + 1)] == [theirs.id]
+    mine, theirs = store.enqueue([new(priority=1), new()], T0)
+    [claimed] = store.claim(1, T0, OWNER, SHORT_LEASE_S)
+    store.claim(1, T0, "pool-b", SHORT_LEASE_S)
+    before = time.time()
+    renewed_ids = store.renew([(mine.id, claimed.lease_token), (theirs.id, None),
+                               ("missing", None)], OWNER, T0 + 1, 500)
+    assert renewed_ids == [mine.id]
+    renewed = store.get(mine.id)
+    assert renewed is not None
+    assert_lease(store, renewed, T0 + 1, before, time.time(), lease_s=500)
+    assert [r.id for r in expire(store)] == [theirs.id]
+    assert status_of(store, mine.id) == "running"
+    assert store.renew([(theirs.id, None)], "pool-b", T0 + 1, 500) == []  # taken back
 
 
 # -- reschedule ----------------------------------------------------------------------------
@@ -521,11 +555,10 @@ def test_next_due(store: Store) -> None:
 
 def test_recover_expired_leases(store: Store) -> None:
     early, late = store.enqueue([new(priority=1), new()], T0)
-    store.claim(1, T0, OWNER, 10)
+    store.claim(1, T0, OWNER, SHORT_LEASE_S)
     store.claim(1, T0, OWNER, 100)
     store.started([(early.id, T0 + 1)])
-    assert store.recover(T0 + 9) == []
-    [record] = store.recover(T0 + 10)
+    [record] = expire(store)
     assert record.id == early.id and (record.status, record.attempts) == ("pending", 1)
     assert record.lease_owner is None and record.lease_expires_at is None
     assert status_of(store, late.id) == "running"
@@ -549,10 +582,25 @@ def test_recover_gives_back_the_attempt_of_a_task_that_never_started(store: Stor
     waited, ran = store.enqueue([new(max_retries=0, priority=1), new(max_retries=0)], T0)
     store.claim(2, T0, OWNER, LEASE_S)
     store.started([(ran.id, T0 + 1)])
-    changed = {r.id: r for r in store.recover(T0 + 2, everything=True)}
+    changed = {r.id: r for r in store.recover(T0 + 2, OWNER)}
     assert (changed[waited.id].status, changed[waited.id].attempts) == ("pending", 0)
     assert changed[ran.id].status == "failed"
     assert changed[ran.id].error["reason"] == "lost"  # type: ignore[index]
+
+
+def test_recover_everything_only_on_a_single_writer_store(store: Store) -> None:
+    """At its start a single writer's pool takes back every running task (no
+    other pool can hold one); a shared store refuses: others hold leases."""
+    mine, theirs = store.enqueue([new(priority=1), new()], T0)
+    store.claim(1, T0, "old-pool", LEASE_S)
+    store.claim(1, T0, "other-pool", LEASE_S)
+    if store.shared:
+        with pytest.raises(StoreError, match="shared"):
+            store.recover(T0, everything=True)
+        assert store.counts()["running"] == 2
+    else:
+        assert {r.id for r in store.recover(T0, everything=True)} == {mine.id, theirs.id}
+        assert store.counts()["pending"] == 2
 
 
 def test_recover_all_of_an_owners_tasks(store: Store) -> None:
@@ -569,11 +617,11 @@ def test_recover_fails_a_task_out_of_attempts_as_lost(store: Store) -> None:
     task_id = store.enqueue([new(max_retries=1)], T0)[0].id
     now = T0
     for attempt in (1, 2):
-        [claimed] = store.claim(1, now, OWNER, LEASE_S)
+        [claimed] = store.claim(1, now, OWNER, SHORT_LEASE_S)
         assert claimed.attempts == attempt
         store.started([(task_id, now)])
-        now += LEASE_S
-        [record] = store.recover(now)
+        now += 10
+        [record] = expire(store, now)
     assert record.id == task_id and record.status == "failed"
     assert record.finished_at == now and record.lease_owner is None
     assert record.error is not None
@@ -666,7 +714,8 @@ def test_enqueued_tasks_survive_kill_9(store_url: str) -> None:
 
 # -- opening ---------------------------------------------------------------------------------
 
-@pytest.mark.parametrize("url", ["", "sqlite://", "sqlite:///", "postgres://db/x", "/tmp/x.db"])
+@pytest.mark.parametrize("url", ["", "sqlite://", "sqlite:///", "mysql://db/x", "/tmp/x.db",
+                                 "postgresq://u@h/db"])
 def test_open_store_rejects_unknown_urls(url: str) -> None:
     with pytest.raises(StoreError, match="accepted"):
         open_store(url)

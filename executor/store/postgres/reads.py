@@ -1,0 +1,89 @@
+"""Reads of the PostgreSQL store: one record, a page, counts, the next due time.
+
+Each runs one statement in autocommit (its own snapshot), or inside the
+enclosing batch's transaction. Nothing here locks rows.
+"""
+
+from __future__ import annotations
+
+from typing import Any, cast
+
+import psycopg
+
+from executor.store.base import STATUSES, StoreError, TaskRecord
+from executor.store.postgres.rows import COLUMNS, COLUMNS_NO_PAYLOAD, record
+
+_CURSOR_MAX = 2**63
+
+
+def select(conn: psycopg.Connection, where: str, params: Any = ()) -> list[TaskRecord]:
+    """Records matching ``where`` (a trusted SQL condition with ``%s`` marks)."""
+    rows = conn.execute(f"SELECT {COLUMNS} FROM offload_tasks WHERE {where}",
+                        params).fetchall()
+    return [record(row) for row in rows]
+
+
+def page(conn: psycopg.Connection, status: str | None, kind: str | None, limit: int,
+         cursor: str | None) -> tuple[list[TaskRecord], str | None]:
+    """Up to ``limit`` records, newest first, without payload, and the cursor of
+    the next page (a ``seqno``), as ``Store.list``. Raises StoreError for an
+    unknown status, a limit below 1 or a bad cursor."""
+    if status is not None and status not in STATUSES:
+        raise StoreError(f"unknown status {status!r}; statuses: {', '.join(STATUSES)}")
+    if limit < 1:
+        raise StoreError(f"limit must be at least 1, not {limit}")
+    where: list[str] = ["true"]
+    params: list[Any] = []
+    if cursor is not None:
+        if not (cursor.isascii() and cursor.isdigit() and len(cursor) <= 19
+                and int(cursor) < _CURSOR_MAX):
+            raise StoreError(f"invalid cursor {cursor!r}: pass the cursor returned "
+                             "with the previous page, or none for the first page")
+        where.append("seqno < %s")
+        params.append(int(cursor))
+    if status is not None:
+        where.append("status = %s")
+        params.append(status)
+    if kind is not None:
+        where.append("kind = %s")
+        params.append(kind)
+    rows = conn.execute(
+        f"SELECT {COLUMNS_NO_PAYLOAD}, seqno FROM offload_tasks WHERE {' AND '.join(where)}"
+        " ORDER BY seqno DESC LIMIT %s", (*params, limit + 1)).fetchall()
+    more = len(rows) > limit
+    rows = rows[:limit]
+    return [record(row) for row in rows], str(rows[-1][-1]) if more else None
+
+
+def counts(conn: psycopg.Connection) -> dict[str, int]:
+    """Tasks per status in the whole queue (every pool's), zeros included:
+    unfinished ones counted from their partial indexes, finished ones from
+    the shards of ``offload_counts`` that the writers keep."""
+    out: dict[str, int] = dict.fromkeys(STATUSES, 0)
+    for status, n in conn.execute(
+            "SELECT status, count(*) FROM offload_tasks"
+            " WHERE status IN ('pending', 'running', 'retrying') GROUP BY status"
+            " UNION ALL SELECT status, sum(n) FROM offload_counts GROUP BY status"):
+        out[status] = int(n)
+    return out
+
+
+def next_due(conn: psycopg.Connection) -> float | None:
+    """Earliest ``not_before`` among pending/retrying tasks, or ``None``."""
+    row = conn.execute("SELECT min(not_before) FROM offload_tasks"
+                       " WHERE status IN ('pending', 'retrying')").fetchone()
+    return None if row is None or row[0] is None else cast(float, row[0])
+
+
+def failed_ids(conn: psycopg.Connection, kind: str | None, finished_after: float | None,
+               finished_before: float | None, limit: int) -> list[str]:
+    """Ids of up to ``limit`` failed tasks matching, the oldest failure first."""
+    where, params = ["status = 'failed'"], []
+    for clause, value in (("kind = %s", kind), ("finished_at >= %s", finished_after),
+                          ("finished_at < %s", finished_before)):
+        if value is not None:
+            where.append(clause)
+            params.append(value)
+    rows = conn.execute(f"SELECT id FROM offload_tasks WHERE {' AND '.join(where)}"
+                        " ORDER BY finished_at, seqno LIMIT %s", [*params, limit])
+    return [task_id for (task_id,) in rows]
