@@ -135,6 +135,9 @@ class Env:
             "log_level": "info",
         }
         base.update(settings)
+        # A fixed number of executors unless a test asks for autoscaling: most
+        # tests count on which executor runs what.
+        base.setdefault("executors_max", base["executors"])
         self.settings = base
         self.extra_env: dict[str, str] = {}  # more environment for the processes
         self.config_path = tmp / "offload.toml"
