@@ -84,7 +84,7 @@ class Settings:
     # host (bench/wait_bench.py); see the README, "Sizing executors".
     executors_max: int = _setting(
         32, "most executor processes the pool grows to while due tasks wait and every "
-        "executor is busy (below executors = executors)", min=1,
+        "executor is full (a value below executors counts as executors)", min=1,
     )
     executor_idle_s: float = _setting(
         10.0, "an executor above the executors minimum that ran nothing for this long is "

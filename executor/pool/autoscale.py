@@ -5,9 +5,12 @@ the work (Celery's ``--autoscale``, without its habit of killing busy
 children when it shrinks):
 
 * **grow** while due tasks wait in the store and every executor of the
-  current generation has tasks (none is empty, none is still starting):
-  by as many as there are, doubling the count at each check, up to
-  ``executors_max``;
+  current generation is full (runs a one-at-a-time task, or as many
+  ``async def`` tasks as their concurrency allows; none is empty or still
+  starting): by as many as there are, doubling the count at each check, up
+  to ``executors_max``. ``async def`` tasks rarely fill an executor (100 by
+  default): growth is for ``def`` tasks, and for async kinds of a low
+  ``concurrency``;
 * **shrink** an executor above ``executors`` that had no task for
   ``executor_idle_s``: stopped the graceful way (it has nothing to finish);
   an executor with a task is never chosen.
@@ -27,11 +30,19 @@ def bounds(executors: int, executors_max: int) -> tuple[int, int]:
     return executors, max(executors, executors_max)
 
 
+def full(slot: Slot) -> bool:
+    """Whether ``slot`` runs all it may: a one-at-a-time task, or as many
+    concurrent tasks as the lowest concurrency among them."""
+    cap = slot.min_concurrency()
+    return cap is not None and len(slot.running) >= cap
+
+
 def may_grow(live: list[Slot], maximum: int) -> bool:
     """Whether growing could help at all (checked before asking the store
-    whether due tasks wait): below the maximum, none empty, none starting."""
+    whether due tasks wait): below the maximum, and every executor full
+    (none empty, none starting, none with room for one more task)."""
     return len(live) < maximum and all(
-        s.count > 0 and s.state is not ExecutorState.STARTING for s in live)
+        s.state is not ExecutorState.STARTING and full(s) for s in live)
 
 
 def grow_by(live: int, maximum: int) -> int:

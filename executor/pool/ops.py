@@ -10,7 +10,9 @@ the same id. Errors are ``{"code", "message", "field"}`` (see
     "payload": bytes}`` (``executor.wire.codec.encode_call``) plus optional
     ``max_retries``, ``timeout_s``, ``priority``, ``not_before`` (epoch s),
     ``idempotency_key``, ``group_id``, ``seq`` and ``ref`` ("module:qualname",
-    for ``BackgroundTasks`` functions that are not registered kinds).
+    for ``BackgroundTasks`` functions that are not registered kinds), with
+    ``concurrency`` when that function is ``async def`` (its
+    ``@task(concurrency=)``, 0 for the ``async_concurrency`` setting).
     Missing options take the kind's ``@task`` options, then the settings.
     The call in ``payload`` must bind to the registered kind's parameters
     (as Python would bind it), else ``invalid`` with field ``tasks[i].args``

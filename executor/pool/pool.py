@@ -109,6 +109,11 @@ class Pool:
         """Registered kinds and their options, from the current template."""
         return self.fleet.manifest
 
+    def learn_concurrency(self, kind: str, concurrency: int) -> None:
+        """See ``executor.pool.port.SpecSource.learn_concurrency``."""
+        self.fleet.concurrency.learn(kind, self.manifest,
+                                     concurrency or self.settings.async_concurrency)
+
     async def run(self) -> None:
         """Serve until a stop is requested, then stop gracefully."""
         loop = asyncio.get_running_loop()

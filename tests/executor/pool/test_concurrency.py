@@ -7,6 +7,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
+from executor.wire.codec import encode_call
 from tests.executor.helpers import get, open_gate, result, submit_many, wait_status
 from tests.support.procs import PoolHandle, pid_alive, wait_for
 
@@ -139,3 +140,16 @@ def test_recycling_lets_the_running_async_tasks_finish(
     assert {result(r) for r in done} == {pid}  # all five ended in the executor that left
     wait_for(lambda: not pid_alive(pid), 30, what="the recycled executor to leave")
     assert wait_status(pool, pool.submit("async_wait", 0), "succeeded")
+
+
+def test_an_async_function_without_task_shares_executors_from_its_first_call(
+        make_pool: Callable[..., PoolHandle]) -> None:
+    """As ``add_task`` sends it: by ref, with ``concurrency`` 0 (the setting)."""
+    pool = make_pool(executors=1)
+    ref = "tests.executor.unlisted_tasks:wait_and_count"
+    spec = {"kind": "tests.executor.unlisted_tasks.wait_and_count", "ref": ref,
+            "payload": encode_call([0.2], {}), "concurrency": 0}
+    ids = [t["id"] for t in pool.call("submit", {"tasks": [spec] * 20})["tasks"]]
+    records = [pool.wait(i) for i in ids]
+    assert {r["status"] for r in records} == {"succeeded"}
+    assert max(result(r)["max"] for r in records) >= 10  # one at a time would be 1
