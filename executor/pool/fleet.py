@@ -226,6 +226,7 @@ class Fleet:
                      len(live), n)
             for _ in range(n):
                 self._spawn()
+            self.owner.schedule_turn()  # they take tasks at once (pipes before processes)
             return
         for slot in autoscale.idle_to_stop(live, minimum, self.settings.executor_idle_s,
                                            time.monotonic()):

@@ -523,9 +523,14 @@ class Pool:
     def _hand_out(self, room: list[tuple[Slot, int]], claimed: list[TaskRecord]) -> None:
         """Give claimed tasks to the executors in ``room`` (no more than fit); they
         reach the pipes once the turn commits (``Fleet.send_handed_out``)."""
-        for rec in self.fleet.hand_out(room, claimed):  # leftovers: should not happen
+        left = self.fleet.hand_out(room, claimed)
+        for rec in left:  # no executor can take it beside what it holds: pending again
             self.store.reschedule(rec.id, rec.not_before, error=None, count_attempt=False,
                                   token=rec.lease_token)
+        if left:
+            # Due still, and claimed again once an executor empties (``Fleet.starved``
+            # keeps the claims to empty executors until then: no spinning).
+            self._maybe_due = True
 
     async def _tick_forever(self) -> None:
         while True:
@@ -538,7 +543,8 @@ class Pool:
     def _tick(self) -> None:
         now = time.time()
         self.fleet.watch(now)
-        self.fleet.autoscale(self._due_waiting)
+        if not self._reloading:  # the settings are new, the template not yet
+            self.fleet.autoscale(self._due_waiting)
         if self._next_due is not None and now >= self._next_due:
             self._next_due = None
             self._maybe_due = True

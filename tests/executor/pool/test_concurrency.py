@@ -5,10 +5,20 @@ whole executor (segfault, hard limit) is charged to the right task."""
 
 from __future__ import annotations
 
+import signal
 from collections.abc import Callable
 
 from executor.wire.codec import encode_call
-from tests.executor.helpers import get, open_gate, result, submit_many, wait_status
+from executor.wire.errors import PoolUnavailable
+from tests.executor.helpers import (
+    executor_running,
+    get,
+    open_gate,
+    result,
+    stored_status,
+    submit_many,
+    wait_status,
+)
 from tests.support.procs import PoolHandle, pid_alive, wait_for
 
 
@@ -153,3 +163,47 @@ def test_an_async_function_without_task_shares_executors_from_its_first_call(
     records = [pool.wait(i) for i in ids]
     assert {r["status"] for r in records} == {"succeeded"}
     assert max(result(r)["max"] for r in records) >= 10  # one at a time would be 1
+
+
+def test_stats_and_metrics_show_running_tasks_and_free_places(
+        make_pool: Callable[..., PoolHandle]) -> None:
+    pool = make_pool(executors=2, async_concurrency=10)
+    alone = pool.submit("gate", "g")  # a def task: one at a time
+    executor_running(pool, alone)
+    shared = submit_many(pool, "async_gate", [("g", f"n{i}") for i in range(3)])
+    _started(pool, 3)
+
+    def rows() -> list[dict]:
+        return sorted(_live(pool), key=lambda r: len(r["running"]))
+
+    wait_for(lambda: [len(r["running"]) for r in rows()] == [1, 3], 30,
+             what="one executor running the def task, the other the three async ones")
+    solo, busy = rows()
+    assert (solo["running"], solo["free"], solo["task_id"]) == ([alone], 0, alone)
+    assert (set(busy["running"]), busy["free"]) == (set(shared), 7)
+    text = pool.call("metrics")["text"]
+    assert 'offload_executor_slots{state="busy"} 4.0' in text
+    assert 'offload_executor_slots{state="free"} 7.0' in text
+    open_gate(pool, "g")
+    assert {pool.wait(i)["status"] for i in [*shared, alone]} == {"succeeded"}
+
+
+def test_a_graceful_stop_waits_for_every_running_task_of_an_executor(
+        make_pool: Callable[..., PoolHandle]) -> None:
+    pool = make_pool(executors=1, graceful_timeout_s=30)
+    ids = submit_many(pool, "async_gate", [("g", f"n{i}") for i in range(3)])
+    _started(pool, 3)
+    pool.signal(signal.SIGTERM)
+
+    def refused() -> bool:  # the pool closes its socket once its stop has begun
+        try:
+            pool.call("health", timeout_s=1)
+        except PoolUnavailable:
+            return True
+        return False
+
+    wait_for(refused, 30, what="the pool to begin its stop")
+    assert pool.popen.poll() is None  # it waits for the three tasks
+    open_gate(pool, "g")
+    pool.popen.wait(30)
+    assert [stored_status(pool, i) for i in ids] == ["succeeded"] * 3
