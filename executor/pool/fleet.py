@@ -395,8 +395,11 @@ class Fleet:
         if data is None:
             return
         slot.hold = True
-        taken = {body["id"] for ftype, body in FrameReader(1 << 62).feed(data)
-                 if ftype == FrameType.RUN}
+        frames = list(FrameReader(1 << 62).feed(data))
+        taken = {body["id"] for ftype, body in frames if ftype == FrameType.RUN}
+        others = [encode(ftype, body) for ftype, body in frames if ftype != FrameType.RUN]
+        if others:  # a STOP written before the executor was up: it still needs it
+            self.pipes.write(slot, b"".join(others))
         for inf in [i for i in slot.waiting if i.id in taken]:
             slot.waiting.remove(inf)
             self.inflight.pop(inf.id, None)
