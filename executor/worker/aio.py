@@ -110,13 +110,13 @@ class Executor:
         self.children: dict[str, set[asyncio.Task[Any]]] = {}  # asyncio tasks a task started
         self.loop = asyncio.new_event_loop()
         self.loop.set_task_factory(self._task_factory)
+        self.watching = False  # the task pipe is watched for frames (see pump)
 
     def serve(self) -> NoReturn:
         """Run the loop until the executor leaves (``os._exit``)."""
         loop = self.loop
         asyncio.set_event_loop(loop)
         loop.add_signal_handler(signal.SIGTERM, self.leave, "stop")
-        loop.add_reader(self.rfd, self.pump)
         loop.add_reader(self.cfd, self.on_control)
         loop.call_soon(self.pump)
         loop.run_forever()
@@ -131,23 +131,36 @@ class Executor:
         cap = min(concurrency, *(r.concurrency for r in self.running.values()))
         return len(self.running) < cap
 
+    def _may_take(self) -> bool:
+        return self.leaving is None and self.held is None and self._room(1 << 30)
+
     def pump(self) -> None:
         """Start the held task if it fits now; then take frames while one more
-        task could start and none is held."""
+        task could start and none is held. The task pipe is watched only
+        while a frame could be taken: a full executor leaves its waiting
+        frames alone (the pipe stays readable, and the loop would spin)."""
         held = self.held
         if held is not None and self.leaving is None and self._room(held.concurrency):
             self.held = None
             self.start(held)
-        while self.leaving is None and self.held is None and self._room(1 << 30):
+        while self._may_take():
             frame = take_frame(self.rfd, self.limits.max_frame_bytes)
             if frame is EMPTY:
-                return
+                break
             if frame is None or frame[0] == FrameType.STOP:
                 self.leave("stop")
-                return
+                break
             ftype, desc = frame
             if ftype == FrameType.RUN:
                 self.admit(desc)
+        self._watch_pipe(self._may_take())
+
+    def _watch_pipe(self, on: bool) -> None:
+        if on and not self.watching:
+            self.loop.add_reader(self.rfd, self.pump)
+        elif not on and self.watching:
+            self.loop.remove_reader(self.rfd)
+        self.watching = on
 
     def admit(self, desc: dict[str, Any]) -> None:
         """Start the task of ``desc`` now if it fits beside those running, else hold it."""
