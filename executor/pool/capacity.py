@@ -62,15 +62,18 @@ class Concurrency:
 def places(slot: Slot, concurrency: int) -> int:
     """How many tasks of ``concurrency`` may be handed to ``slot`` now (to
     start, or to wait in its pipe)."""
-    cap = slot.min_concurrency()
+    return _places(slot.min_concurrency(), slot.count, slot.hold, concurrency)
+
+
+def _places(cap: int | None, count: int, hold: bool, concurrency: int) -> int:
     if cap is None:
         cap = concurrency
     elif (cap == 1) != (concurrency == 1):
         return 0  # never mix one-at-a-time and concurrent tasks
     else:
         cap = min(cap, concurrency)
-    limit = cap if slot.hold else cap + PREFETCH
-    return max(0, limit - slot.count)
+    limit = cap if hold else cap + PREFETCH
+    return max(0, limit - count)
 
 
 def wants_more(slot: Slot, concurrency: int) -> bool:
@@ -87,12 +90,34 @@ def guess(slot: Slot, default: int) -> int:
     return default if cap is None else cap
 
 
+class Placer:
+    """Places the tasks of one hand-out: each goes to the executor with a
+    place for it that has the fewest tasks (an empty executor gets a task
+    before a busy one gets another). Each executor's capacity and count are
+    read once and kept up to date as tasks are placed, not rescanned."""
+
+    def __init__(self, slots: list[Slot]) -> None:
+        self._slots = slots
+        self._caps = [slot.min_concurrency() for slot in slots]
+        self._counts = [slot.count for slot in slots]
+
+    def place(self, concurrency: int) -> Slot | None:
+        """The executor for a task of ``concurrency`` (counted as placed), or
+        ``None`` if none has a place."""
+        best = -1
+        counts = self._counts
+        for i, slot in enumerate(self._slots):
+            if _places(self._caps[i], counts[i], slot.hold, concurrency) > 0 and (
+                    best < 0 or counts[i] < counts[best]):
+                best = i
+        if best < 0:
+            return None
+        cap = self._caps[best]
+        self._caps[best] = concurrency if cap is None else min(cap, concurrency)
+        counts[best] += 1
+        return self._slots[best]
+
+
 def place(slots: list[Slot], concurrency: int) -> Slot | None:
-    """The executor that should take a task of ``concurrency``: among those
-    with a place, the one with the fewest tasks (an empty executor gets a
-    task before a busy one gets another); ``None`` if none has a place."""
-    best: Slot | None = None
-    for slot in slots:
-        if places(slot, concurrency) > 0 and (best is None or slot.count < best.count):
-            best = slot
-    return best
+    """``Placer(slots).place(concurrency)``, without counting the task."""
+    return Placer(slots).place(concurrency)

@@ -337,7 +337,7 @@ class Fleet:
         The tasks count against their executors' room at once, but reach the
         pipes only with ``send_handed_out``, once the claim is committed;
         ``undo_handed_out`` forgets them if it was rolled back instead."""
-        slots = [slot for slot, _ in room]
+        placer = capacity.Placer([slot for slot, _ in room])
         frames = self._unsent
         left: list[TaskRecord] = []
         now = time.monotonic()
@@ -345,7 +345,7 @@ class Fleet:
             solo = rec.id in self.quarantine
             c = self.concurrency.of(rec.kind, self.manifest, self.settings.async_concurrency,
                                     solo)
-            slot = capacity.place(slots, c)
+            slot = placer.place(c)
             if slot is None:
                 left.append(rec)
                 continue

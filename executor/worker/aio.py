@@ -111,6 +111,7 @@ class Executor:
         self.loop = asyncio.new_event_loop()
         self.loop.set_task_factory(self._task_factory)
         self.watching = False  # the task pipe is watched for frames (see pump)
+        self.pumping = False  # pump is running (a def task ends inside it)
 
     def serve(self) -> NoReturn:
         """Run the loop until the executor leaves (``os._exit``)."""
@@ -139,20 +140,24 @@ class Executor:
         task could start and none is held. The task pipe is watched only
         while a frame could be taken: a full executor leaves its waiting
         frames alone (the pipe stays readable, and the loop would spin)."""
-        held = self.held
-        if held is not None and self.leaving is None and self._room(held.concurrency):
-            self.held = None
-            self.start(held)
-        while self._may_take():
-            frame = take_frame(self.rfd, self.limits.max_frame_bytes)
-            if frame is EMPTY:
-                break
-            if frame is None or frame[0] == FrameType.STOP:
-                self.leave("stop")
-                break
-            ftype, desc = frame
-            if ftype == FrameType.RUN:
-                self.admit(desc)
+        self.pumping = True
+        try:
+            held = self.held
+            if held is not None and self.leaving is None and self._room(held.concurrency):
+                self.held = None
+                self.start(held)
+            while self._may_take():
+                frame = take_frame(self.rfd, self.limits.max_frame_bytes)
+                if frame is EMPTY:
+                    break
+                if frame is None or frame[0] == FrameType.STOP:
+                    self.leave("stop")
+                    break
+                ftype, desc = frame
+                if ftype == FrameType.RUN:
+                    self.admit(desc)
+        finally:
+            self.pumping = False
         self._watch_pipe(self._may_take())
 
     def _watch_pipe(self, on: bool) -> None:
@@ -308,7 +313,7 @@ class Executor:
                                        self.limits.max_result_bytes))
         if self.leaving is not None:
             self._exit_if_done()
-        else:
+        elif not self.pumping:  # else the pump running now (a def task's) goes on
             self.loop.call_soon(self.pump)
 
     def leave(self, why: str) -> None:

@@ -4,7 +4,15 @@ may take which task, and when the executor count grows or shrinks."""
 from __future__ import annotations
 
 from executor.pool import autoscale
-from executor.pool.capacity import PREFETCH, Concurrency, guess, place, places, wants_more
+from executor.pool.capacity import (
+    PREFETCH,
+    Concurrency,
+    Placer,
+    guess,
+    place,
+    places,
+    wants_more,
+)
 from executor.pool.slots import ExecutorState, Inflight, Slot
 from executor.wire.protocol import FrameReader
 
@@ -115,3 +123,15 @@ def test_shrink_stops_only_executors_idle_long_enough_and_keeps_the_minimum() ->
     assert autoscale.idle_to_stop(live, 1, 5.0, 10.0) == idle  # longest idle first
     assert autoscale.idle_to_stop(live, 3, 5.0, 10.0) == idle[:2]  # never below 3
     assert autoscale.idle_to_stop(live, 1, 60.0, 10.0) == []
+
+
+def test_a_placer_counts_what_it_placed() -> None:
+    a, b = slot(1), slot(2)
+    placer = Placer([a, b])
+    assert [placer.place(100) for _ in range(4)] == [a, b, a, b]  # spread, emptiest first
+    assert placer.place(1) is None  # both now hold concurrent tasks
+    solo = Placer([slot(3)])
+    first = solo.place(1)
+    assert first is not None
+    assert [solo.place(1) for _ in range(PREFETCH)] == [first] * PREFETCH
+    assert solo.place(1) is None  # 1 to run + PREFETCH waiting
