@@ -6,6 +6,7 @@ Prints:
   3. time from a segfault to the next task starting on the replacement executor.
 
 Usage: .venv/bin/python bench/pool_bench.py [--tasks 20000] [--executors 2]
+       [--executors-max N]
 """
 
 from __future__ import annotations
@@ -17,9 +18,11 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from config import Settings
 from executor.client.client import PoolClient
 from executor.wire.codec import encode_call
 from tests.support.procs import Env, PoolHandle
@@ -27,7 +30,11 @@ from tests.support.procs import Env, PoolHandle
 NOOP = {"kind": "noop", "payload": encode_call([], {})}
 
 
-async def throughput(path: str, n: int, batch: int) -> float:
+async def throughput(path: str, n: int, batch: int, spec: dict[str, Any] | None = None
+                     ) -> float:
+    """Tasks per second from the first submit to the last of ``n`` tasks
+    (``spec``, a no-op by default) succeeded."""
+    spec = NOOP if spec is None else spec
     client = PoolClient(path)
     before = (await client.call("stats"))["counts"]["succeeded"]
     t0 = time.perf_counter()
@@ -36,7 +43,7 @@ async def throughput(path: str, n: int, batch: int) -> float:
 
     async def send(k: int) -> str:
         async with sem:
-            reply = await client.call("submit", {"tasks": [NOOP] * k})
+            reply = await client.call("submit", {"tasks": [spec] * k})
             return str(reply["tasks"][-1]["id"])
 
     ids = await asyncio.gather(*(send(min(batch, n - i)) for i in range(0, n, batch)))
@@ -95,15 +102,19 @@ def main() -> None:
     parser.add_argument("--tasks", type=int, default=20_000)
     parser.add_argument("--batch", type=int, default=200)
     parser.add_argument("--executors", type=int, default=2)
+    parser.add_argument("--executors-max", type=int, default=0,
+                        help="0 = the setting's default (the pool may grow to it)")
     parser.add_argument("--rate", type=float, default=200.0)
     parser.add_argument("--seconds", type=float, default=10.0)
     opts = parser.parse_args()
     tmp = Path(tempfile.mkdtemp(prefix="offload-bench-"))
-    env = Env(tmp, executors=opts.executors, log_level="warning")
+    executors_max = opts.executors_max or Settings().executors_max
+    env = Env(tmp, executors=opts.executors, executors_max=executors_max, log_level="warning")
     pool = PoolHandle(env)
     try:
         rate = asyncio.run(throughput(env.socket_path, opts.tasks, opts.batch))
-        print(f"throughput: {opts.tasks} no-op tasks, {opts.executors} executors, "
+        print(f"throughput: {opts.tasks} no-op tasks, executors {opts.executors}.."
+              f"{executors_max} ({len(pool.call('stats')['executors'])} at the end), "
               f"batches of {opts.batch}: {rate:,.0f} tasks/s end to end")
         lat = asyncio.run(paced_latency(env.socket_path, opts.rate, opts.seconds))
         print(f"latency submit->start at {opts.rate:g} tasks/s for {opts.seconds:g} s: "

@@ -78,7 +78,22 @@ class Settings:
     app: str = _setting(
         "", "your ASGI app as module:attribute, served beside offload's routes; empty = none"
     )
-    executors: int = _setting(2, "number of executor processes running tasks", min=1)
+    executors: int = _setting(2, "number of executor processes running tasks (the minimum "
+                              "kept running; see executors_max)", min=1)
+    # 32: the default that met 300 def tasks/s of 50 ms waits on this 2-core
+    # host (bench/wait_bench.py); see the README, "Sizing executors".
+    executors_max: int = _setting(
+        32, "most executor processes the pool grows to while due tasks wait and every "
+        "executor is full (a value below executors counts as executors)", min=1,
+    )
+    executor_idle_s: float = _setting(
+        10.0, "an executor above the executors minimum that ran nothing for this long is "
+        "stopped", min=0.0,
+    )
+    async_concurrency: int = _setting(
+        100, "how many async def tasks may run at once in one executor, unless set per kind "
+        "with @task(concurrency=N)", min=1,
+    )
     task_modules: list[str] = _setting(
         [], "importable modules whose @task functions may be run (list)"
     )

@@ -13,6 +13,7 @@ from metrics.definitions import (
     FAILURE_REASONS,
     OUTCOMES,
     RESTART_REASONS,
+    SLOT_STATES,
     PoolMetrics,
 )
 from metrics.http import CONTENT_TYPE, HttpObservations, pool_down_exposition
@@ -23,6 +24,7 @@ __all__ = [
     "FAILURE_REASONS",
     "OUTCOMES",
     "RESTART_REASONS",
+    "SLOT_STATES",
     "HttpObservations",
     "PoolMetrics",
     "pool_down_exposition",

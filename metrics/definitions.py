@@ -22,6 +22,7 @@ OUTCOMES = ("succeeded", "failed", "cancelled")
 FAILURE_REASONS = ("error", "crash", "timeout", "memory", "lost")
 EXECUTOR_STATES = ("starting", "idle", "busy", "stopping")
 RESTART_REASONS = ("crash", "timeout", "memory", "recycled", "reload", "killed")
+SLOT_STATES = ("busy", "free")
 
 # 1 ms to 10 min: tasks range from cache pokes to report builds.
 TASK_BUCKETS_S = (.001, .0025, .005, .01, .025, .05, .1, .25, .5, 1.0, 2.5, 5.0, 10.0,
@@ -100,6 +101,10 @@ class PoolMetrics:
             " ahead are not counted until due.", registry=r)
         self._executors = Gauge("offload_executors", "Executor processes, by state.",
                                 ["state"], registry=r)
+        self._slots = Gauge("offload_executor_slots",
+                            "Task places in the executors that take tasks: busy (tasks running)"
+                            " and free (tasks that could start now; an empty executor counts"
+                            " async_concurrency).", ["state"], registry=r)
         self._restarts = Counter("offload_executor_restarts",
                                  "Executors replaced, by reason.", ["reason"], registry=r)
         self._http = Counter("offload_http_requests", "HTTP requests served, by route template.",
@@ -117,6 +122,8 @@ class PoolMetrics:
             self._executors.labels(state=state).set(0)
         for reason in RESTART_REASONS:
             self._restarts.labels(reason=reason)
+        for state in SLOT_STATES:
+            self._slots.labels(state=state).set(0)
 
     def _child(self, metric: Any, *values: str) -> Any:
         """``metric.labels(*values)``, looked up once per label set."""
@@ -169,6 +176,13 @@ class PoolMetrics:
             _check(state, EXECUTOR_STATES, "executor state")
         for state in EXECUTOR_STATES:
             self._executors.labels(state=state).set(states.get(state, 0))
+
+    def set_executor_slots(self, places: Mapping[str, int]) -> None:
+        """Called with the executors' task places: ``{"busy": n, "free": n}``."""
+        for state in places:
+            _check(state, SLOT_STATES, "slot state")
+        for state in SLOT_STATES:
+            self._slots.labels(state=state).set(places.get(state, 0))
 
     def executor_restarted(self, reason: str) -> None:
         """Called when the pool forks a replacement for an executor that ended."""

@@ -47,6 +47,8 @@ _ERRORS: dict[str, tuple[str, str]] = {  # status -> (response name, description
     "408": ("RequestTimeout", "the body did not all arrive within http_timeout_s"),
     "409": ("Conflict", "the task is not in a state that allows this"),
     "413": ("TooLarge", "the body is larger than max_body_bytes"),
+    "414": ("UriTooLong", "the request line (path and query) is longer than gunicorn's "
+                          "limit_request_line"),
     "415": ("UnsupportedMediaType", "Content-Type is not application/json"),
     "422": ("Invalid", "a field is refused; error.field names it"),
     "503": ("Unavailable", "the task pool or its store cannot answer now; retry after "
@@ -105,7 +107,7 @@ def _operations(long_poll_max_s: float) -> dict[tuple[str, str], dict[str, Any]]
             "summary": "List tasks, newest first",
             "parameters": _query(schemas.ListQuery),
             "responses": {"200": _json(_ref("TaskPage"), "a page of records"),
-                          **_errors("401", "422", "503")},
+                          **_errors("401", "414", "422", "503")},
         },
         ("/tasks/batch", "post"): {
             "summary": "Submit several tasks, all or nothing",

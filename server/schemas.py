@@ -175,11 +175,17 @@ class Retried(Struct):
 
 
 class ExecutorRow(Struct):
-    """One executor process."""
+    """One executor process. ``running``: the ids of the tasks it runs
+    (several for ``async def`` tasks); ``task_id``: the first of them, or
+    null; ``free``: how many more tasks it could start now
+    (``async_concurrency`` when it has none, 0 when it runs a one-at-a-time
+    task or is stopping)."""
 
     pid: int | None
     state: Literal["starting", "idle", "busy", "stopping", "dead"]
     task_id: str | None
+    running: list[str]
+    free: int
     tasks_run: int
     rss_mb: float | None
 

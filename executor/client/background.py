@@ -23,6 +23,9 @@ Contract:
 - Each call becomes one task, with its own record, id and retries. Its kind
   is the ``@task`` kind when ``fn`` is registered, else ``module.qualname``
   (sent with ``ref="module:qualname"``, so any importable function works).
+  An ``async def`` function's calls share executors as a registered kind's
+  do (its ``@task(concurrency=)``, else the ``async_concurrency`` setting):
+  the spec tells the pool, which never imports the function.
 - The calls of one ``BackgroundTasks`` run in the order added, one after
   another: a call starts once the previous one has finished, retries
   included; one that fails for good does not stop the next.
@@ -65,7 +68,7 @@ from executor.client.shared import default_settings, shared_outbox
 from executor.wire.callcheck import CallCheck, params_of
 from executor.wire.codec import encode_call
 from executor.wire.errors import PoolUnavailable
-from executor.wire.registry import import_object, task_def
+from executor.wire.registry import import_object, is_async, task_def
 
 P = ParamSpec("P")
 
@@ -216,6 +219,9 @@ def _describe(fn: Callable[..., Any], owner: object) -> _Target:
         options = tuple((k, v) for k, v in (("max_retries", d.options.max_retries),
                                              ("timeout_s", d.options.timeout_s))
                         if v is not None)
+    if is_async(fn):  # the pool cannot import it: tell it the calls may share an executor
+        own = d.options.concurrency if d is not None else None
+        options += (("concurrency", own or 0),)  # 0: the async_concurrency setting
     return _Target(d.kind if d is not None else f"{module}.{qualname}", ref, names,
                    check, options)
 

@@ -6,9 +6,28 @@ pool's ends of their pipes. It turns what executors say (``STARTED``,
 ``FleetOwner`` (the pool), which applies the retry policy and the store.
 
 Supervision follows gunicorn's habit: an executor that dies is buried (its
-running task recorded as crash/timeout/cancelled, the tasks that only waited
-in its pipe released without counting an attempt) and the fleet is topped
-up again at once.
+running tasks charged as ``_bury`` says, the tasks that only waited in its
+pipe released without counting an attempt) and the fleet is topped up again
+at once. How many executors there are follows the work
+(``executor.pool.autoscale``); which executor takes which task, the
+concurrency of each (``executor.pool.capacity``).
+
+Who is charged when an executor dies with several tasks running:
+
+* the hard time limit: the task(s) that passed it are charged ``timeout``;
+  the others go back to pending, their attempt not counted;
+* a forced cancel (a ``def`` task, or an ``async def`` one that ignored
+  ``CANCEL`` for ``kill_grace_s``): the cancelled task is already recorded;
+  the others go back to pending, attempt not counted;
+* a crash (segfault, ``os._exit``, the OOM killer) with one task running:
+  that task is charged ``crash``; with several, the culprit is unknown, so
+  none is charged: each goes back to pending, attempt not counted, in
+  *quarantine*: from then on it runs alone (one at a time), so a task that
+  crashes again is known to be the culprit and charged, and a well-behaved
+  one is never failed by a neighbour. Each task is released this way at
+  most once (afterwards it runs alone), so a poison task still ends
+  ``failed`` after ``max_retries + 1`` charged attempts. Quarantine is kept
+  in the pool's memory until the task ends.
 """
 
 from __future__ import annotations
@@ -18,9 +37,12 @@ import logging
 import os
 import signal
 import time
+from collections.abc import Callable
 from typing import Any, Protocol
 
 from config import Settings
+from executor.pool import autoscale, capacity
+from executor.pool.capacity import Concurrency
 from executor.pool.pipes import Pipes
 from executor.pool.slots import ExecutorState, Inflight, Slot
 from executor.pool.templates import TemplateProcess
@@ -30,9 +52,8 @@ from metrics import PoolMetrics
 
 log = logging.getLogger("offload.pool")
 
-PREFETCH = 16  # tasks that may wait in an executor's pipe behind the running one
-REFILL_AT = 4  # top an executor's pipe up only when this few tasks wait (bigger batches)
-STEAL_AFTER_S = 0.1  # take a waiting task back from behind one running this long
+STEAL_AFTER_S = 0.1  # take waiting tasks back from an executor that started none for this long
+REBALANCE_AFTER_S = 0.02  # ... or for this long while another executor has no task
 STATUS_WAIT_S = 1.0  # how long a dead executor's exit status may lag its EOF
 _RESTART_REASONS = {"crash", "timeout", "memory", "recycled", "reload", "killed"}
 
@@ -78,6 +99,10 @@ class Fleet:
         # Given out in the current turn, not yet written (see hand_out).
         self._unsent: dict[int, list[bytes]] = {}
         self._assigned: list[tuple[Slot, Inflight]] = []
+        self.concurrency = Concurrency()
+        self.quarantine: set[str] = set()  # task ids that run alone (see the module doc)
+        self._last_claimed = 1  # concurrency of the last task handed out: room is counted with it
+        self.starved = False  # claimed tasks fitted no executor: only empty ones get more
 
     @property
     def settings(self) -> Settings:
@@ -125,7 +150,7 @@ class Fleet:
                 if slot.state is ExecutorState.STOPPING:
                     self._signal(slot, signal.SIGTERM, group=False)
                 elif slot.state is ExecutorState.STARTING:
-                    slot.move(ExecutorState.BUSY if slot.inflight else ExecutorState.IDLE)
+                    slot.move(ExecutorState.BUSY if slot.count else ExecutorState.IDLE)
         elif ftype == FrameType.EXITED:
             slot = self.by_pid.get(body["pid"])
             if slot is not None:
@@ -174,48 +199,73 @@ class Fleet:
         return [s for s in self.slots.values() if s.accepting and s.generation == gen]
 
     def top_up(self) -> None:
-        """Spawn or stop executors until the current generation has the wanted count."""
+        """Spawn executors up to ``executors``; stop those above ``executors_max``
+        (the fewest tasks first; each finishes what it runs before it leaves)."""
         if self.owner.stopping or self.template is None:
             return
         live = self.live()
-        for _ in range(self.settings.executors - len(live)):
+        minimum, maximum = autoscale.bounds(self.settings.executors, self.settings.executors_max)
+        for _ in range(minimum - len(live)):
             self._spawn()
-        extra = len(live) - self.settings.executors
+        extra = len(live) - maximum
         if extra > 0:
-            for slot in sorted(live, key=lambda s: len(s.inflight))[:extra]:
+            for slot in sorted(live, key=lambda s: s.count)[:extra]:
                 self.stop(slot, "reload")
         self.owner.schedule_turn()
+
+    def autoscale(self, due_waiting: Callable[[], bool]) -> None:
+        """Grow while due tasks wait (``due_waiting()``, asked only when growing
+        could help) and every executor is busy; stop executors idle too long."""
+        if self.owner.stopping or self.template is None:
+            return
+        live = self.live()
+        minimum, maximum = autoscale.bounds(self.settings.executors, self.settings.executors_max)
+        if autoscale.may_grow(live, maximum) and due_waiting():
+            n = autoscale.grow_by(len(live), maximum)
+            log.info("due tasks wait and all %d executor(s) are busy: starting %d more",
+                     len(live), n)
+            for _ in range(n):
+                self._spawn()
+            self.owner.schedule_turn()  # they take tasks at once (pipes before processes)
+            return
+        for slot in autoscale.idle_to_stop(live, minimum, self.settings.executor_idle_s,
+                                           time.monotonic()):
+            self.stop(slot, "idle")
 
     def _limits(self) -> dict[str, Any]:
         s = self.settings
         return {"max_tasks": s.max_tasks_per_executor, "max_memory_mb": s.max_memory_mb,
                 "memory_limit_mb": s.memory_limit_mb, "max_result_bytes": s.max_result_bytes,
-                "max_frame_bytes": s.max_frame_bytes, "nice": s.executor_nice}
+                "max_frame_bytes": s.max_frame_bytes, "nice": s.executor_nice,
+                "async_concurrency": s.async_concurrency}
 
     def _spawn(self) -> None:
         assert self.template is not None
         task_r, task_w = os.pipe()
         res_r, res_w = os.pipe()
+        ctl_r, ctl_w = os.pipe()
         # A second open file description of the task pipe: flock on it excludes
         # the executor's reads, so a waiting task can be taken back (steal).
         steal_fd = os.open(f"/proc/self/fd/{task_r}", os.O_RDONLY | os.O_NONBLOCK)
         slot = Slot(self._next_slot, self.template.generation, task_w, res_r, steal_fd,
-                    FrameReader(self.settings.max_frame_bytes))
+                    FrameReader(self.settings.max_frame_bytes), control_fd=ctl_w)
         self._next_slot += 1
-        ok = self.template.spawn(slot.slot_id, self._limits(), [task_r, res_w])
-        os.close(task_r)
-        os.close(res_w)
+        ok = self.template.spawn(slot.slot_id, self._limits(), [task_r, res_w, ctl_r])
+        for fd in (task_r, res_w, ctl_r):
+            os.close(fd)
         if not ok:
-            for fd in (task_w, res_r, steal_fd):
+            for fd in (task_w, res_r, steal_fd, ctl_w):
                 os.close(fd)
             return
         os.set_blocking(task_w, False)
         os.set_blocking(res_r, False)
+        os.set_blocking(ctl_w, False)
         self.slots[slot.slot_id] = slot
         asyncio.get_running_loop().add_reader(res_r, self._readable, slot)
 
     def stop(self, slot: Slot, reason: str) -> None:
-        """Let the executor finish its running task, then exit (SIGTERM is only a flag)."""
+        """Let the executor finish its running tasks, then exit (SIGTERM is only
+        a flag). Tasks waiting in its pipe are taken back as soon as can be."""
         if slot.state in (ExecutorState.STOPPING, ExecutorState.DEAD):
             return
         slot.move(ExecutorState.STOPPING)
@@ -224,6 +274,8 @@ class Fleet:
             self._signal(slot, signal.SIGTERM, group=False)
         else:
             self.pipes.write(slot, encode(FrameType.STOP, {}))
+        if slot.waiting:
+            self.steal(slot)
 
     def stop_all(self, reason: str) -> None:
         """``stop`` every executor."""
@@ -231,7 +283,7 @@ class Fleet:
             self.stop(slot, reason)
 
     def kill(self, slot: Slot, reason: str) -> None:
-        """Kill the executor's whole process group (the task's children too)."""
+        """Kill the executor's whole process group (the tasks' children too)."""
         slot.kill_reason = slot.kill_reason or reason
         if slot.pid is not None:
             self._signal(slot, signal.SIGKILL, group=True)
@@ -248,48 +300,71 @@ class Fleet:
 
     # -- handing out tasks -------------------------------------------------------------
 
+    def concurrency_of(self, kind: str, task_id: str) -> int:
+        """The concurrency a task is placed with (1 in quarantine)."""
+        return self.concurrency.of(kind, self.manifest, self.settings.async_concurrency,
+                                   task_id in self.quarantine)
+
     def room(self) -> list[tuple[Slot, int]]:
         """``places()``, or ``[]`` when no executor needs tasks yet (claims are
-        batched: an executor is refilled when few tasks wait)."""
+        batched: an executor is refilled when few tasks wait in its pipe)."""
         live = self.live()
-        if all(len(s.inflight) > REFILL_AT for s in live):
+        if not any(capacity.wants_more(s, capacity.guess(s, self._last_claimed))
+                   for s in live):
             return []
         return self.places(live)
 
-    def places(self, live: list[Slot] | None = None) -> list[tuple[Slot, int]]:
-        """``(slot, free places)`` of every live executor: one behind a slow task
-        (``hold``), else ``PREFETCH`` behind the running one."""
-        return [(s, (1 if s.hold else PREFETCH + 1) - len(s.inflight))
-                for s in (self.live() if live is None else live)]
+    def places(self, live: list[Slot] | None = None, concurrency: int | None = None
+               ) -> list[tuple[Slot, int]]:
+        """``(slot, free places)`` of every live executor, counted for tasks of
+        ``concurrency`` (default: each executor's own, or the last claimed
+        task's for an empty one). After a claim that fitted nowhere
+        (``starved``) only empty executors count, until one takes a task."""
+        out = []
+        for s in self.live() if live is None else live:
+            if self.starved and s.count:
+                continue
+            c = concurrency if concurrency is not None else capacity.guess(s, self._last_claimed)
+            out.append((s, capacity.places(s, c)))
+        return out
 
     def hand_out(self, room: list[tuple[Slot, int]], claimed: list[TaskRecord]
                  ) -> list[TaskRecord]:
-        """Give ``claimed`` to the executors in ``room``, emptiest first (an idle
-        executor gets a task before a busy one gets a second). Returns leftovers.
+        """Give ``claimed`` to the executors in ``room`` that have a place for
+        each (``capacity.place``). Returns the leftovers: tasks no executor
+        could take beside what it holds (the caller puts them back).
 
         The tasks count against their executors' room at once, but reach the
         pipes only with ``send_handed_out``, once the claim is committed;
         ``undo_handed_out`` forgets them if it was rolled back instead."""
-        room = sorted(room, key=lambda p: len(p[0].inflight))
+        placer = capacity.Placer([slot for slot, _ in room])
         frames = self._unsent
-        it = iter(claimed)
-        for depth in range(PREFETCH + 1):
-            for slot, n in room:
-                if len(slot.inflight) != depth or n <= 0 or (slot.hold and depth > 0):
-                    continue
-                rec = next(it, None)
-                if rec is None:
-                    break
-                inf = Inflight(rec.id, rec.kind, rec.attempts, rec.max_retries, rec.timeout_s,
-                               rec.created_at, rec.not_before, token=rec.lease_token)
-                slot.inflight.append(inf)
-                self.inflight[rec.id] = (slot, inf)
-                self._assigned.append((slot, inf))
-                desc = {"id": rec.id, "kind": rec.kind, "payload": rec.payload, "ref": rec.ref,
-                        "attempt": rec.attempts, "max_retries": rec.max_retries,
-                        "timeout_s": rec.timeout_s}
-                frames.setdefault(slot.slot_id, []).append(encode(FrameType.RUN, desc))
-        return list(it)
+        left: list[TaskRecord] = []
+        now = time.monotonic()
+        for rec in claimed:
+            solo = rec.id in self.quarantine
+            c = self.concurrency.of(rec.kind, self.manifest, self.settings.async_concurrency,
+                                    solo)
+            slot = placer.place(c)
+            if slot is None:
+                left.append(rec)
+                continue
+            self._last_claimed = c
+            inf = Inflight(rec.id, rec.kind, rec.attempts, rec.max_retries, rec.timeout_s,
+                           rec.created_at, rec.not_before, token=rec.lease_token,
+                           concurrency=c, solo=solo)
+            slot.waiting.append(inf)
+            slot.last_busy = now
+            self.inflight[rec.id] = (slot, inf)
+            self._assigned.append((slot, inf))
+            desc = {"id": rec.id, "kind": rec.kind, "payload": rec.payload, "ref": rec.ref,
+                    "attempt": rec.attempts, "max_retries": rec.max_retries,
+                    "timeout_s": rec.timeout_s, "concurrency": c}
+            if solo:
+                desc["solo"] = True
+            frames.setdefault(slot.slot_id, []).append(encode(FrameType.RUN, desc))
+        self.starved = bool(left)
+        return left
 
     def send_handed_out(self) -> None:
         """Write the tasks given out since the last call to their pipes."""
@@ -303,43 +378,59 @@ class Fleet:
         """Forget the tasks given out since the last ``send_handed_out`` (their
         claim was rolled back): they never reach a pipe."""
         for slot, inf in self._assigned:
-            if inf in slot.inflight:
-                slot.inflight.remove(inf)
+            if inf in slot.waiting:
+                slot.waiting.remove(inf)
             self.inflight.pop(inf.id, None)
         self._unsent, self._assigned = {}, []
 
     def steal(self, slot: Slot) -> None:
         """Take the tasks waiting in ``slot``'s pipe back, if it has not taken them.
 
-        Runs when the executor's current task is slow; the tasks go back to
-        pending (no attempt counted) for an idle executor. Holding the pipe's
-        flock makes this atomic with the executor's own frame reads.
+        Runs when they waited too long; they go back to pending (no attempt
+        counted) for another executor, and ``slot`` gets no more than it can
+        start (``hold``) until a task of its ends. Holding the pipe's flock
+        makes this atomic with the executor's own frame reads.
         """
         data = self.pipes.read_back(slot)
         if data is None:
             return
-        cur = slot.current
-        slot.hold = cur.id if cur is not None else None
-        taken = {body["id"] for ftype, body in FrameReader(1 << 62).feed(data)
-                 if ftype == FrameType.RUN}
-        for inf in [i for i in slot.inflight if i.id in taken]:
-            slot.inflight.remove(inf)
+        slot.hold = True
+        frames = list(FrameReader(1 << 62).feed(data))
+        taken = {body["id"] for ftype, body in frames if ftype == FrameType.RUN}
+        others = [encode(ftype, body) for ftype, body in frames if ftype != FrameType.RUN]
+        if others:  # a STOP written before the executor was up: it still needs it
+            self.pipes.write(slot, b"".join(others))
+        for inf in [i for i in slot.waiting if i.id in taken]:
+            slot.waiting.remove(inf)
             self.inflight.pop(inf.id, None)
             self.owner.release(inf)
 
     def watch(self, now: float) -> None:
-        """Periodic checks: take tasks back from behind slow ones, enforce hard limits."""
+        """Periodic checks: take tasks back from executors that do not start
+        them, enforce hard limits and forced cancels that were ignored."""
         grace = self.settings.kill_grace_s
+        mono = time.monotonic()
+        someone_empty = any(s.count == 0 for s in self.live())
         for slot in list(self.slots.values()):
-            cur = slot.current
-            if cur is None or cur.started_at is None:
+            if slot.waiting:
+                stalled = mono - slot.last_progress
+                if slot.state is ExecutorState.STOPPING or (slot.running and (
+                        stalled > STEAL_AFTER_S
+                        or (someone_empty and stalled > REBALANCE_AFTER_S))):
+                    self.steal(slot)
+            if slot.kill_reason is not None:
                 continue
-            if len(slot.inflight) > 1 and now - cur.started_at > STEAL_AFTER_S:
-                self.steal(slot)
-            if slot.kill_reason is None and now > cur.started_at + cur.timeout_s + grace:
-                log.warning("task %s passed its hard time limit: killing executor %s",
-                            cur.id, slot.pid)
-                self.kill(slot, "timeout")
+            for inf in slot.running.values():
+                assert inf.started_at is not None
+                if now > inf.started_at + inf.timeout_s + grace:
+                    inf.late = True
+                    log.warning("task %s passed its hard time limit: killing executor %s",
+                                inf.id, slot.pid)
+                    self.kill(slot, "timeout")
+                elif inf.cancel_sent_at is not None and now > inf.cancel_sent_at + grace:
+                    log.warning("task %s ignored its cancel for %g s: killing executor %s",
+                                inf.id, grace, slot.pid)
+                    self.kill(slot, "cancelled")
         for tpl in list(self.old_templates):
             tpl.reap()
         self._exited_templates = [tpl for tpl in self._exited_templates if not tpl.reap()]
@@ -357,29 +448,45 @@ class Fleet:
         return task_id not in self.inflight
 
     def cancel_running(self, task_id: str, by: str) -> bool:
-        """Kill the executor running ``task_id``; False if it is not running here.
+        """Stop the running task ``task_id``; False if it is not running here.
 
-        A task still waiting behind another one in the pipe (it could not be
-        taken back) is not the executor's to lose yet: it is killed when it
-        starts (``_on_started``), so the task running before it is spared.
+        An ``async def`` task is cancelled alone (``CANCEL``; its executor
+        is killed only if it ignores that for ``kill_grace_s``); any other
+        task's executor is killed. A task still waiting in the pipe (it could
+        not be taken back) is not the executor's to lose yet: it is stopped
+        when it starts (``_on_started``), so the tasks before it are spared.
         """
         entry = self.inflight.get(task_id)
         if entry is None:
             return False
         slot, inf = entry
         inf.cancelled_by = by
-        if inf.started_at is not None or inf is slot.inflight[0]:
-            self.kill(slot, "cancelled")
+        if inf.started_at is not None:
+            self._stop_cancelled(slot, inf)
         return True
 
+    def _stop_cancelled(self, slot: Slot, inf: Inflight) -> None:
+        if inf.is_async and slot.control_fd >= 0:
+            inf.cancel_sent_at = time.time()
+            try:
+                os.write(slot.control_fd, encode(FrameType.CANCEL, {"id": inf.id}))
+                return
+            except OSError:
+                pass  # its control pipe is full or gone: kill, as for a def task
+        self.kill(slot, "cancelled")
+
     def rows(self) -> list[dict[str, Any]]:
-        """One row per executor for ``/queue/stats``."""
+        """One row per executor for ``/queue/stats``: ``running`` (ids of its
+        running tasks), ``free`` (how many more it could start now) and, kept
+        for older clients, ``task_id`` (the first running one)."""
         rows = []
+        default = self.settings.async_concurrency
         for slot in self.slots.values():
-            cur = slot.current
+            running = list(slot.running)
             rows.append({"pid": slot.pid, "state": slot.state.value,
-                         "task_id": cur.id if cur else None, "tasks_run": slot.tasks_run,
-                         "rss_mb": slot.rss_mb})
+                         "task_id": running[0] if running else None, "running": running,
+                         "free": slot.free(default) if slot.accepting else 0,
+                         "tasks_run": slot.tasks_run, "rss_mb": slot.rss_mb})
         return rows
 
     def states(self) -> dict[str, int]:
@@ -389,6 +496,15 @@ class Fleet:
             if slot.state is not ExecutorState.DEAD:
                 states[slot.state.value] = states.get(slot.state.value, 0) + 1
         return states
+
+    def task_places(self) -> dict[str, int]:
+        """``{"busy": tasks running, "free": tasks that could start now}`` over
+        the executors that take tasks (an empty one counts ``async_concurrency``
+        free)."""
+        default = self.settings.async_concurrency
+        live = [s for s in self.slots.values() if s.accepting]
+        return {"busy": sum(len(s.running) for s in self.slots.values()),
+                "free": sum(s.free(default) for s in live)}
 
     # -- what executors say --------------------------------------------------------------
 
@@ -418,54 +534,64 @@ class Fleet:
             self.kill(slot, "crash")
 
     def _on_started(self, slot: Slot, body: dict[str, Any]) -> None:
-        inf = slot.inflight[0]
+        inf = slot.waiting[0]
         if inf.id != body["id"]:
             raise ProtocolError("malformed_frame", f"STARTED for {body['id']}, expected {inf.id}")
+        slot.waiting.popleft()
+        slot.running[inf.id] = inf
+        slot.last_progress = time.monotonic()
         inf.started_at = time.time()
+        inf.is_async = bool(body.get("async"))
+        self.concurrency.learn(inf.kind, self.manifest, body.get("concurrency"))
         self.owner.started(inf)
         if slot.state is ExecutorState.IDLE:
             slot.move(ExecutorState.BUSY)
         if inf.cancelled_by is not None:  # cancelled with force while it waited in the pipe
-            self.kill(slot, "cancelled")
+            self._stop_cancelled(slot, inf)
         self.owner.metrics.observe_queue(inf.kind, max(0.0, inf.started_at -
                                                        max(inf.created_at, inf.not_before)))
 
     def _on_done(self, slot: Slot, body: dict[str, Any]) -> None:
-        inf = slot.inflight.popleft()
-        if inf.id != body["id"]:
-            raise ProtocolError("malformed_frame", f"DONE for {body['id']}, expected {inf.id}")
-        slot.hold = None
+        inf = slot.running.pop(body["id"], None)
+        if inf is None:
+            raise ProtocolError("malformed_frame", f"DONE for {body['id']}, which is not "
+                                                   f"running in this executor")
+        slot.hold = False
+        slot.last_busy = slot.last_progress = time.monotonic()
         self.inflight.pop(inf.id, None)
         slot.tasks_run += 1
         slot.rss_mb = float(body.get("rss_mb") or 0.0)
-        if slot.state is ExecutorState.BUSY and not slot.inflight:
+        if slot.state is ExecutorState.BUSY and not slot.count:
             slot.move(ExecutorState.IDLE)
-        if body.get("recycle"):
+        if body.get("recycle") and slot.state is not ExecutorState.STOPPING:
             slot.recycle = body["recycle"]
-            log.info("executor %s leaves after task %s: %s (rss %.0f MB)", slot.pid, inf.id,
-                     body["recycle"], slot.rss_mb)
-            if slot.state is not ExecutorState.STOPPING:
-                slot.move(ExecutorState.STOPPING)
+            log.info("executor %s leaves after task %s: %s (rss %.0f MB)",
+                     slot.pid, inf.id, body["recycle"], slot.rss_mb)
+            slot.move(ExecutorState.STOPPING)
+            if slot.waiting:
+                self.steal(slot)
             self.top_up()
-        self.owner.complete(inf, body["ok"], body.get("result"), body.get("error"),
-                            body.get("retry_delay_s"), bool(body.get("retryable", True)))
+        if inf.cancelled_by is None:  # else the cancel request recorded it and answered
+            self.owner.complete(inf, body["ok"], body.get("result"), body.get("error"),
+                                body.get("retry_delay_s"), bool(body.get("retryable", True)))
         self.owner.schedule_turn()
 
     def _on_eof(self, slot: Slot) -> None:
         loop = asyncio.get_running_loop()
         loop.remove_reader(slot.read_fd)
         self.pipes.forget(slot)
-        for fd in (slot.read_fd, slot.write_fd, slot.steal_fd):
+        for fd in (slot.read_fd, slot.write_fd, slot.steal_fd, slot.control_fd):
             os.close(fd)
+        slot.control_fd = -1
         slot.eof = True
         if slot.state is not ExecutorState.STOPPING:
             slot.move(ExecutorState.STOPPING)
         # Tasks that only waited in the pipe never started: back to pending now,
         # attempt not counted, so another executor can take them at once.
-        for inf in [i for i in slot.inflight if i.started_at is None]:
-            slot.inflight.remove(inf)
+        for inf in list(slot.waiting):
             self.inflight.pop(inf.id, None)
             self.owner.release(inf)
+        slot.waiting.clear()
         self.top_up()
         if slot.exit_status is not None or slot.pid is None:
             self._bury(slot)
@@ -473,30 +599,42 @@ class Fleet:
             loop.call_later(STATUS_WAIT_S, self._bury, slot)
 
     def _bury(self, slot: Slot) -> None:
-        """Record why a dead executor's running task ended; forget the executor.
-        After a crash, kill what is left of its process group."""
+        """Charge the tasks a dead executor was running (see the module doc);
+        forget the executor. After a crash, kill what is left of its process group."""
         if slot.state is ExecutorState.DEAD:
             return
         status = slot.exit_status or "unknown"
         restart = slot.kill_reason or slot.recycle or "crash"
-        for inf in list(slot.inflight):
+        running = list(slot.running.values())
+        for inf in running:
             self.inflight.pop(inf.id, None)
-            if slot.kill_reason == "cancelled" and inf.cancelled_by:
+            if inf.cancelled_by:
                 continue  # the cancel request already recorded it and answered waiters
             if slot.kill_reason == "shutdown":
                 self.owner.release(inf)
             elif slot.kill_reason == "timeout":
+                if not inf.late:
+                    self.owner.release(inf)  # killed for a neighbour that was late
+                    continue
                 limit = inf.timeout_s + self.settings.kill_grace_s
                 self.owner.complete(inf, False, None, {
                     "reason": "timeout", "traceback": "",
                     "message": f"timeout: hard time limit of {limit:g} s passed; executor "
                                f"{slot.pid} and its process group were killed"}, None, True)
+            elif slot.kill_reason == "cancelled":
+                self.owner.release(inf)  # killed for a cancelled neighbour
+            elif len(running) > 1 and inf.id not in self.quarantine:
+                # Crashed with several tasks running: the culprit is unknown.
+                self.quarantine.add(inf.id)
+                log.warning("task %s shared executor %s that crashed (%s): it runs again "
+                            "alone, attempt not counted", inf.id, slot.pid, status)
+                self.owner.release(inf)
             else:
                 self.owner.complete(inf, False, None, {
                     "reason": "crash", "traceback": "",
                     "message": f"crash: {status} (executor pid {slot.pid} died while "
                                f"running the task)"}, None, True)
-        slot.inflight.clear()
+        slot.running.clear()
         slot.move(ExecutorState.DEAD)
         self.slots.pop(slot.slot_id, None)
         if slot.pid is not None:
@@ -512,3 +650,7 @@ class Fleet:
         if restart == "crash" or slot.kill_reason:
             log.warning("executor %s ended (%s, %s)", slot.pid, status, restart)
         self.top_up()
+
+    def forget(self, task_id: str) -> None:
+        """A task ended for good (its final status is stored): leave quarantine."""
+        self.quarantine.discard(task_id)

@@ -10,7 +10,9 @@ the same id. Errors are ``{"code", "message", "field"}`` (see
     "payload": bytes}`` (``executor.wire.codec.encode_call``) plus optional
     ``max_retries``, ``timeout_s``, ``priority``, ``not_before`` (epoch s),
     ``idempotency_key``, ``group_id``, ``seq`` and ``ref`` ("module:qualname",
-    for ``BackgroundTasks`` functions that are not registered kinds).
+    for ``BackgroundTasks`` functions that are not registered kinds), with
+    ``concurrency`` when that function is ``async def`` (its
+    ``@task(concurrency=)``, 0 for the ``async_concurrency`` setting).
     Missing options take the kind's ``@task`` options, then the settings.
     The call in ``payload`` must bind to the registered kind's parameters
     (as Python would bind it), else ``invalid`` with field ``tasks[i].args``
@@ -40,11 +42,15 @@ the same id. Errors are ``{"code", "message", "field"}`` (see
     -> ``{"ids": [str, ...]}``: up to ``limit`` failed tasks matching, oldest
     failure first, put back as ``retry`` does.
 ``stats``   ``{}`` -> ``{"counts": {status: n}, "queue_depth": n, "oldest_due_s": s,
-    "executors": [{"pid", "state", "task_id", "tasks_run", "rss_mb"}]}``
+    "executors": [{"pid", "state", "task_id", "running", "free", "tasks_run", "rss_mb"}]}``
     (``oldest_due_s``: how long the longest-waiting due task has waited, 0
-    when none; ``rss_mb`` is null until the executor has run a task).
+    when none; ``running``: ids of the executor's running tasks, ``task_id``
+    the first of them or null; ``free``: how many more tasks it could start
+    now, ``async_concurrency`` when it has none, 0 for one running a
+    one-at-a-time task or stopping; ``rss_mb`` is null until the executor
+    has run a task).
 ``kinds``   ``{}`` -> ``{"kinds": {kind: {"max_retries", "timeout_s", "retry_backoff_s",
-    "retry_backoff_max_s", "params"}}}``: the template's manifest
+    "retry_backoff_max_s", "concurrency", "async", "params"}}}``: the template's manifest
     (``executor.worker.template``); ``params`` is ``[[name, kind, has_default], ...]``
     (``kind`` 0..4, see ``executor.wire.callcheck.params_of``) or ``None``.
 ``health``  ``{}`` -> ``{"executors_up": n, "executors_wanted": n}``.

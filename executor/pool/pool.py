@@ -109,6 +109,11 @@ class Pool:
         """Registered kinds and their options, from the current template."""
         return self.fleet.manifest
 
+    def learn_concurrency(self, kind: str, concurrency: int) -> None:
+        """See ``executor.pool.port.SpecSource.learn_concurrency``."""
+        self.fleet.concurrency.learn(kind, self.manifest,
+                                     concurrency or self.settings.async_concurrency)
+
     async def run(self) -> None:
         """Serve until a stop is requested, then stop gracefully."""
         loop = asyncio.get_running_loop()
@@ -145,7 +150,9 @@ class Pool:
         # scans only what serving made (one paused the loop, and so every
         # reply, for ~30 ms under load before).
         gc.freeze()
-        log.info("pool ready: %d executor(s), socket %s, store %s", self.settings.executors,
+        log.info("pool ready: %d executor(s) (up to %d), socket %s, store %s",
+                 self.settings.executors, max(self.settings.executors,
+                                              self.settings.executors_max),
                  socket_path_for(self.settings), redact_url(self.settings.store_url))
         await self._stopped.wait()
         ticker.cancel()
@@ -327,6 +334,7 @@ class Pool:
         if inf.started_at is not None:
             self.metrics.observe_run(inf.kind, now - inf.started_at)
         if ok:
+            self.fleet.forget(inf.id)
             self._finishes.append((Outcome(inf.id, "succeeded", now, inf.started_at, result,
                                            None, inf.progress, inf.token), inf))
             self.schedule_turn()
@@ -340,6 +348,7 @@ class Pool:
             self.metrics.task_retried(inf.kind)
             self.note_due(now + delay)
             return
+        self.fleet.forget(inf.id)
         self._finishes.append((Outcome(inf.id, "failed", now, inf.started_at, None, error,
                                        inf.progress, inf.token), inf))
         self.schedule_turn()
@@ -480,7 +489,8 @@ class Pool:
         """
         now = time.time()
         room = [] if (self.stopping or self._maybe_due or (
-            self._next_due is not None and self._next_due <= now)) else self.fleet.places()
+            self._next_due is not None and self._next_due <= now)) else self.fleet.places(
+                concurrency=self.fleet.concurrency_of(tasks[0].kind, "") if tasks else None)
         capacity = sum(n for _, n in room if n > 0)
         if capacity:
             records, started = self.store.enqueue_and_claim(tasks, now, capacity, self.owner,
@@ -513,9 +523,14 @@ class Pool:
     def _hand_out(self, room: list[tuple[Slot, int]], claimed: list[TaskRecord]) -> None:
         """Give claimed tasks to the executors in ``room`` (no more than fit); they
         reach the pipes once the turn commits (``Fleet.send_handed_out``)."""
-        for rec in self.fleet.hand_out(room, claimed):  # leftovers: should not happen
+        left = self.fleet.hand_out(room, claimed)
+        for rec in left:  # no executor can take it beside what it holds: pending again
             self.store.reschedule(rec.id, rec.not_before, error=None, count_attempt=False,
                                   token=rec.lease_token)
+        if left:
+            # Due still, and claimed again once an executor empties (``Fleet.starved``
+            # keeps the claims to empty executors until then: no spinning).
+            self._maybe_due = True
 
     async def _tick_forever(self) -> None:
         while True:
@@ -528,6 +543,8 @@ class Pool:
     def _tick(self) -> None:
         now = time.time()
         self.fleet.watch(now)
+        if not self._reloading:  # the settings are new, the template not yet
+            self.fleet.autoscale(self._due_waiting)
         if self._next_due is not None and now >= self._next_due:
             self._next_due = None
             self._maybe_due = True
@@ -549,6 +566,12 @@ class Pool:
         log.warning("task %s: %s was not stored: the task is no longer this pool's (its "
                     "lease expired or it was cancelled; another pool may run it again), "
                     "so the run that replaced this one decides", task_id, what)
+
+    def _due_waiting(self) -> bool:
+        """Whether a task in the store is due now (it may still wait behind its
+        group): asked by the autoscaler when every executor is busy."""
+        due = self.store.next_due()
+        return due is not None and due <= time.time()
 
     # -- used by requests --------------------------------------------------------
 

@@ -29,6 +29,10 @@ class SpecSource(Protocol):
     def manifest(self) -> dict[str, dict[str, Any]]:
         """Registered kinds and their options, from the current template."""
 
+    def learn_concurrency(self, kind: str, concurrency: int) -> None:
+        """A kind without a manifest entry (an ``add_task`` function) is an
+        ``async def`` one of this concurrency (0: ``async_concurrency``)."""
+
 
 class PoolPort(SpecSource, Protocol):
     """What the request handlers use of the pool, and nothing more."""

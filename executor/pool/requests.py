@@ -244,6 +244,7 @@ class Requests:
             raise Invalid("conflict", f"task {rec.id} could not be cancelled", "id")
         if rec.status == "running":
             self.pool.fleet.cancel_running(rec.id, by)
+        self.pool.fleet.forget(rec.id)
         self.pool.metrics.task_finished(after.kind, "cancelled")
         self.task_finished(after)
         if after.group_id is not None:
@@ -286,6 +287,7 @@ class Requests:
         pool = self.pool
         self._queue_metrics()
         pool.metrics.set_executors(pool.fleet.states())
+        pool.metrics.set_executor_slots(pool.fleet.task_places())
         return {"text": pool.metrics.render().decode()}
 
     def op_observe_http(self, conn: ClientConn, req_id: int, args: dict[str, Any]) -> object:

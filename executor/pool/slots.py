@@ -6,14 +6,17 @@ States and legal transitions::
     starting | idle | busy --stop--> stopping
     any --exit--> dead
 
-``inflight`` holds the descriptors written to the executor's pipe, in
-order: the first has started (``started_at`` set) or is about to, the rest
-wait in the pipe (prefetch) and never started if the executor dies.
+An executor may run several tasks at once (``async def`` tasks, up to their
+concurrency). ``running`` holds those that started (``STARTED`` heard), by
+id; ``waiting`` the descriptors written to its pipe that have not started,
+in pipe order (prefetch): they start in that order, and never started if
+the executor dies. ``busy`` means something runs or waits.
 """
 
 from __future__ import annotations
 
 import enum
+import time
 from collections import deque
 from dataclasses import dataclass, field
 from typing import Any
@@ -60,6 +63,11 @@ class Inflight:
     progress: dict[str, Any] | None = None
     cancelled_by: str | None = None
     token: int | None = None  # the claim's fencing token (shared stores)
+    concurrency: int = 1  # how many tasks its executor may run beside it, itself included
+    solo: bool = False  # runs alone: it shared an executor that crashed (quarantine)
+    is_async: bool = False  # runs on the executor's loop (STARTED says): CANCEL can stop it
+    cancel_sent_at: float | None = None  # CANCEL written at (time.time())
+    late: bool = False  # passed its hard time limit: the executor is killed for it
 
 
 @dataclass(eq=False)
@@ -76,12 +84,16 @@ class Slot:
     pid: int | None = None
     tasks_run: int = 0
     rss_mb: float | None = None  # reported after each task; None before the first
-    inflight: deque[Inflight] = field(default_factory=deque)
+    running: dict[str, Inflight] = field(default_factory=dict)
+    waiting: deque[Inflight] = field(default_factory=deque)
+    control_fd: int = -1  # the pool's end of the executor's control pipe (CANCEL)
+    last_busy: float = field(default_factory=time.monotonic)  # a task handed out or ended
+    last_progress: float = field(default_factory=time.monotonic)  # a task started or ended
     exit_status: str | None = None
     eof: bool = False
     kill_reason: str | None = None  # why the pool killed it: timeout, cancelled, shutdown
     recycle: str | None = None  # why it asked to leave: recycled, memory, timeout
-    hold: str | None = None  # no prefetch behind this (slow) running task
+    hold: bool = False  # no prefetch beyond what can start (set when tasks waited too long)
 
     def move(self, new: ExecutorState) -> None:
         """Change state; raises ``RuntimeError`` on an illegal transition."""
@@ -98,8 +110,22 @@ class Slot:
         return self.state in (ExecutorState.STARTING, ExecutorState.IDLE, ExecutorState.BUSY)
 
     @property
-    def current(self) -> Inflight | None:
-        """The task running now (started), if any."""
-        if self.inflight and self.inflight[0].started_at is not None:
-            return self.inflight[0]
-        return None
+    def count(self) -> int:
+        """Tasks handed to this executor that have not ended (running or waiting)."""
+        return len(self.running) + len(self.waiting)
+
+    def tasks(self) -> list[Inflight]:
+        """Every task handed to this executor that has not ended: running, then waiting."""
+        return [*self.running.values(), *self.waiting]
+
+    def min_concurrency(self) -> int | None:
+        """The lowest concurrency among its tasks (what it may run at once), or
+        ``None`` when it has none."""
+        return min((t.concurrency for t in self.tasks()), default=None)
+
+    def free(self, default: int) -> int:
+        """How many more tasks it could start now: its capacity (the lowest
+        concurrency among its tasks; ``default`` when it has none) less those
+        running or waiting. 0 for one running a one-at-a-time task."""
+        cap = self.min_concurrency()
+        return max(0, (default if cap is None else cap) - self.count)

@@ -20,7 +20,7 @@ from executor.wire.callcheck import CallChecks
 from executor.wire.registry import unknown_kind_message
 
 _SPEC_KEYS = frozenset({"kind", "payload", "max_retries", "timeout_s", "priority", "not_before",
-                        "idempotency_key", "group_id", "seq", "ref"})
+                        "idempotency_key", "group_id", "seq", "ref", "concurrency"})
 
 # What a spec may hold. The store refuses or cannot bind anything else, and
 # a turn's submissions are stored in one transaction that one bad spec fails.
@@ -80,6 +80,13 @@ class Specs:
                 raise Invalid("unknown_kind", unknown_kind_message(kind, manifest),
                               f"tasks[{i}].kind")
             opts = {}
+            concurrency = get("concurrency")
+            if concurrency is not None:  # an async def function, sent by add_task
+                if isinstance(concurrency, bool) or not isinstance(concurrency, int) \
+                        or not 0 <= concurrency <= INT64_MAX:
+                    raise _bad(i, ".concurrency", "must be an integer >= 0 (0: the "
+                                                  "async_concurrency setting)")
+                self.pool.learn_concurrency(kind, concurrency)
         if not isinstance(payload, bytes):
             raise _bad(i, ".payload", "must be bytes")
         if ref is None:  # BackgroundTasks calls (ref) were checked by add_task

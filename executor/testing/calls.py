@@ -107,6 +107,9 @@ class _Manifest:
         self.manifest = registry.manifest()
         self.settings = settings
 
+    def learn_concurrency(self, kind: str, concurrency: int) -> None:
+        """Calls run one after another in test modes: nothing to place."""
+
 
 def take(specs: list[dict[str, Any]], settings: Settings, registry: Registry) -> list[Call]:
     """The calls of ``specs``, checked as the pool checks a submit (all or

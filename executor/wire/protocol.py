@@ -23,12 +23,22 @@ Frame types and bodies:
   ``{"id": int, "ok": False, "error": {"code": str, "message": str}}``.
   Replies may come back in any order; ``id`` pairs them with requests.
 * ``RUN`` (pool -> executor) a task descriptor map (see ``executor.task``).
-* ``STARTED`` (executor -> pool) ``{"id": str, "at": float}``
+* ``STARTED`` (executor -> pool) ``{"id": str, "at": float, "async": bool,
+  "concurrency": int}``: the task began; ``async`` says whether it runs on
+  the executor's event loop (a forced cancel then uses ``CANCEL``), and
+  ``concurrency`` is how many tasks its kind allows at once in one executor
+  (1 for ``def`` tasks), which the pool remembers for kinds it has no
+  manifest entry for (``BackgroundTasks`` functions without ``@task``).
 * ``PROGRESS`` (executor -> pool) ``{"id": str, "value": float, "message": str}``
 * ``DONE`` (executor -> pool) ``{"id", "ok", "result": bytes | None,
   "error": {"reason", "message", "traceback"} | None, "retry_delay_s",
-  "rss_mb", "recycle": str | None}``
-* ``STOP`` (pool -> executor) ``{}``: finish what is queued, then exit 0.
+  "rss_mb", "recycle": str | None}``. Several tasks may run at once in one
+  executor, so ``DONE`` frames come in any order; ``STARTED`` frames come in
+  the order the ``RUN`` frames were written.
+* ``STOP`` (pool -> executor) ``{}``: finish what is running, then exit 0.
+* ``CANCEL`` (pool -> executor, on the executor's control pipe) ``{"id": str}``:
+  cancel that running ``async def`` task alone (``asyncio`` cancellation
+  inside it); its ``DONE`` follows. An unknown or finished id is ignored.
 * ``SPAWN`` / ``SPAWNED`` / ``EXITED`` / ``MANIFEST`` / ``DRAIN``: the pool's
   control channel to the template (see ``executor.worker.template``).
 
@@ -68,6 +78,7 @@ class FrameType(enum.IntEnum):
     EXITED = 10
     MANIFEST = 11
     DRAIN = 12
+    CANCEL = 13
 
 
 _TYPES = frozenset(int(t) for t in FrameType)

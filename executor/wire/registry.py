@@ -43,6 +43,7 @@ class TaskOptions:
     retry_backoff_s: float | None = None
     retry_backoff_max_s: float | None = None
     retry_on: tuple[type[BaseException], ...] | None = None
+    concurrency: int | None = None  # async def tasks only; None = async_concurrency
 
     def out_of_bounds(self, *, min_timeout_s: float, max_timeout_s: float,
                       max_retries: int) -> str | None:
@@ -61,7 +62,29 @@ class TaskOptions:
         """The options the pool needs (``retry_on`` stays in the executor)."""
         return {"max_retries": self.max_retries, "timeout_s": self.timeout_s,
                 "retry_backoff_s": self.retry_backoff_s,
-                "retry_backoff_max_s": self.retry_backoff_max_s}
+                "retry_backoff_max_s": self.retry_backoff_max_s,
+                "concurrency": self.concurrency}
+
+
+def is_async(fn: Callable[..., Any]) -> bool:
+    """Whether ``fn`` is an ``async def`` function (or marked as one with
+    ``inspect.markcoroutinefunction``): its calls may share an executor."""
+    return inspect.iscoroutinefunction(fn)
+
+
+def check_concurrency(fn: Callable[..., Any], concurrency: int | None) -> None:
+    """Refuse a ``concurrency`` that cannot apply to ``fn`` (``ValueError``
+    naming the function): it must be an integer >= 1, and above 1 only for
+    ``async def`` functions (a ``def`` task keeps a process to itself)."""
+    if concurrency is None:
+        return
+    where = f"@task(concurrency={concurrency!r}) on {default_kind(fn)}"
+    if isinstance(concurrency, bool) or not isinstance(concurrency, int) or concurrency < 1:
+        raise ValueError(f"{where}: concurrency must be an integer >= 1")
+    if concurrency > 1 and not is_async(fn):
+        raise ValueError(f"{where}: only async def tasks run concurrently in an executor; "
+                         f"a def task runs one at a time in its own process (drop "
+                         f"concurrency, or make the function async def)")
 
 
 def _seconds_problem(name: str, value: float | None, lo: float, hi: float) -> str | None:
@@ -94,26 +117,34 @@ def task(fn: Callable[P, R], /) -> Callable[P, R]: ...
 def task(*, name: str | None = None, max_retries: int | None = None,
          timeout_s: float | None = None, retry_backoff_s: float | None = None,
          retry_backoff_max_s: float | None = None,
-         retry_on: tuple[type[BaseException], ...] | None = None
+         retry_on: tuple[type[BaseException], ...] | None = None,
+         concurrency: int | None = None,
          ) -> Callable[[Callable[P, R]], Callable[P, R]]: ...
 
 
 def task(fn: Callable[..., Any] | None = None, /, *, name: str | None = None,
          max_retries: int | None = None, timeout_s: float | None = None,
          retry_backoff_s: float | None = None, retry_backoff_max_s: float | None = None,
-         retry_on: tuple[type[BaseException], ...] | None = None) -> Any:
+         retry_on: tuple[type[BaseException], ...] | None = None,
+         concurrency: int | None = None) -> Any:
     """Register a function as a task kind: ``@task`` or ``@task(name="send_email", ...)``.
 
     The kind defaults to ``module.qualname``. ``retry_on`` limits which
-    exceptions are retried (crashes and timeouts always are). The function
-    is returned unchanged, so it can still be called directly.
+    exceptions are retried (crashes and timeouts always are).
+    ``concurrency`` (``async def`` tasks only) is how many calls of this
+    kind may run at once in one executor, on its event loop; ``None`` takes
+    the ``async_concurrency`` setting, 1 runs them one at a time, alone in
+    their executor. ``def`` tasks always run one at a time (``ValueError``
+    for a ``concurrency`` above 1). The function is returned unchanged, so
+    it can still be called directly.
     """
     options = TaskOptions(max_retries, timeout_s, retry_backoff_s, retry_backoff_max_s,
-                          tuple(retry_on) if retry_on is not None else None)
+                          tuple(retry_on) if retry_on is not None else None, concurrency)
 
     def mark(f: Callable[..., Any]) -> Callable[..., Any]:
         if not callable(f):
             raise TypeError(f"@task needs a function, got {type(f).__name__}")
+        check_concurrency(f, concurrency)
         setattr(f, _MARK, TaskDef(name or default_kind(f), f, options))
         return f
 
@@ -209,8 +240,9 @@ class Registry:
                 raise ValueError(f"task kind {kind!r} ({default_kind(d.fn)}): {problem}")
 
     def manifest(self) -> dict[str, dict[str, Any]]:
-        """``{kind: {options..., "params": callcheck.params_of(fn)}}`` for the pool."""
-        return {k: {**d.options.manifest(), "params": params_of(d.fn)}
+        """``{kind: {options..., "params": callcheck.params_of(fn), "async": bool}}``
+        for the pool (``async``: the kind's calls may share an executor)."""
+        return {k: {**d.options.manifest(), "params": params_of(d.fn), "async": is_async(d.fn)}
                 for k, d in self._defs.items()}
 
 

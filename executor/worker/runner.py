@@ -1,21 +1,16 @@
-"""The executor: a forked child that runs one task at a time.
+"""Running one task in an executor: resolve, call, classify how it ended.
 
-Contract with the pool (frames of ``executor.wire.protocol`` on two pipes):
-for each ``RUN`` it reads, it sends ``STARTED``, any number of
-``PROGRESS``, then exactly one ``DONE``. It exits with ``os._exit``:
-0 on EOF, ``STOP``, SIGTERM between tasks, or when it asks to be recycled
-(``DONE.recycle`` set); any other ending is a crash the pool records.
+The executor's loop (``executor.worker.aio``) takes ``RUN`` frames from its
+pipe and uses this module for each task: ``prepare`` resolves the function
+and decodes the arguments, ``run_sync`` runs a ``def`` task (alone in its
+executor), and ``settle`` / ``fail`` turn a return value or an exception
+into the ``DONE`` body.
 
-Prefetch: the pool may write the next task while this one runs. The
-executor takes one frame at a time, holding ``flock`` on its end of the pipe;
-the pool holds another open file description of the same pipe and may take
-a waiting frame back under the same lock (``Pool._steal``), so a task never
-waits long behind a slow one, and never runs twice.
-
-Time limits: the soft limit raises ``TaskTimeout`` in the task (SIGALRM);
-the hard limit is enforced from outside by the pool killing this process
-group. Memory: ``memory_limit_mb`` caps the address space (RLIMIT_AS), so a
-runaway allocation raises ``MemoryError`` here and the task fails ``memory``.
+Time limits: a ``def`` task's soft limit raises ``TaskTimeout`` in it
+(SIGALRM); the hard limit is enforced from outside by the pool killing the
+executor's process group. Memory: ``memory_limit_mb`` caps the address
+space (RLIMIT_AS), so a runaway allocation raises ``MemoryError`` here and
+the task fails ``memory``.
 
 Retries: ``DONE.retryable`` is false when another attempt cannot do better:
 the result cannot be encoded or is too large, the kind is unknown, the
@@ -23,6 +18,13 @@ exception is not in the kind's ``retry_on``, or the stored arguments do not
 bind to the function's parameters (a ``TypeError`` of the call itself, e.g.
 after a deploy changed the signature; a ``TypeError`` raised inside the task
 is retried like any exception).
+
+Prefetch: the pool may write more tasks than can start. The executor takes
+one frame at a time (``take_frame``), holding ``flock`` on its end of the
+pipe, and only when it can start one more task; the pool holds another open
+file description of the same pipe and may take a waiting frame back under
+the same lock (``Fleet.steal``), so a task never waits long behind a slow
+one, and never runs twice.
 
 Frame size: the pool kills an executor whose frame is over
 ``max_frame_bytes`` (a broken protocol), so nothing written here may be:
@@ -41,12 +43,11 @@ import resource
 import select
 import signal
 import threading
-import time
 import traceback
 from collections.abc import Callable
 from dataclasses import dataclass
 from types import FrameType as PyFrame
-from typing import Any, NoReturn
+from typing import Any
 
 from executor.wire.callcheck import CallCheck, params_of
 from executor.wire.codec import decode_call, encode_value
@@ -55,13 +56,9 @@ from executor.wire.protocol import (
     HEADER_SIZE,
     FrameType,
     decode_body,
-    encode,
     parse_header,
-    write_all,
 )
-from executor.wire.registry import Registry, resolve_ref, task_def
-from executor.worker import context
-from executor.worker.doneframe import done_frame
+from executor.wire.registry import Registry, is_async, resolve_ref, task_def
 
 _PAGE_MB = os.sysconf("SC_PAGE_SIZE") / (1024 * 1024)
 
@@ -76,6 +73,7 @@ class Limits:
     max_result_bytes: int = 1_048_576
     max_frame_bytes: int = 8 * 1024 * 1024
     nice: int = 0  # added to the executor's nice value (lower CPU priority)
+    async_concurrency: int = 100  # async def tasks at once, unless set per kind
 
 
 def rss_mb() -> float:
@@ -89,22 +87,8 @@ def rss_mb() -> float:
 
 
 class _State:
-    in_task = False
-    stop_requested = False
     statm_fd = -1
     statm_pid = 0
-
-
-# The event loop of ``async def`` tasks, one per thread: an executor has one
-# thread; ``executor.testing`` runs calls in threads of the test process.
-_loops = threading.local()
-
-
-def _on_term(signum: int, frame: PyFrame | None) -> None:
-    # Between tasks: leave now. During a task: finish it, then leave.
-    if not _State.in_task:
-        os._exit(0)
-    _State.stop_requested = True
 
 
 def _on_alarm(signum: int, frame: PyFrame | None) -> None:
@@ -126,18 +110,210 @@ def _retry_delay_s(value: object) -> float | None:
     return max(0.0, delay) if math.isfinite(delay) else None
 
 
-def _call(fn: Any, args: list[Any], kwargs: dict[str, Any]) -> Any:
-    result = fn(*args, **kwargs)
-    if inspect.isawaitable(result):
-        return _run_async(result)
-    return result
+@dataclass(frozen=True)
+class Call:
+    """A task ready to run: its function, decoded arguments and how it shares."""
+
+    fn: Any
+    args: list[Any]
+    kwargs: dict[str, Any]
+    is_async: bool
+    concurrency: int  # how many tasks may run beside it, itself included (1: alone)
+    kind_concurrency: int  # its kind's (1 for def), whatever the pool placed it with
+
+
+def new_done(desc: dict[str, Any]) -> dict[str, Any]:
+    """A ``DONE`` body for ``desc``, not yet successful (without recycle/rss)."""
+    return {"id": desc["id"], "ok": False, "result": None, "error": None,
+            "retry_delay_s": None, "retryable": True}
+
+
+def prepare(desc: dict[str, Any], registry: Registry, limits: Limits,
+            retry_on: dict[str, tuple[type[BaseException], ...] | None]) -> Call:
+    """Resolve ``desc``'s function and decode its arguments.
+
+    ``concurrency`` is 1 for a ``def`` function and for a descriptor with
+    ``solo`` set (the pool runs a task alone after a crash it may have
+    caused); else the kind's ``@task(concurrency=)``, else
+    ``limits.async_concurrency``, never above the descriptor's
+    ``concurrency`` (what the pool placed it for). Raises ``UnknownKind``
+    and whatever decoding raises: ``fail`` turns them into the ``DONE``.
+    """
+    kind = desc["kind"]
+    ref = desc.get("ref")
+    if kind in registry:
+        d = registry.get(kind)
+        fn, retry_on[kind], own = d.fn, d.options.retry_on, d.options.concurrency
+    elif ref:
+        fn = resolve_ref(ref)
+        found = task_def(fn)  # a @task whose module is not in task_modules
+        retry_on[kind] = found.options.retry_on if found is not None else None
+        own = found.options.concurrency if found is not None else None
+    else:
+        registry.get(kind)  # raises UnknownKind with close matches
+        raise AssertionError("unreachable")
+    args, kwargs = decode_call(desc["payload"])
+    asynchronous = is_async(fn)
+    kind_concurrency = (own or limits.async_concurrency) if asynchronous else 1
+    concurrency = 1
+    if asynchronous and not desc.get("solo"):
+        placed = desc.get("concurrency")
+        concurrency = max(1, min(kind_concurrency, placed if isinstance(placed, int)
+                                 else kind_concurrency))
+    return Call(fn, args, kwargs, asynchronous, concurrency, kind_concurrency)
+
+
+def settle(done: dict[str, Any], value: Any, limits: Limits) -> BaseException | None:
+    """Record the task's return ``value`` in ``done``: encoded, or a
+    non-retryable error if it cannot be encoded or is over ``max_result_bytes``
+    (then returns the exception that says so)."""
+    try:
+        result = encode_value(value)
+    except TypeError as exc:
+        done["error"] = _error("error", exc)
+        done["retryable"] = False
+        return exc
+    if len(result) > limits.max_result_bytes:
+        done["error"] = {"reason": "error", "traceback": "",
+                         "message": f"result of {len(result)} bytes exceeds max_result_bytes "
+                                    f"({limits.max_result_bytes}); store large results "
+                                    f"elsewhere and return a reference"}
+        done["retryable"] = False
+        return ValueError(done["error"]["message"])
+    done["ok"], done["result"] = True, result
+    return None
+
+
+def fail(done: dict[str, Any], exc: BaseException, kind: str, limits: Limits,
+         retry_on: dict[str, tuple[type[BaseException], ...] | None]) -> None:
+    """Record in ``done`` the error ``exc`` that ended the task (reason,
+    message, traceback, and whether another attempt can do better)."""
+    if isinstance(exc, TaskTimeout):
+        done["error"] = _error("timeout", exc)
+    elif isinstance(exc, MemoryError):
+        # Raised by the allocator with no text: say which limit it hit.
+        cap = (f"memory_limit_mb = {limits.memory_limit_mb}" if limits.memory_limit_mb
+               else "no memory_limit_mb set")
+        done["error"] = _error("memory", exc, f"MemoryError: {exc or 'out of memory'} ({cap})")
+    elif isinstance(exc, Retry):
+        done["error"] = _error("error", exc)
+        done["retry_delay_s"] = _retry_delay_s(exc.delay_s)
+    elif isinstance(exc, UnknownKind):
+        done["error"] = _error("error", exc)
+        done["retryable"] = False
+    else:  # a task may raise anything, SystemExit included
+        done["error"] = _error("error", exc)
+        allowed = retry_on.get(kind)
+        if allowed is not None and not isinstance(exc, allowed):
+            done["retryable"] = False
+
+
+def unbound(done: dict[str, Any], fn: Any, call: Call, exc: TypeError) -> bool:
+    """After a ``TypeError`` of the call: if the stored arguments do not bind
+    to ``fn`` (not the task's own ``TypeError``), record the non-retryable
+    error in ``done`` and return True."""
+    if _binds(fn, call.args, call.kwargs):
+        return False  # raised by the task's own code: an error like any other
+    done["error"] = _error("error", exc, f"TypeError: {exc}; the stored arguments "
+                           "do not fit the function (was it changed after the task "
+                           "was submitted?), so the task is not retried")
+    done["retryable"] = False
+    return True
+
+
+def _binds(fn: Any, args: list[Any], kwargs: dict[str, Any]) -> bool:
+    """Whether the call binds to ``fn``'s parameters (``True`` if the signature
+    cannot be read), by the same check ``add_task`` and the pool make
+    (``CallCheck``). Asked only after a ``TypeError``: a call that cannot
+    bind fails the same way on every attempt; one that can raised it in the
+    task's body."""
+    params = params_of(fn)
+    return params is None or CallCheck("", params).why(len(args), tuple(kwargs)) is None
+
+
+def _arm_alarm(seconds: float) -> None:
+    signal.setitimer(signal.ITIMER_REAL, seconds)
+
+
+def run_sync(desc: dict[str, Any], call: Call, limits: Limits,
+             retry_on: dict[str, tuple[type[BaseException], ...] | None],
+             soft_limit: Callable[[float], None] = _arm_alarm,
+             ) -> tuple[dict[str, Any], BaseException | None, Any]:
+    """Call a ``def`` task's function under the soft limit (``soft_limit(s)``
+    arms it, ``0`` disarms it; the executor's raises ``TaskTimeout`` by
+    SIGALRM). Returns the ``DONE`` body, the exception the attempt ended
+    with (``None`` if it succeeded), and, for a function that returned an
+    awaitable (a sync wrapper of an ``async def``), that awaitable, not yet
+    run: the body is then not final and the caller awaits it. Never raises."""
+    done = new_done(desc)
+    try:
+        soft_limit(float(desc["timeout_s"]))
+        try:
+            value = call.fn(*call.args, **call.kwargs)
+        except TypeError as exc:
+            soft_limit(0)
+            if unbound(done, call.fn, call, exc):
+                return done, exc, None
+            raise
+        finally:
+            soft_limit(0)
+        if inspect.isawaitable(value):
+            return done, None, value
+        return done, settle(done, value, limits), None
+    except BaseException as exc:
+        fail(done, exc, desc["kind"], limits, retry_on)
+        return done, exc, None
+
+
+def run_call(desc: dict[str, Any], registry: Registry, limits: Limits,
+             retry_on: dict[str, tuple[type[BaseException], ...] | None],
+             soft_limit: Callable[[float], None] = _arm_alarm,
+             ) -> tuple[dict[str, Any], BaseException | None]:
+    """Run one task descriptor (``id``, ``kind``, ``ref``, ``payload``,
+    ``timeout_s``) to its end, in this thread: find the function, decode its
+    arguments, call it (an ``async def`` one, or an awaitable it returns, on
+    this thread's loop) and encode its result, as every attempt of a task
+    is run. Used by ``executor.testing``; an executor runs ``async def``
+    tasks concurrently instead (``executor.worker.aio``).
+
+    Returns the ``DONE`` body (without ``recycle``/``rss_mb``) and the
+    exception the attempt ended with (``None`` when it succeeded), which
+    never leaves this process. Never raises. ``retry_on`` caches each kind's
+    ``retry_on``. ``soft_limit(s)`` arms the soft time limit (``0``
+    disarms it); the executor's raises ``TaskTimeout`` by SIGALRM, and
+    ``executor.testing`` passes one that does nothing.
+    """
+    done = new_done(desc)
+    try:
+        call = prepare(desc, registry, limits, retry_on)
+    except BaseException as exc:
+        fail(done, exc, desc["kind"], limits, retry_on)
+        return done, exc
+    done, ended, pending = run_sync(desc, call, limits, retry_on, soft_limit)
+    if pending is None:
+        return done, ended
+    try:
+        soft_limit(float(desc["timeout_s"]))
+        try:
+            value = _run_async(pending)
+        finally:
+            soft_limit(0)
+        return done, settle(done, value, limits)
+    except BaseException as exc:
+        fail(done, exc, desc["kind"], limits, retry_on)
+        return done, exc
+
+
+# The event loop of ``run_call``'s ``async def`` tasks, one per thread:
+# ``executor.testing`` runs calls in threads of the test process.
+_loops = threading.local()
 
 
 def _run_async(awaitable: Any) -> Any:
-    """Run an ``async def`` task to completion, as ``asyncio.run`` would, on
-    this executor's one event loop: ``asyncio.run`` makes and closes a loop
-    per call, 230 us per task here, against 25 us. Tasks the call left
-    running are cancelled when it returns, as ``asyncio.run`` does."""
+    """Run an awaitable to completion, as ``asyncio.run`` would, on this
+    thread's one event loop: ``asyncio.run`` makes and closes a loop per
+    call, 230 us per task here, against 25 us. Tasks the call left running
+    are cancelled when it returns, as ``asyncio.run`` does."""
     loop: asyncio.AbstractEventLoop | None = getattr(_loops, "loop", None)
     if loop is None or loop.is_closed():
         loop = _loops.loop = asyncio.new_event_loop()
@@ -158,110 +334,12 @@ async def _await(awaitable: Any) -> Any:
 
 
 def close_thread_loop() -> None:
-    """Close the event loop ``async def`` tasks ran on in this thread, if any
-    (an executor never needs to: it ends with ``os._exit``)."""
+    """Close the event loop ``run_call`` ran ``async def`` tasks on in this
+    thread, if any (an executor never needs to: it ends with ``os._exit``)."""
     loop: asyncio.AbstractEventLoop | None = getattr(_loops, "loop", None)
     _loops.loop = None
     if loop is not None and not loop.is_closed():
         loop.close()
-
-
-def _arm_alarm(seconds: float) -> None:
-    signal.setitimer(signal.ITIMER_REAL, seconds)
-
-
-def _binds(fn: Any, args: list[Any], kwargs: dict[str, Any]) -> bool:
-    """Whether the call binds to ``fn``'s parameters (``True`` if the signature
-    cannot be read), by the same check ``add_task`` and the pool make
-    (``CallCheck``). Asked only after a ``TypeError``: a call that cannot
-    bind fails the same way on every attempt; one that can raised it in the
-    task's body."""
-    params = params_of(fn)
-    return params is None or CallCheck("", params).why(len(args), tuple(kwargs)) is None
-
-
-def run_call(desc: dict[str, Any], registry: Registry, limits: Limits,
-             retry_on: dict[str, tuple[type[BaseException], ...] | None],
-             soft_limit: Callable[[float], None] = _arm_alarm,
-             ) -> tuple[dict[str, Any], BaseException | None]:
-    """Run one task descriptor (``id``, ``kind``, ``ref``, ``payload``,
-    ``timeout_s``): find the function, decode its arguments, call it and
-    encode its result, as every attempt of a task is run.
-
-    Returns the ``DONE`` body (without ``recycle``/``rss_mb``) and the
-    exception the attempt ended with (``None`` when it succeeded), which
-    never leaves this process. Never raises. ``retry_on`` caches each kind's
-    ``retry_on``. ``soft_limit(s)`` arms the soft time limit (``0``
-    disarms it); the executor's raises ``TaskTimeout`` by SIGALRM, and
-    ``executor.testing`` passes one that does nothing.
-    """
-    done: dict[str, Any] = {"id": desc["id"], "ok": False, "result": None, "error": None,
-                            "retry_delay_s": None, "retryable": True}
-    try:
-        kind = desc["kind"]
-        ref = desc.get("ref")
-        if kind in registry:
-            d = registry.get(kind)
-            fn, retry_on[kind] = d.fn, d.options.retry_on
-        elif ref:
-            fn = resolve_ref(ref)
-            found = task_def(fn)  # a @task whose module is not in task_modules
-            retry_on[kind] = found.options.retry_on if found is not None else None
-        else:
-            registry.get(kind)  # raises UnknownKind with close matches
-        args, kwargs = decode_call(desc["payload"])
-        soft_limit(float(desc["timeout_s"]))
-        try:
-            value = _call(fn, args, kwargs)
-        except TypeError as exc:
-            soft_limit(0)
-            if _binds(fn, args, kwargs):
-                raise  # raised by the task's own code: an error like any other
-            done["error"] = _error("error", exc, f"TypeError: {exc}; the stored arguments "
-                                   "do not fit the function (was it changed after the task "
-                                   "was submitted?), so the task is not retried")
-            done["retryable"] = False
-            return done, exc
-        finally:
-            soft_limit(0)
-        try:
-            result = encode_value(value)
-        except TypeError as exc:
-            done["error"] = _error("error", exc)
-            done["retryable"] = False
-            return done, exc
-        if len(result) > limits.max_result_bytes:
-            done["error"] = {"reason": "error", "traceback": "",
-                             "message": f"result of {len(result)} bytes exceeds max_result_bytes "
-                                        f"({limits.max_result_bytes}); store large results "
-                                        f"elsewhere and return a reference"}
-            done["retryable"] = False
-            return done, ValueError(done["error"]["message"])
-        done["ok"], done["result"] = True, result
-        return done, None
-    except TaskTimeout as exc:
-        done["error"] = _error("timeout", exc)
-        return done, exc
-    except MemoryError as exc:
-        # Raised by the allocator with no text: say which limit it hit.
-        cap = (f"memory_limit_mb = {limits.memory_limit_mb}" if limits.memory_limit_mb
-               else "no memory_limit_mb set")
-        done["error"] = _error("memory", exc, f"MemoryError: {exc or 'out of memory'} ({cap})")
-        return done, exc
-    except Retry as exc:
-        done["error"] = _error("error", exc)
-        done["retry_delay_s"] = _retry_delay_s(exc.delay_s)
-        return done, exc
-    except UnknownKind as exc:
-        done["error"] = _error("error", exc)
-        done["retryable"] = False
-        return done, exc
-    except BaseException as exc:  # a task may raise anything, SystemExit included
-        done["error"] = _error("error", exc)
-        allowed = retry_on.get(desc["kind"])
-        if allowed is not None and not isinstance(exc, allowed):
-            done["retryable"] = False
-        return done, exc
 
 
 def _read_exact(fd: int, n: int) -> bytes:
@@ -278,35 +356,38 @@ def _read_exact(fd: int, n: int) -> bytes:
     return bytes(out)
 
 
-def next_frame(fd: int, max_frame_bytes: int) -> tuple[FrameType, dict[str, Any]] | None:
-    """Block until the next frame is taken from the pipe ``fd``; ``None`` on EOF.
+EMPTY = (FrameType.STOP, {"empty": True})  # take_frame: nothing waits in the pipe
+
+
+def take_frame(fd: int, max_frame_bytes: int) -> tuple[FrameType, dict[str, Any]] | None:
+    """Take the next frame from the non-blocking pipe ``fd``: the frame, ``EMPTY``
+    (compare with ``is``) if none waits, or ``None`` on EOF.
 
     Takes exactly one frame, under ``flock``: a frame the pool took back in
-    the meantime is simply not there any more.
+    the meantime is simply not there any more. A frame begun is read to its
+    end (the pool writes whole frames; the rest is at most a moment away).
     """
-    while True:
-        select.select([fd], [], [])
-        fcntl.flock(fd, fcntl.LOCK_EX)
+    fcntl.flock(fd, fcntl.LOCK_EX)
+    try:
         try:
-            try:
-                header = os.read(fd, HEADER_SIZE)
-            except BlockingIOError:
-                continue  # taken back by the pool
-            if not header:
-                return None
-            try:
-                header += _read_exact(fd, HEADER_SIZE - len(header))
-                ftype, length = parse_header(header, max_frame_bytes)
-                return ftype, decode_body(_read_exact(fd, length))
-            except EOFError:
-                return None
-        finally:
-            fcntl.flock(fd, fcntl.LOCK_UN)
+            header = os.read(fd, HEADER_SIZE)
+        except BlockingIOError:
+            return EMPTY  # nothing there, or taken back by the pool
+        if not header:
+            return None
+        try:
+            header += _read_exact(fd, HEADER_SIZE - len(header))
+            ftype, length = parse_header(header, max_frame_bytes)
+            return ftype, decode_body(_read_exact(fd, length))
+        except EOFError:
+            return None
+    finally:
+        fcntl.flock(fd, fcntl.LOCK_UN)
 
 
-def run_executor(rfd: int, wfd: int, registry: Registry, limits: Limits) -> NoReturn:
-    """Serve ``RUN`` frames from ``rfd`` until told to stop; never returns."""
-    signal.signal(signal.SIGTERM, _on_term)
+def setup_process(limits: Limits) -> None:
+    """What an executor sets up once, after fork: signals, priority, the
+    address-space cap."""
     signal.signal(signal.SIGALRM, _on_alarm)
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     signal.signal(signal.SIGPIPE, signal.SIG_DFL)
@@ -316,39 +397,29 @@ def run_executor(rfd: int, wfd: int, registry: Registry, limits: Limits) -> NoRe
     if limits.memory_limit_mb:
         cap = limits.memory_limit_mb * 1024 * 1024
         resource.setrlimit(resource.RLIMIT_AS, (cap, cap))
-    # Jitter the recycling count so executors started together do not all
-    # restart together.
-    max_tasks = limits.max_tasks
+
+
+def recycle_reason(done: dict[str, Any], rss: float, limits: Limits, tasks_run: int,
+                   max_tasks: int, asynchronous: bool) -> str | None:
+    """Why the executor should leave once its running tasks end, if it should:
+    ``memory``/``timeout`` after a ``def`` task's memory error or soft
+    timeout (a signal or a failed allocation interrupted the process: its
+    state cannot be trusted; an ``async def`` task's soft timeout is a clean
+    cancellation), ``memory`` over ``max_memory_mb``, ``recycled`` after
+    ``max_tasks`` tasks."""
+    reason = done["error"]["reason"] if done["error"] is not None else None
+    if reason == "memory" or (reason == "timeout" and not asynchronous):
+        return str(reason)
+    if limits.max_memory_mb and rss > limits.max_memory_mb:
+        return "memory"
+    if max_tasks and tasks_run >= max_tasks:
+        return "recycled"
+    return None
+
+
+def jittered(max_tasks: int) -> int:
+    """The recycling count, jittered so executors started together do not all
+    restart together."""
     if max_tasks > 1:
-        max_tasks = random.randint(max(1, max_tasks - max_tasks // 10), max_tasks)
-    os.set_blocking(rfd, False)
-    retry_on: dict[str, tuple[type[BaseException], ...] | None] = {}
-    context.bind(wfd, limits.max_frame_bytes)
-    tasks_run = 0
-    while True:
-        frame = next_frame(rfd, limits.max_frame_bytes)
-        if frame is None or frame[0] == FrameType.STOP or _State.stop_requested:
-            os._exit(0)
-        ftype, desc = frame
-        if ftype != FrameType.RUN:
-            continue
-        _State.in_task = True
-        context.start(desc["id"])
-        write_all(wfd, encode(FrameType.STARTED, {"id": desc["id"], "at": time.time()}))
-        done = run_call(desc, registry, limits, retry_on)[0]
-        context.start(None)
-        tasks_run += 1
-        rss = rss_mb()
-        recycle = None
-        if done["error"] is not None and done["error"]["reason"] in ("memory", "timeout"):
-            recycle = done["error"]["reason"]  # the process state cannot be trusted now
-        elif limits.max_memory_mb and rss > limits.max_memory_mb:
-            recycle = "memory"
-        elif max_tasks and tasks_run >= max_tasks:
-            recycle = "recycled"
-        done["rss_mb"] = round(rss, 1)
-        done["recycle"] = recycle
-        write_all(wfd, done_frame(done, limits.max_frame_bytes, limits.max_result_bytes))
-        _State.in_task = False
-        if recycle or _State.stop_requested:
-            os._exit(0)
+        return random.randint(max(1, max_tasks - max_tasks // 10), max_tasks)
+    return max_tasks

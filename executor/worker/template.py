@@ -17,10 +17,11 @@ Control messages (``executor.wire.protocol`` frames):
   (``executor.wire.callcheck.params_of``), or ``None`` if its signature cannot be read.
   The pool checks submitted calls against ``params`` (``executor.wire.callcheck``)
   without importing task code.
-* pool -> template ``SPAWN`` ``{"slot": int, "limits": map}`` with two fds
-  attached (SCM_RIGHTS): the executor's read end and write end. The
-  template forks; the child puts itself in its own process group and runs
-  ``runner.run_executor``.
+* pool -> template ``SPAWN`` ``{"slot": int, "limits": map}`` with three fds
+  attached (SCM_RIGHTS): the executor's task pipe read end, result pipe
+  write end and control pipe read end (``CANCEL``). The template forks; the
+  child puts itself in its own process group and runs ``aio.run_executor``,
+  which makes the executor's event loop (never the template's).
 * template -> pool ``SPAWNED`` ``{"slot": int, "pid": int}``.
 * template -> pool ``EXITED`` ``{"pid": int, "status": str}`` for every child
   it reaps: ``"exit 0"``, ``"exit 3"``, ``"SIGSEGV"``, ...
@@ -45,7 +46,8 @@ from typing import Any
 from config.settings import MAX_RETRIES, MAX_TIMEOUT_S, MIN_TIMEOUT_S
 from executor.wire.protocol import FrameType, ProtocolError, decode_body, encode, parse_header
 from executor.wire.registry import Registry
-from executor.worker.runner import Limits, run_executor
+from executor.worker.aio import run_executor
+from executor.worker.runner import Limits
 
 _MAX_MSG = 1 << 20
 
@@ -92,8 +94,9 @@ class Template:
         self.draining = False
 
     def spawn(self, body: dict[str, Any], fds: list[int]) -> None:
-        """Fork one executor on the pipe ends ``fds`` = [read, write]."""
-        rfd, wfd = fds
+        """Fork one executor on the pipe ends ``fds`` = [task read, result write,
+        control read]."""
+        rfd, wfd, cfd = fds
         limits = Limits(**body.get("limits", {}))
         pid = os.fork()
         if pid == 0:  # the executor
@@ -102,12 +105,12 @@ class Template:
                 self.sock.close()
                 signal.set_wakeup_fd(-1)
                 signal.signal(signal.SIGCHLD, signal.SIG_DFL)
-                run_executor(rfd, wfd, self.registry, limits)
+                run_executor(rfd, wfd, cfd, self.registry, limits)
             finally:
                 os._exit(70)
         self.children.add(pid)
-        os.close(rfd)
-        os.close(wfd)
+        for fd in fds:
+            os.close(fd)
         send(self.sock, FrameType.SPAWNED, {"slot": body["slot"], "pid": pid})
 
     def reap(self) -> None:
@@ -149,7 +152,7 @@ class Template:
                     self.kill_all()
                     return 0
                 ftype, body, fds = msg
-                if ftype == FrameType.SPAWN and not self.draining and len(fds) == 2:
+                if ftype == FrameType.SPAWN and not self.draining and len(fds) == 3:
                     self.spawn(body, fds)
                 elif ftype == FrameType.DRAIN:
                     self.draining = True

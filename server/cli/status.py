@@ -29,9 +29,10 @@ def render(stats: dict[str, Any]) -> str:
     head = fields([("queue depth", stats["queue_depth"]),
                    ("oldest due wait (s)", stats.get("oldest_due_s", 0.0)),
                    *((status, n) for status, n in counts.items())])
-    rows = [(e["pid"], e["state"], e["task_id"], e["tasks_run"], e["rss_mb"])
-            for e in stats["executors"]]
-    return head + "\n\n" + table(("pid", "state", "task", "tasks run", "rss MiB"), rows)
+    rows = [(e["pid"], e["state"], len(e.get("running", ())), e.get("free", ""), e["task_id"],
+             e["tasks_run"], e["rss_mb"]) for e in stats["executors"]]
+    return head + "\n\n" + table(("pid", "state", "running", "free", "task", "tasks run",
+                                   "rss MiB"), rows)
 
 
 def run(client: Client, args: argparse.Namespace, out: Printer) -> int:

@@ -157,3 +157,14 @@ def test_max_result_bytes_must_fit_in_half_a_frame(tmp_path: Path) -> None:
 def test_bounded_numbers_have_an_upper_bound(tmp_path: Path, key: str, value: str) -> None:
     with pytest.raises(ConfigError, match=rf"OFFLOAD_{key.upper()} .*accepted: a number from"):
         load_settings(write(tmp_path, ""), environ={f"OFFLOAD_{key.upper()}": value})
+
+
+def test_concurrency_and_autoscaling_settings(tmp_path: Path) -> None:
+    s = Settings()
+    assert (s.executors, s.executors_max, s.async_concurrency) == (2, 32, 100)
+    path = write(tmp_path, "executors_max = 8\nasync_concurrency = 20\n")
+    s = load_settings(path, environ={"OFFLOAD_EXECUTOR_IDLE_S": "2.5"})
+    assert (s.executors_max, s.async_concurrency, s.executor_idle_s) == (8, 20, 2.5)
+    with pytest.raises(ConfigError, match=r"key 'async_concurrency' has value 0; accepted: "
+                                          r"an integer >= 1"):
+        load_settings(write(tmp_path, "async_concurrency = 0\n"), environ={})

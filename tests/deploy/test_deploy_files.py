@@ -29,7 +29,7 @@ METRICS = {
     "offload_tasks_submitted_total": {"kind"}, "offload_tasks_finished_total": {"kind", "outcome"},
     "offload_task_failures_total": {"kind", "reason"}, "offload_task_retries_total": {"kind"},
     "offload_queue_depth": {"status"}, "offload_queue_oldest_due_seconds": set(),
-    "offload_executors": {"state"},
+    "offload_executors": {"state"}, "offload_executor_slots": {"state"},
     "offload_executor_restarts_total": {"reason"}, "offload_pool_up": set(),
     "offload_http_requests_total": {"method", "route", "status"},
 }
@@ -41,6 +41,7 @@ LABEL_VALUES = {
     ("offload_tasks_finished_total", "outcome"): {"succeeded", "failed", "cancelled"},
     ("offload_task_failures_total", "reason"): {"error", "crash", "timeout", "memory", "lost"},
     ("offload_executors", "state"): {"idle", "busy", "starting", "stopping"},
+    ("offload_executor_slots", "state"): {"busy", "free"},
     ("offload_executor_restarts_total", "reason"): set(RESTART_REASONS),
 }
 KEYWORDS = {"and", "or", "unless", "by", "without", "on", "ignoring", "bool", "offset"}

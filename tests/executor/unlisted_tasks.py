@@ -3,10 +3,27 @@ reach executors by ``ref`` only, as a ``BackgroundTasks`` call's do."""
 
 from __future__ import annotations
 
+import asyncio
+import os
+
 from executor import task
+
+_RUNNING = {"now": 0, "max": 0}
 
 
 @task(name="unlisted_picky", max_retries=3, retry_on=(ConnectionError,))
 def picky() -> None:
     """ValueError is not in retry_on: no retry, even reached by ref."""
     raise ValueError("not worth retrying")
+
+
+async def wait_and_count(seconds: float) -> dict[str, int]:
+    """No ``@task``, ``async def``: as ``add_task`` sends it, by ref. Returns the
+    executor's pid and the most calls it saw running at once."""
+    _RUNNING["now"] += 1
+    _RUNNING["max"] = max(_RUNNING["max"], _RUNNING["now"])
+    try:
+        await asyncio.sleep(seconds)
+    finally:
+        _RUNNING["now"] -= 1
+    return {"pid": os.getpid(), "max": _RUNNING["max"]}

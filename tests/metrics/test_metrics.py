@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 from prometheus_client import REGISTRY, values
 from prometheus_client.parser import text_string_to_metric_families
@@ -12,6 +14,7 @@ from metrics import (
     FAILURE_REASONS,
     OUTCOMES,
     RESTART_REASONS,
+    SLOT_STATES,
     HttpObservations,
     PoolMetrics,
     pool_down_exposition,
@@ -47,6 +50,7 @@ EXPECTED_NAMES = {
     "offload_queue_depth",
     "offload_queue_oldest_due_seconds",
     "offload_executors",
+    "offload_executor_slots",
     "offload_executor_restarts_total",
     "offload_http_requests_total",
     "offload_http_request_duration_seconds_bucket",
@@ -163,6 +167,7 @@ def test_vocabularies_match_the_design() -> None:
     assert FAILURE_REASONS == ("error", "crash", "timeout", "memory", "lost")
     assert EXECUTOR_STATES == ("starting", "idle", "busy", "stopping")
     assert RESTART_REASONS == ("crash", "timeout", "memory", "recycled", "reload", "killed")
+    assert SLOT_STATES == ("busy", "free")
 
 
 def test_http_samples_from_two_workers_sum() -> None:
@@ -221,6 +226,25 @@ def test_gauges_set_and_reset() -> None:
     assert samples(m.render())["offload_queue_oldest_due_seconds"] == {lab(): 12.5}
     m.set_oldest_due(-0.001)  # a due time a clock tick ahead is no wait
     assert samples(m.render())["offload_queue_oldest_due_seconds"] == {lab(): 0}
+
+
+def test_executor_slots_show_busy_and_free_places() -> None:
+    m = PoolMetrics()
+    assert samples(m.render())["offload_executor_slots"] == {lab(state="busy"): 0,
+                                                             lab(state="free"): 0}
+    m.set_executor_slots({"busy": 130, "free": 70})
+    m.set_executor_slots({"busy": 3})
+    assert samples(m.render())["offload_executor_slots"] == {lab(state="busy"): 3,
+                                                             lab(state="free"): 0}
+    with pytest.raises(ValueError, match="'idle'"):
+        m.set_executor_slots({"idle": 1})
+
+
+def test_every_metric_is_in_the_readme_table() -> None:
+    readme = (Path(__file__).resolve().parents[2] / "README.md").read_text()
+    for metric in PoolMetrics().registry.collect():
+        name = metric.name + "_total" * (metric.type == "counter")
+        assert f"| `{name}` | {metric.type} |" in readme, f"{name} is not in the README table"
 
 
 def test_refuses_prometheus_multiprocess_mode(monkeypatch: pytest.MonkeyPatch) -> None:

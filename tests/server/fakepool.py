@@ -203,8 +203,8 @@ class FakePool:
         for rec in self.tasks.values():
             counts[rec["status"]] += 1
         return {"counts": counts, "queue_depth": counts["pending"],
-                "executors": [{"pid": 1234, "state": "idle", "task_id": None, "tasks_run": 7,
-                               "rss_mb": 31.5}]}
+                "executors": [{"pid": 1234, "state": "idle", "task_id": None, "running": [],
+                               "free": 100, "tasks_run": 7, "rss_mb": 31.5}]}
 
     async def _op_health(self, args: dict[str, Any]) -> dict[str, Any]:
         return dict(self.health)

@@ -135,6 +135,10 @@ class Env:
             "log_level": "info",
         }
         base.update(settings)
+        # A fixed number of executors unless a test asks for autoscaling: most
+        # tests count on which executor runs what (write_config keeps it so).
+        self._fixed_executors = "executors_max" not in settings
+        base.setdefault("executors_max", base["executors"])
         self.settings = base
         self.extra_env: dict[str, str] = {}  # more environment for the processes
         self.config_path = tmp / "offload.toml"
@@ -142,6 +146,9 @@ class Env:
 
     def write_config(self, **changes: Any) -> None:
         """(Re)write offload.toml with the settings plus ``changes``."""
+        wanted = changes.get("executors")
+        if self._fixed_executors and isinstance(wanted, int) and wanted >= 1:
+            changes.setdefault("executors_max", wanted)  # a bad value stays the only one
         self.settings.update(changes)
         self.config_path.write_text("".join(f"{k} = {json.dumps(v)}\n"
                                             for k, v in self.settings.items()))

@@ -7,6 +7,7 @@ Tasks that need to leave a trace write to the directory named by the
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import ctypes
 import datetime as dt
 import decimal
@@ -275,3 +276,85 @@ def gated(name: str, value: str, gate: str, wait_s: float = 60.0) -> str:
 def record_host(name: str, value: str) -> None:
     """Append ``"<value> <host>"`` to the trace file ``name``."""
     _append(name, f"{value} {os.environ.get('TEST_HOST', '?')}")
+
+
+
+# -- async def tasks that share an executor (issue 17) -----------------------------------
+
+_RUNNING = {"now": 0, "max": 0}  # per executor process: async tasks running at once
+
+
+@task(name="async_wait", max_retries=0)
+async def async_wait(seconds: float) -> dict[str, int]:
+    """Wait ``seconds`` on the loop; return this executor's pid and the most
+    tasks it saw running at once (counted by the tasks themselves)."""
+    _RUNNING["now"] += 1
+    _RUNNING["max"] = max(_RUNNING["max"], _RUNNING["now"])
+    try:
+        await asyncio.sleep(seconds)
+    finally:
+        _RUNNING["now"] -= 1
+    return {"pid": os.getpid(), "max": _RUNNING["max"]}
+
+
+@task(name="async_alone", max_retries=0, concurrency=1)
+async def async_alone(seconds: float) -> dict[str, int]:
+    """A one-at-a-time async kind: how many async tasks ran in this executor
+    beside it (it counts with ``async_wait``'s counter)."""
+    _RUNNING["now"] += 1
+    seen = _RUNNING["now"]
+    try:
+        await asyncio.sleep(seconds)
+        seen = max(seen, _RUNNING["now"])
+    finally:
+        _RUNNING["now"] -= 1
+    return {"pid": os.getpid(), "beside": seen - 1}
+
+
+async def _async_gate(name: str, limit_s: float) -> None:
+    deadline = time.monotonic() + limit_s
+    while not (_trace_dir() / name).exists():
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"nobody opened the gate {name!r}")
+        await asyncio.sleep(0.01)
+
+
+@task(name="async_gate", max_retries=0)
+async def async_gate(name: str, value: str = "", limit_s: float = 30.0) -> int:
+    """Wait (on the loop) until the trace file ``name`` exists; append ``value``
+    to ``async_started.log`` first if given. Returns the executor's pid."""
+    if value:
+        _append("async_started.log", value)
+    await _async_gate(name, limit_s)
+    return os.getpid()
+
+
+@task(name="async_soft_timeout", max_retries=0, timeout_s=0.3)
+async def async_soft_timeout(name: str) -> str:
+    """Catch the soft limit where it waits, clean up, and re-raise."""
+    _append("async_started.log", "soft")
+    try:
+        await asyncio.sleep(30)
+    except TaskTimeout:
+        _append(name, "cleaned up")
+        raise
+    return "not reached"
+
+
+@task(name="async_hard_timeout", max_retries=0, timeout_s=0.3)
+async def async_hard_timeout() -> None:
+    """Ignore the soft limit, then block the loop: only the hard limit ends it."""
+    _append("async_started.log", "hard")
+    with contextlib.suppress(TaskTimeout):
+        await asyncio.sleep(30)
+    while True:
+        time.sleep(1)
+
+
+@task(name="async_segfault", max_retries=2, retry_backoff_s=0.05)
+async def async_segfault(name: str) -> None:
+    """Crash the executor on every attempt, once the test's gate opens
+    (neighbours have started by then)."""
+    _append(name, str(os.getpid()))
+    await _async_gate(f"{name}.gate", 30)
+    ctypes.string_at(0)

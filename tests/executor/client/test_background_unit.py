@@ -212,6 +212,9 @@ def test_kinds_refs_groups_and_sequence() -> None:
     assert sent[2]["max_retries"] == 0 and "max_retries" not in sent[0]
     assert decode_call(sent[1]["payload"]) == ([], {"x": 2})
     assert decode_call(sent[5]["payload"]) == ([{"x": 1, "y": 2}], {})
+    # an async def function may share an executor: the pool, which cannot
+    # import it, is told (0: the async_concurrency setting)
+    assert sent[1]["concurrency"] == 0 and "concurrency" not in sent[0]
     assert len(tasks) == tasks.pending_count() == 6
     assert BackgroundTasks().group_id != tasks.group_id
 

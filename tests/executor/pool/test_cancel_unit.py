@@ -23,7 +23,8 @@ def _requests(pending_outcome: str | None, cancelled: list[str]) -> Requests:
 
     pool = SimpleNamespace(
         fleet=SimpleNamespace(inflight={}, take_back=lambda task_id: False,
-                              cancel_running=lambda task_id, by: False),
+                              cancel_running=lambda task_id, by: False,
+                              forget=lambda task_id: None),
         store=SimpleNamespace(get=lambda task_id: rec, cancel=cancel),
         outcome_pending=lambda task_id: pending_outcome,
         metrics=SimpleNamespace(task_finished=lambda kind, status: None))

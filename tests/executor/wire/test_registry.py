@@ -97,3 +97,23 @@ def test_the_bounds_are_the_settings() -> None:
             FIELDS["default_timeout_s"].metadata["max"],
             FIELDS["default_max_retries"].metadata["max"]) == (MIN_TIMEOUT_S, MAX_TIMEOUT_S,
                                                                MAX_RETRIES)
+
+
+def test_concurrency_is_for_async_def_tasks_and_reaches_the_manifest() -> None:
+    @task(name="hook", concurrency=10)
+    async def hook() -> None: ...
+
+    @task(name="one_at_a_time", concurrency=1)
+    def plain() -> None: ...
+
+    manifest = Registry([task_def(hook), task_def(plain)]).manifest()  # type: ignore[list-item]
+    assert (manifest["hook"]["concurrency"], manifest["hook"]["async"]) == (10, True)
+    assert (manifest["one_at_a_time"]["concurrency"], manifest["one_at_a_time"]["async"]) == (
+        1, False)
+    with pytest.raises(ValueError, match=r"concurrency=4\) on .*blocking: only async def tasks "
+                                         r"run concurrently"):
+        @task(concurrency=4)
+        def blocking() -> None: ...
+    with pytest.raises(ValueError, match="concurrency must be an integer >= 1"):
+        @task(concurrency=0)
+        async def zero() -> None: ...
