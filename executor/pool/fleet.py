@@ -6,28 +6,14 @@ pool's ends of their pipes. It turns what executors say (``STARTED``,
 ``FleetOwner`` (the pool), which applies the retry policy and the store.
 
 Supervision follows gunicorn's habit: an executor that dies is buried (its
-running tasks charged as ``_bury`` says, the tasks that only waited in its
+running tasks charged as ``charges`` decides, the tasks that only waited in its
 pipe released without counting an attempt) and the fleet is topped up again
 at once. How many executors there are follows the work
 (``executor.pool.autoscale``); which executor takes which task, the
 concurrency of each (``executor.pool.capacity``).
 
-Who is charged when an executor dies with several tasks running:
-
-* the hard time limit: the task(s) that passed it are charged ``timeout``;
-  the others go back to pending, their attempt not counted;
-* a forced cancel (a ``def`` task, or an ``async def`` one that ignored
-  ``CANCEL`` for ``kill_grace_s``): the cancelled task is already recorded;
-  the others go back to pending, attempt not counted;
-* a crash (segfault, ``os._exit``, the OOM killer) with one task running:
-  that task is charged ``crash``; with several, the culprit is unknown, so
-  none is charged: each goes back to pending, attempt not counted, in
-  *quarantine*: from then on it runs alone (one at a time), so a task that
-  crashes again is known to be the culprit and charged, and a well-behaved
-  one is never failed by a neighbour. Each task is released this way at
-  most once (afterwards it runs alone), so a poison task still ends
-  ``failed`` after ``max_retries + 1`` charged attempts. Quarantine is kept
-  in the pool's memory until the task ends.
+Who is charged when an executor dies with tasks running is
+``executor.pool.charges``'s decision.
 """
 
 from __future__ import annotations
@@ -41,8 +27,9 @@ from collections.abc import Callable
 from typing import Any, Protocol
 
 from config import Settings
-from executor.pool import autoscale, capacity
+from executor.pool import autoscale, capacity, charges
 from executor.pool.capacity import Concurrency
+from executor.pool.charges import Charge
 from executor.pool.pipes import Pipes
 from executor.pool.slots import ExecutorState, Inflight, Slot
 from executor.pool.templates import TemplateProcess
@@ -100,7 +87,7 @@ class Fleet:
         self._unsent: dict[int, list[bytes]] = {}
         self._assigned: list[tuple[Slot, Inflight]] = []
         self.concurrency = Concurrency()
-        self.quarantine: set[str] = set()  # task ids that run alone (see the module doc)
+        self.quarantine: set[str] = set()  # task ids that run alone (see ``charges``)
         self._last_claimed = 1  # concurrency of the last task handed out: room is counted with it
         self.starved = False  # claimed tasks fitted no executor: only empty ones get more
 
@@ -599,41 +586,24 @@ class Fleet:
             loop.call_later(STATUS_WAIT_S, self._bury, slot)
 
     def _bury(self, slot: Slot) -> None:
-        """Charge the tasks a dead executor was running (see the module doc);
+        """Charge the tasks a dead executor was running (``charges.decide``);
         forget the executor. After a crash, kill what is left of its process group."""
         if slot.state is ExecutorState.DEAD:
             return
         status = slot.exit_status or "unknown"
         restart = slot.kill_reason or slot.recycle or "crash"
-        running = list(slot.running.values())
-        for inf in running:
+        for inf, charge in charges.decide(list(slot.running.values()), slot.kill_reason,
+                                          self.quarantine):
             self.inflight.pop(inf.id, None)
-            if inf.cancelled_by:
-                continue  # the cancel request already recorded it and answered waiters
-            if slot.kill_reason == "shutdown":
-                self.owner.release(inf)
-            elif slot.kill_reason == "timeout":
-                if not inf.late:
-                    self.owner.release(inf)  # killed for a neighbour that was late
-                    continue
-                limit = inf.timeout_s + self.settings.kill_grace_s
-                self.owner.complete(inf, False, None, {
-                    "reason": "timeout", "traceback": "",
-                    "message": f"timeout: hard time limit of {limit:g} s passed; executor "
-                               f"{slot.pid} and its process group were killed"}, None, True)
-            elif slot.kill_reason == "cancelled":
-                self.owner.release(inf)  # killed for a cancelled neighbour
-            elif len(running) > 1 and inf.id not in self.quarantine:
-                # Crashed with several tasks running: the culprit is unknown.
+            if charge is Charge.QUARANTINE:
                 self.quarantine.add(inf.id)
                 log.warning("task %s shared executor %s that crashed (%s): it runs again "
                             "alone, attempt not counted", inf.id, slot.pid, status)
+            if charge in (Charge.RELEASE, Charge.QUARANTINE):
                 self.owner.release(inf)
-            else:
-                self.owner.complete(inf, False, None, {
-                    "reason": "crash", "traceback": "",
-                    "message": f"crash: {status} (executor pid {slot.pid} died while "
-                               f"running the task)"}, None, True)
+            elif charge is not Charge.RECORDED:
+                error = charges.error(charge, inf, status, slot.pid, self.settings.kill_grace_s)
+                self.owner.complete(inf, False, None, error, None, True)
         slot.running.clear()
         slot.move(ExecutorState.DEAD)
         self.slots.pop(slot.slot_id, None)
