@@ -131,6 +131,7 @@ class Scheduler:
         self.active: dict[str, Prepared] = {}
         self._since: dict[str, float] = {}  # when this pool started watching each
         self._next: dict[str, float] = {}  # each schedule's next check, by ``clock``
+        self._wake: float | None = None  # the earliest of ``_next`` (read every turn)
         self._next_before: dict[str, float] | None = None  # restored if the turn rolls back
         self._runs: Counter[str] = Counter()  # runs enqueued this turn
         self._skipped: Counter[tuple[str, str]] = Counter()  # (name, reason) this turn
@@ -142,14 +143,18 @@ class Scheduler:
         now = self.clock()
         self._since = {name: self._since.get(name, now) for name in prepared}
         self._next = dict.fromkeys(prepared, now)
+        self._woken()
         self.active = prepared
         if prepared:
             log.info("schedules: %s", ", ".join(
                 f"{n} ({p.schedule.spec})" for n, p in sorted(prepared.items())))
 
     def due(self) -> bool:
-        """Whether a schedule has a slot to look at now."""
-        return bool(self._next) and self.clock() >= min(self._next.values())
+        """Whether a schedule has a slot to look at now (cheap: every turn asks)."""
+        return self._wake is not None and self.clock() >= self._wake
+
+    def _woken(self) -> None:
+        self._wake = min(self._next.values()) if self._next else None
 
     def enqueue_due(self) -> None:
         """Take and enqueue every due slot (see the module docstring). Inside
@@ -179,6 +184,7 @@ class Scheduler:
                 self._runs[name] += 1
             last = store.schedule_slots().get(name)
             self._next[name] = p.table.next_after(max(now, last.slot if last else now))
+        self._woken()
 
     def _running(self, row: ScheduleSlot | None) -> bool:
         if row is None or row.task_id is None:
@@ -210,6 +216,7 @@ class Scheduler:
         if self._next_before is not None:
             self._next = self._next_before
             self._next_before = None
+            self._woken()
         self._runs.clear()
         self._skipped.clear()
 

@@ -7,6 +7,10 @@ holds JSON ``{"at": s, "real": s, "speed": x}``: the clock reads
 ``at + speed * (time.time() - real)``, so a test can freeze time (speed 0),
 jump it, or run it faster than real time, without sleeping through slots.
 ``set_clock`` writes the file atomically; the clock re-reads it when it changes.
+
+``--fail-slot-task-once`` makes the store's ``slot_task`` fail once, as a
+full disk would fail a write, after the turn took a slot and enqueued its
+run: the whole turn must roll back and the slot run once, later.
 """
 
 from __future__ import annotations
@@ -22,6 +26,8 @@ import uvloop
 
 from config import start_process
 from executor.pool.pool import Pool
+from executor.store import sqlite
+from executor.store.base import StoreError
 
 
 class FileClock:
@@ -48,11 +54,28 @@ def set_clock(path: Path, at: float, speed: float = 0.0) -> None:
     os.replace(tmp, path)  # a new inode: the clock sees the change even within one mtime tick
 
 
+def _fail_slot_task_once() -> None:
+    real = sqlite.SQLiteStore.slot_task
+    failed: list[bool] = []
+
+    def slot_task(self: sqlite.SQLiteStore, schedule: str, slot: float, task_id: str) -> None:
+        if not failed:
+            failed.append(True)
+            print(f"FAULT: slot_task fails for {schedule} {slot}", flush=True)
+            raise StoreError("injected: database or disk is full; nothing was changed")
+        real(self, schedule, slot, task_id)
+
+    sqlite.SQLiteStore.slot_task = slot_task  # type: ignore[method-assign]
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m tests.support.clocked_pool")
     parser.add_argument("--config", required=True)
     parser.add_argument("--clock-file", required=True)
+    parser.add_argument("--fail-slot-task-once", action="store_true")
     opts = parser.parse_args(argv)
+    if opts.fail_slot_task_once:
+        _fail_slot_task_once()
     settings = start_process(opts.config)
     pool = Pool(settings, opts.config, None, clock=FileClock(opts.clock_file))
     uvloop.run(pool.run())

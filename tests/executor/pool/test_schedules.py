@@ -26,9 +26,10 @@ pytestmark = pytest.mark.slow
 class ClockedPool(Proc):
     """``python -m tests.support.clocked_pool`` on ``env``, ready to answer."""
 
-    def __init__(self, env: Env, clock: Path) -> None:
+    def __init__(self, env: Env, clock: Path, *options: str) -> None:
         super().__init__([PYTHON, "-m", "tests.support.clocked_pool", "--config",
-                          str(env.config_path), "--clock-file", str(clock)], env, "pool")
+                          str(env.config_path), "--clock-file", str(clock), *options],
+                         env, "pool")
         self.env = env
         try:
             wait_for(lambda: self.call("health", timeout_s=1)["executors_up"] >= 1, 60,
@@ -221,3 +222,19 @@ def test_hup_applies_an_edited_schedule_and_refuses_a_broken_one(env: Env, clock
         pool.stop()
     assert [slot for slot, _ in runs(env)] == [F0 + 1, F0 + 2, F0 + 4]
     assert [slot for slot, _ in runs(env, "tock")] == [F0 + 2, F0 + 3, F0 + 4, F0 + 5]
+
+
+def test_a_turn_the_store_refuses_takes_no_slot_and_the_slot_runs_once_after(
+        env: Env, clock: Path) -> None:
+    configure(env, tick())
+    pool = ClockedPool(env, clock, "--fail-slot-task-once")
+    try:
+        step_to(pool, clock, F0 + 1.5)  # refused once, then taken by a later turn
+        wait_for(pool.idle, 30, what="slot 1 to run")
+        metrics = pool.call("metrics")["text"]
+    finally:
+        pool.stop()
+    assert f"FAULT: slot_task fails for tick {F0 + 1}" in pool.output()
+    assert "the store refused this turn's writes" in pool.output()
+    assert len(runs(env)) == 1 and runs(env)[0][0] == F0 + 1
+    assert 'offload_schedule_runs_total{schedule="tick"} 1.0' in metrics
