@@ -9,7 +9,9 @@ It runs an asyncio loop (uvloop) and does three things:
   each executor's pipe, and reports how each one ended); a new task that
   can run at once is stored already claimed;
 * applies the retry policy to failed attempts, runs the timers (due tasks,
-  purge of expired results) and keeps its tasks' leases (``leases``).
+  purge of expired results) and keeps its tasks' leases (``leases``);
+* enqueues the due slots of periodic tasks in the turn's transaction
+  (``executor.pool.schedules``), by the clock it was built with.
 
 On a shared store (PostgreSQL, one pool per host) every claim carries a
 fencing token, and the pool writes each task's start, outcome and
