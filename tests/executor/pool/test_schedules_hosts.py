@@ -5,7 +5,7 @@ finished runs are purged.
 
 The pool around each ``Scheduler`` is reduced to what it uses (the store,
 ``enqueue`` in the turn's batch, metrics): a narrow seam, so that the same
-test runs on every backend of the store contract suite (``BACKENDS``); the
+test runs on every backend of the store contract suite (its ``store_url``); the
 real pool is tested in test_schedules.py. Simulated time advances in steps
 that every host takes together (a barrier), so nothing here sleeps.
 """
@@ -15,7 +15,6 @@ from __future__ import annotations
 import threading
 from collections import Counter
 from collections.abc import Callable
-from pathlib import Path
 
 import pytest
 
@@ -25,7 +24,7 @@ from executor.pool.schedules import Scheduler, parse_key, prepare
 from executor.store import NewTask, Store, TaskRecord, open_store
 from executor.store.base import Outcome
 from metrics import PoolMetrics
-from tests.executor.store.conftest import BACKENDS
+from tests.executor.store.conftest import store_url  # noqa: F401 - the fixture, per backend
 
 F0 = 2_000_000_000.0
 STEP_S = 0.25
@@ -90,12 +89,11 @@ class Host:
 
 
 @pytest.mark.parametrize("offsets", [OFFSETS_S, (0.0, 0.0, 0.0)], ids=["offset", "same"])
-@pytest.mark.parametrize("backend", sorted(BACKENDS))
 def test_three_hosts_enqueue_each_of_100_slots_once(
-        tmp_path: Path, backend: str, offsets: tuple[float, ...]) -> None:
+        store_url: str, offsets: tuple[float, ...]) -> None:  # noqa: F811
     # "offset": clocks -2 s, 0, +2 s apart; "same": every host sees each slot
     # in the same step, so their turns race for it.
-    url = BACKENDS[backend](tmp_path)
+    url = store_url
     open_store(url).close()  # create the schema once, before the hosts race
     now = [F0 + 0.5]
     hosts = [Host(url, offset, lambda: now[0]) for offset in offsets]
