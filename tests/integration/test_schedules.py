@@ -5,14 +5,23 @@ of an unknown kind stops the pool at start."""
 
 from __future__ import annotations
 
+import asyncio
+import json
 import re
+import subprocess
+import sys
 import time
 from datetime import datetime
 from pathlib import Path
+from typing import Any
 from zoneinfo import ZoneInfo
 
+import msgspec
+
+from server import AsyncClient, Client, schemas
 from tests.support.procs import PYTHON, Env, Proc, ServerHandle, running, wait_for
 
+OFFLOAD = str(Path(sys.executable).with_name("offload"))
 NIGHTLY = """
 [schedules.nightly_report]
 kind = "build_report"
@@ -35,11 +44,21 @@ def test_the_example_heartbeat_runs_and_get_schedules_shows_it(tmp_path: Path) -
                  what="two heartbeats")
 
         def heartbeat() -> dict:
-            rows = {r["name"]: r for r in server.http("GET", "/schedules")[1]["schedules"]}
+            body = server.http("GET", "/schedules")[1]
+            msgspec.convert(body, schemas.Schedules)  # as the OpenAPI document says
+            rows = {r["name"]: r for r in body["schedules"]}
             row = rows["heartbeat"]
             return rows if row["last_run"] and row["last_run"]["status"] == "succeeded" else {}
         rows = wait_for(heartbeat, 30, what="GET /schedules to show a finished heartbeat")
         status, metrics, _ = server.http("GET", "/metrics")
+        environ = {**env.environ(), "OFFLOAD_URL": env.url}
+        cli_json = subprocess.run([OFFLOAD, "schedules", "-o", "json"], env=environ,
+                                  capture_output=True, text=True, timeout=60, check=True)
+        cli_table = subprocess.run([OFFLOAD, "schedules"], env=environ, capture_output=True,
+                                   text=True, timeout=60, check=True).stdout
+        with Client(env.url) as client:
+            from_client = client.schedules()
+        from_async = asyncio.run(_async_schedules(env.url))
     assert status == 200
     beat, nightly = rows["heartbeat"], rows["nightly_report"]
     assert (beat["kind"], beat["spec"], beat["source"], beat["catch_up"], beat["overlap"]) == (
@@ -56,6 +75,17 @@ def test_the_example_heartbeat_runs_and_get_schedules_shows_it(tmp_path: Path) -
     assert (next_run.hour, next_run.minute, next_run.second) == (3, 0, 0)
     assert re.search(r'offload_schedule_runs_total\{schedule="heartbeat"\} [1-9]', metrics)
     assert re.search(r'offload_schedule_lag_seconds_count\{schedule="heartbeat"\} [1-9]', metrics)
+    assert [r["name"] for r in from_client] == [r["name"] for r in from_async] == [
+        "heartbeat", "nightly_report"]
+    # offload schedules: the same rows, as JSON or as a table
+    assert [r["name"] for r in json.loads(cli_json.stdout)["schedules"]] == [
+        "heartbeat", "nightly_report"]
+    assert "0 3 * * * (Europe/Paris)" in cli_table and "every 5 s" in cli_table
+
+
+async def _async_schedules(url: str) -> list[dict[str, Any]]:
+    async with AsyncClient(url) as client:
+        return await client.schedules()
 
 
 def test_a_schedule_of_an_unknown_kind_stops_the_pool_at_start(tmp_path: Path) -> None:
