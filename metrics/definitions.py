@@ -201,6 +201,12 @@ class PoolMetrics:
         reason = _check(reason, RESTART_REASONS, "restart reason")
         self._restarts.labels(reason=reason).inc()
 
+    def schedules_known(self, schedules: Iterable[str]) -> None:
+        """Called when the pool (re)loads its schedules: their run counts start at 0,
+        so rate() and absent() work before a first run."""
+        for schedule in schedules:
+            self._child(self._schedule_runs, schedule)
+
     def schedule_runs(self, schedule: str, n: int = 1) -> None:
         """Called once a turn that enqueued ``n`` runs of ``schedule`` committed."""
         self._child(self._schedule_runs, schedule).inc(n)

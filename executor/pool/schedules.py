@@ -145,6 +145,7 @@ class Scheduler:
         self._next = dict.fromkeys(prepared, now)
         self._woken()
         self.active = prepared
+        self.pool.metrics.schedules_known(prepared)
         if prepared:
             log.info("schedules: %s", ", ".join(
                 f"{n} ({p.schedule.spec})" for n, p in sorted(prepared.items())))
@@ -169,9 +170,13 @@ class Scheduler:
         for name in due:
             p = self.active[name]
             row = rows.get(name)
-            for step in plan(p.table, None if row is None else row.slot, self._since[name], now):
+            steps, passed_over = plan(p.table, None if row is None else row.slot,
+                                      self._since[name], now)
+            for i, step in enumerate(steps):
                 if not store.take_slot(name, step.slot, now):
                     continue  # another pool (or an earlier life of this one) took it
+                if i == 0 and passed_over:  # counted by whoever takes the first step
+                    self._skipped[name, "missed"] += passed_over
                 if not step.run:
                     self._skipped[name, "missed"] += 1
                     continue

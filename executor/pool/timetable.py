@@ -40,6 +40,13 @@ class Step(NamedTuple):
     run: bool
 
 
+class Plan(NamedTuple):
+    """The steps to take, oldest first, and how many older due slots they pass over."""
+
+    steps: list[Step]
+    passed_over: int = 0
+
+
 class Timetable:
     """The slots of one schedule."""
 
@@ -80,21 +87,23 @@ class Timetable:
         return self.schedule.cron
 
 
-def plan(table: Timetable, last: float | None, since: float, now: float) -> list[Step]:
+def plan(table: Timetable, last: float | None, since: float, now: float) -> Plan:
     """What to take at ``now``, oldest first (see the module docstring).
 
     ``last``: the schedule's last slot taken (the store's), ``None`` if
     never; ``since``: when this pool started watching the schedule (its
-    start, or the reload that added it). Empty when nothing is due.
+    start, or the reload that added it). No steps when nothing is due.
+    ``passed_over`` counts the due slots before the steps (slots older than
+    ``max_delay_s`` are not counted: they were never due here).
     """
     schedule = table.schedule
     after = max(last if last is not None else since, now - schedule.max_delay_s)
     due = table.slots(after, now)
     if not due:
-        return []
+        return Plan([])
     if schedule.catch_up == "all":
-        return [Step(slot, True) for slot in due[-MAX_CATCH_UP_RUNS:]]
-    newest = due[-1]
-    if schedule.catch_up == "skip":
-        return [Step(newest, newest >= since)]
-    return [Step(newest, True)]
+        steps = [Step(slot, True) for slot in due[-MAX_CATCH_UP_RUNS:]]
+    else:
+        newest = due[-1]
+        steps = [Step(newest, schedule.catch_up == "latest" or newest >= since)]
+    return Plan(steps, len(due) - len(steps))

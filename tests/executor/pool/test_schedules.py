@@ -121,10 +121,10 @@ def test_100_slots_each_run_once_across_a_sigkill_and_purges(env: Env, clock: Pa
     assert len(purged["tasks"]) < len(tasks_per_slot)
 
 
-@pytest.mark.parametrize(("catch_up", "expected"), [("latest", [F0 + 6]), ("skip", []),
-                                                    ("all", [F0 + k for k in range(2, 7)])])
+@pytest.mark.parametrize(("catch_up", "expected", "missed"), [
+    ("latest", [F0 + 6], 4), ("skip", [], 5), ("all", [F0 + k for k in range(2, 7)], 0)])
 def test_catch_up_after_5_missed_slots(env: Env, clock: Path, catch_up: str,
-                                       expected: list[float]) -> None:
+                                       expected: list[float], missed: int) -> None:
     configure(env, tick(catch_up=catch_up))
     pool = ClockedPool(env, clock)
     try:
@@ -141,9 +141,13 @@ def test_catch_up_after_5_missed_slots(env: Env, clock: Path, catch_up: str,
         wait_for(lambda: pool.schedule("tick")["last_slot"] == F0 + 6, 30,
                  what="the missed slots to be taken")
         wait_for(pool.idle, 30, what="the catch-up runs to finish")
+        metrics = pool.call("metrics")["text"]
     finally:
         pool.stop()
     assert sorted(slot for slot, _ in runs(env))[1:] == expected  # 2 executors: any order
+    assert f'offload_schedule_runs_total{{schedule="tick"}} {float(len(expected))}' in metrics
+    passed = 'offload_schedule_skipped_total{reason="missed",schedule="tick"}'
+    assert (f"{passed} {float(missed)}" in metrics) if missed else passed not in metrics
 
 
 def test_overlap_skip_takes_no_run_while_the_last_one_is_unfinished(

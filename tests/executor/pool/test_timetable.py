@@ -8,7 +8,7 @@ from zoneinfo import ZoneInfo
 import pytest
 
 from config.schedules import Schedule
-from executor.pool.timetable import MAX_CATCH_UP_RUNS, Step, Timetable, plan
+from executor.pool.timetable import MAX_CATCH_UP_RUNS, Plan, Step, Timetable, plan
 
 F0 = 1_999_998_000.0  # a whole hour since the epoch
 PARIS = ZoneInfo("Europe/Paris")
@@ -67,44 +67,48 @@ def test_cron_in_paris_across_the_autumn_fold_runs_once() -> None:
 
 def test_plan_runs_the_newest_due_slot_by_default() -> None:
     table = every(1)
-    assert plan(table, last=F0, since=F0, now=F0 + 0.9) == []
-    assert plan(table, last=F0, since=F0, now=F0 + 1.1) == [Step(F0 + 1, True)]
-    assert plan(table, last=None, since=F0 + 0.5, now=F0 + 1.1) == [Step(F0 + 1, True)]
+    assert plan(table, last=F0, since=F0, now=F0 + 0.9) == Plan([])
+    assert plan(table, last=F0, since=F0, now=F0 + 1.1) == Plan([Step(F0 + 1, True)])
+    assert plan(table, last=None, since=F0 + 0.5, now=F0 + 1.1) == Plan([Step(F0 + 1, True)])
     # a schedule never taken starts after the pool first saw it
-    assert plan(table, last=None, since=F0 + 0.5, now=F0 + 0.9) == []
+    assert plan(table, last=None, since=F0 + 0.5, now=F0 + 0.9) == Plan([])
 
 
-@pytest.mark.parametrize(("catch_up", "steps"), [
-    ("latest", [Step(F0 + 6, True)]),
-    ("skip", [Step(F0 + 6, False)]),
-    ("all", [Step(F0 + k, True) for k in range(2, 7)]),
+@pytest.mark.parametrize(("catch_up", "expected"), [
+    ("latest", Plan([Step(F0 + 6, True)], passed_over=4)),
+    ("skip", Plan([Step(F0 + 6, False)], passed_over=4)),
+    ("all", Plan([Step(F0 + k, True) for k in range(2, 7)])),
 ])
-def test_plan_after_5_missed_slots(catch_up: str, steps: list[Step]) -> None:
+def test_plan_after_5_missed_slots(catch_up: str, expected: Plan) -> None:
     table = every(1, catch_up=catch_up)
-    assert plan(table, last=F0 + 1, since=F0 + 6.5, now=F0 + 6.5) == steps
+    assert plan(table, last=F0 + 1, since=F0 + 6.5, now=F0 + 6.5) == expected
 
 
 def test_skip_still_runs_a_slot_that_came_while_the_pool_watched() -> None:
     table = every(1, catch_up="skip")
-    assert plan(table, last=F0 + 1, since=F0 + 1.5, now=F0 + 2.1) == [Step(F0 + 2, True)]
+    assert plan(table, last=F0 + 1, since=F0 + 1.5, now=F0 + 2.1) == Plan([Step(F0 + 2, True)])
     # a pool that stalled for 3 slots passes over the older ones
-    assert plan(table, last=F0 + 1, since=F0 + 1.5, now=F0 + 4.1) == [Step(F0 + 4, True)]
+    assert plan(table, last=F0 + 1, since=F0 + 1.5, now=F0 + 4.1) == Plan(
+        [Step(F0 + 4, True)], passed_over=2)
 
 
 def test_slots_older_than_max_delay_s_never_run() -> None:
-    assert plan(every(1, max_delay_s=2.0), last=F0, since=F0 + 9, now=F0 + 10.5) == [
-        Step(F0 + 10, True)]
+    assert plan(every(1, max_delay_s=2.0), last=F0, since=F0 + 9, now=F0 + 10.5) == Plan(
+        [Step(F0 + 10, True)], passed_over=1)
     assert plan(every(1, catch_up="all", max_delay_s=2.0), last=F0, since=F0 + 9,
-                now=F0 + 10.5) == [Step(F0 + 9, True), Step(F0 + 10, True)]
-    assert plan(every(60, max_delay_s=10.0), last=F0, since=F0 + 100, now=F0 + 100) == []
+                now=F0 + 10.5) == Plan([Step(F0 + 9, True), Step(F0 + 10, True)])
+    assert plan(every(60, max_delay_s=10.0), last=F0, since=F0 + 100,
+                now=F0 + 100) == Plan([])
 
 
 def test_catch_up_all_is_capped_to_the_newest_slots() -> None:
-    steps = plan(every(1, catch_up="all"), last=F0, since=F0 + 1000, now=F0 + 1000.5)
+    steps, passed_over = plan(every(1, catch_up="all"), last=F0, since=F0 + 1000,
+                              now=F0 + 1000.5)
+    assert passed_over == 1000 - MAX_CATCH_UP_RUNS
     assert len(steps) == MAX_CATCH_UP_RUNS
     assert steps[-1] == Step(F0 + 1000, True) and steps[0] == Step(F0 + 901, True)
 
 
 def test_a_slot_taken_by_a_pool_whose_clock_is_ahead_is_not_due_here() -> None:
     # another pool (clock +2 s) took slot 12; ours reads 10.5
-    assert plan(every(1), last=F0 + 12, since=F0, now=F0 + 10.5) == []
+    assert plan(every(1), last=F0 + 12, since=F0, now=F0 + 10.5) == Plan([])
