@@ -120,7 +120,8 @@ class PoolMetrics:
                                       ["schedule"], registry=r)
         self._schedule_skipped = Counter(
             "offload_schedule_skipped",
-            "Slots taken without a run: missed (catch_up) or overlap (the last run unfinished).",
+            "Slots passed over without a run: missed (catch_up) or overlap (the last run"
+            " unfinished).",
             ["schedule", "reason"], registry=r)
         self._schedule_lag = Histogram("offload_schedule_lag_seconds",
                                        "From a schedule's slot to the start of its run.",
@@ -212,7 +213,7 @@ class PoolMetrics:
         self._child(self._schedule_runs, schedule).inc(n)
 
     def schedule_skipped(self, schedule: str, reason: str, n: int = 1) -> None:
-        """Called once a turn that took ``n`` slots without a run committed."""
+        """Called once a turn that passed ``n`` slots over without a run committed."""
         reason = _check(reason, SKIP_REASONS, "skip reason")
         self._child(self._schedule_skipped, schedule, reason).inc(n)
 
