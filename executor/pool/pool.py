@@ -1,6 +1,6 @@
 """The pool: one process that owns the store, the executors and the socket.
 
-It runs an asyncio loop (uvloop) and does three things:
+It runs an asyncio loop (uvloop) and does four things:
 
 * answers requests from the socket (``executor.pool.requests``);
 * at the end of each loop turn, commits in one transaction (group commit)
