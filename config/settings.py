@@ -28,6 +28,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from config.schedules import Schedule, ScheduleError, parse_schedules
+
 DEFAULT_CONFIG_PATH = "config/offload.toml"
 ENV_PREFIX = "OFFLOAD_"
 log = logging.getLogger("offload.config")
@@ -160,6 +162,8 @@ class Settings:
     long_poll_max_s: float = _setting(60.0, "longest ?wait= accepted by GET /tasks/{id}",
                                       min=0.0, max=3600.0)
     log_level: str = _setting("info", "log level of every process", choices=LOG_LEVELS)
+    # A table in offload.toml only (no environment variable): see config.schedules.
+    schedules: tuple[Schedule, ...] = field(default=(), metadata={"table": True})
 
     @property
     def shared_store(self) -> bool:
@@ -172,7 +176,10 @@ class Settings:
         return self.store_url[len("sqlite:///"):]
 
 
-FIELDS: dict[str, dataclasses.Field[Any]] = {f.name: f for f in dataclasses.fields(Settings)}
+FIELDS: dict[str, dataclasses.Field[Any]] = {
+    f.name: f for f in dataclasses.fields(Settings) if not f.metadata.get("table")}
+TABLES = ("schedules",)
+"""Keys of offload.toml that hold tables, set in the file only (not from the environment)."""
 
 
 def _type_name(f: dataclasses.Field[Any]) -> str:
@@ -315,11 +322,17 @@ def load_settings(
             raw = tomllib.loads(cfg_path.read_text())
         except (OSError, tomllib.TOMLDecodeError) as exc:
             raise ConfigError(f"{cfg_path}: cannot read the file: {exc}") from exc
+        if "schedules" in raw:
+            try:
+                values["schedules"] = parse_schedules(raw.pop("schedules"), str(cfg_path))
+            except ScheduleError as exc:
+                raise ConfigError(str(exc)) from None
         for key, value in raw.items():
             f = FIELDS.get(key)
             if f is None:
                 raise ConfigError(
-                    f"{cfg_path}: unknown key {key!r}; accepted keys: {', '.join(FIELDS)}"
+                    f"{cfg_path}: unknown key {key!r}; accepted keys: "
+                    f"{', '.join([*FIELDS, *TABLES])}"
                 )
             try:
                 values[key] = _coerce(f, value, from_env=False)

@@ -18,6 +18,7 @@ from pathlib import Path
 from executor import Retry, progress, task
 
 OUTBOX = Path(os.environ.get("OFFLOAD_EXAMPLE_OUTBOX", "var/outbox"))
+HEARTBEAT_LOG = Path(os.environ.get("OFFLOAD_EXAMPLE_HEARTBEAT_LOG", "var/heartbeat.log"))
 
 
 @task(name="send_email", max_retries=3, timeout_s=30)
@@ -66,6 +67,18 @@ def crash() -> None:
 @task(name="noop")
 def noop() -> None:
     """Does nothing (for benchmarks)."""
+
+
+@task(name="heartbeat", every_s=5)
+def heartbeat(scheduled_for: float) -> str:
+    """A periodic task: runs on its own every 5 s (once per slot, however many
+    pools run) and appends the slot it covers to var/heartbeat.log."""
+    slot = time.strftime("%H:%M:%S", time.gmtime(scheduled_for))
+    line = f"slot {slot} UTC ran {time.time() - scheduled_for:.3f} s after it\n"
+    HEARTBEAT_LOG.parent.mkdir(parents=True, exist_ok=True)
+    with HEARTBEAT_LOG.open("a") as f:
+        f.write(line)
+    return line.strip()
 
 
 @task(name="add")

@@ -21,6 +21,7 @@ from prometheus_client import values as _values
 OUTCOMES = ("succeeded", "failed", "cancelled")
 FAILURE_REASONS = ("error", "crash", "timeout", "memory", "lost")
 EXECUTOR_STATES = ("starting", "idle", "busy", "stopping")
+SKIP_REASONS = ("missed", "overlap")
 RESTART_REASONS = ("crash", "timeout", "memory", "recycled", "reload", "killed")
 SLOT_STATES = ("busy", "free")
 
@@ -113,6 +114,18 @@ class PoolMetrics:
                                  "HTTP request latency, by route template.",
                                  ["method", "route"], buckets=HTTP_BUCKETS_S, registry=r)
         self._pool_up = Gauge(POOL_UP_NAME, POOL_UP_HELP, registry=r)
+        # ``schedule`` is bounded by the configured schedules.
+        self._schedule_runs = Counter("offload_schedule_runs",
+                                      "Runs of a schedule's slots enqueued by this pool.",
+                                      ["schedule"], registry=r)
+        self._schedule_skipped = Counter(
+            "offload_schedule_skipped",
+            "Slots passed over without a run: missed (catch_up) or overlap (the last run"
+            " unfinished).",
+            ["schedule", "reason"], registry=r)
+        self._schedule_lag = Histogram("offload_schedule_lag_seconds",
+                                       "From a schedule's slot to the start of its run.",
+                                       ["schedule"], buckets=TASK_BUCKETS_S, registry=r)
         self._depth_statuses: set[str] = set()
         # labels() takes a lock and builds a key on every call; the pool records
         # several samples per task, always for the same few label sets.
@@ -188,6 +201,25 @@ class PoolMetrics:
         """Called when the pool forks a replacement for an executor that ended."""
         reason = _check(reason, RESTART_REASONS, "restart reason")
         self._restarts.labels(reason=reason).inc()
+
+    def schedules_known(self, schedules: Iterable[str]) -> None:
+        """Called when the pool (re)loads its schedules: their run counts start at 0,
+        so rate() and absent() work before a first run."""
+        for schedule in schedules:
+            self._child(self._schedule_runs, schedule)
+
+    def schedule_runs(self, schedule: str, n: int = 1) -> None:
+        """Called once a turn that enqueued ``n`` runs of ``schedule`` committed."""
+        self._child(self._schedule_runs, schedule).inc(n)
+
+    def schedule_skipped(self, schedule: str, reason: str, n: int = 1) -> None:
+        """Called once a turn that passed ``n`` slots over without a run committed."""
+        reason = _check(reason, SKIP_REASONS, "skip reason")
+        self._child(self._schedule_skipped, schedule, reason).inc(n)
+
+    def observe_schedule_lag(self, schedule: str, seconds: float) -> None:
+        """Called when a run of ``schedule`` starts, with the time since its slot."""
+        self._child(self._schedule_lag, schedule).observe(seconds)
 
     def observe_http(self, samples: Iterable[Sequence[object]]) -> None:
         """Called on an ``observe_http`` request; all samples or none (``ValueError``)."""

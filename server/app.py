@@ -97,6 +97,7 @@ class OffloadApp:
             "/tasks": _Route("/tasks", {"GET": r.list_tasks, "POST": r.submit}),
             "/tasks/batch": _Route("/tasks/batch", {"POST": r.submit_batch}),
             "/queue/stats": _Route("/queue/stats", {"GET": r.queue_stats}),
+            "/schedules": _Route("/schedules", {"GET": r.schedules}),
             "/metrics": _Route("/metrics", {"GET": r.metrics}),
             "/healthz": _Route("/healthz", {"GET": r.healthz}, public=True),
             "/readyz": _Route("/readyz", {"GET": r.readyz}),

@@ -364,6 +364,11 @@ class Client(_Endpoint):
         out: dict[str, Any] = self._send(_Req("GET", "/queue/stats"))
         return out
 
+    def schedules(self) -> list[dict[str, Any]]:
+        """``GET /schedules``: each periodic task, its next slot, its last slot and run."""
+        out: list[dict[str, Any]] = self._send(_Req("GET", "/schedules"))["schedules"]
+        return out
+
     def health(self, *, ready: bool = False) -> dict[str, Any]:
         """``/healthz`` (or ``/readyz`` with ``ready``); ``Unavailable`` if not so."""
         out: dict[str, Any] = self._send(_Req("GET", "/readyz" if ready else "/healthz"))
@@ -465,6 +470,11 @@ class AsyncClient(_Endpoint):
     async def stats(self) -> dict[str, Any]:
         """``GET /queue/stats``: counts, queue depth, oldest due wait, executors."""
         out: dict[str, Any] = await self._send(_Req("GET", "/queue/stats"))
+        return out
+
+    async def schedules(self) -> list[dict[str, Any]]:
+        """``GET /schedules``: each periodic task, its next slot, its last slot and run."""
+        out: list[dict[str, Any]] = (await self._send(_Req("GET", "/schedules")))["schedules"]
         return out
 
     async def health(self, *, ready: bool = False) -> dict[str, Any]:

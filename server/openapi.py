@@ -30,6 +30,7 @@ OPERATIONS: dict[tuple[str, str], str] = {
     ("/tasks/{id}", "delete"): "cancelTask",
     ("/tasks/{id}/retry", "post"): "retryTask",
     ("/queue/stats", "get"): "queueStats",
+    ("/schedules", "get"): "listSchedules",
     ("/metrics", "get"): "metrics",
     ("/healthz", "get"): "healthz",
     ("/readyz", "get"): "readyz",
@@ -165,6 +166,11 @@ def _operations(long_poll_max_s: float) -> dict[tuple[str, str], dict[str, Any]]
         ("/queue/stats", "get"): {
             "summary": "Counts by status, queue depth, executors",
             "responses": {"200": _json(_ref("QueueStats"), "the pool's view now"),
+                          **_errors("401", "503")},
+        },
+        ("/schedules", "get"): {
+            "summary": "Periodic tasks: each schedule, its next slot, its last slot and run",
+            "responses": {"200": _json(_ref("Schedules"), "the schedules the pool runs"),
                           **_errors("401", "503")},
         },
         ("/metrics", "get"): {

@@ -157,6 +157,10 @@ class Routes:
         """``GET /queue/stats``: the pool's counts, queue depth, oldest due wait and executors."""
         return json_response(200, await self.link.call("stats"))
 
+    async def schedules(self, req: Request) -> Response:
+        """``GET /schedules``: each schedule, its next slot, its last slot and run."""
+        return json_response(200, await self.link.call("schedules"))
+
     async def metrics(self, req: Request) -> Response:
         """``GET /metrics``: Prometheus text; ``offload_pool_up 0`` if the pool is away."""
         try:

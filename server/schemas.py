@@ -199,6 +199,39 @@ class QueueStats(Struct):
     executors: list[ExecutorRow]
 
 
+class ScheduleRun(Struct):
+    """A schedule's last run: its slot, its task, and the task's status (null
+    once the task was purged after ``result_ttl_s``)."""
+
+    slot: float
+    task_id: str
+    status: Status | None
+
+
+class ScheduleRow(Struct):
+    """One periodic task (README, "Periodic tasks"); times in seconds since the epoch."""
+
+    name: str
+    kind: str
+    spec: str
+    source: str
+    cron: str | None
+    every_s: float | None
+    tz: str
+    catch_up: Literal["latest", "skip", "all"]
+    max_delay_s: float
+    overlap: Literal["allow", "skip", "queue"]
+    next_slot: float
+    last_slot: float | None
+    last_run: ScheduleRun | None
+
+
+class Schedules(Struct):
+    """``GET /schedules``: every schedule the pool runs, by name."""
+
+    schedules: list[ScheduleRow]
+
+
 class Healthy(Struct):
     """``GET /healthz``."""
 
@@ -228,5 +261,5 @@ class ErrorBody(Struct):
 
 
 RESPONSES: tuple[type[Struct], ...] = (TaskRecord, TaskPage, TaskRecords, Retried,
-                                       QueueStats, Healthy, Ready, ErrorBody)
+                                       QueueStats, Schedules, Healthy, Ready, ErrorBody)
 REQUESTS: tuple[type[Struct], ...] = (TaskBody, BatchBody, RetryFilter)

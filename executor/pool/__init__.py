@@ -16,6 +16,8 @@ processes, reached through ``templates`` and pipes) nor ``executor.client``.
 - ``templates``: the pool's handle on a template process.
 - ``listener``: the private Unix socket the HTTP workers connect to.
 - ``retry``: the retry policy and respawn back-off.
+- ``schedules``: periodic tasks, each slot taken and enqueued once (``Scheduler``);
+  ``timetable``: their slot arithmetic (pure).
 - ``keeper``: the keeper process (``python -m executor.pool.keeper``; not re-exported).
 """
 

@@ -53,6 +53,11 @@ the same id. Errors are ``{"code", "message", "field"}`` (see
     "retry_backoff_max_s", "concurrency", "async", "params"}}}``: the template's manifest
     (``executor.worker.template``); ``params`` is ``[[name, kind, has_default], ...]``
     (``kind`` 0..4, see ``executor.wire.callcheck.params_of``) or ``None``.
+``schedules`` ``{}`` -> ``{"schedules": [{"name", "kind", "spec", "source", "cron",
+    "every_s", "tz", "catch_up", "max_delay_s", "overlap", "next_slot", "last_slot",
+    "last_run": {"slot", "task_id", "status"} | None}, ...]}``: the schedules the pool
+    runs (``executor.pool.schedules``); times in seconds since the epoch;
+    ``last_run.status`` is ``None`` once its task was purged.
 ``health``  ``{}`` -> ``{"executors_up": n, "executors_wanted": n}``.
 ``metrics`` ``{}`` -> ``{"text": str}``: Prometheus text of every metric.
 ``observe_http`` ``{"samples": [[method, route, status, seconds], ...]}`` -> ``{}``:

@@ -1,6 +1,6 @@
 """The pool: one process that owns the store, the executors and the socket.
 
-It runs an asyncio loop (uvloop) and does three things:
+It runs an asyncio loop (uvloop) and does four things:
 
 * answers requests from the socket (``executor.pool.requests``);
 * at the end of each loop turn, commits in one transaction (group commit)
@@ -9,7 +9,9 @@ It runs an asyncio loop (uvloop) and does three things:
   each executor's pipe, and reports how each one ended); a new task that
   can run at once is stored already claimed;
 * applies the retry policy to failed attempts, runs the timers (due tasks,
-  purge of expired results) and keeps its tasks' leases (``leases``).
+  purge of expired results) and keeps its tasks' leases (``leases``);
+* enqueues the due slots of periodic tasks in the turn's transaction
+  (``executor.pool.schedules``), by the clock it was built with.
 
 On a shared store (PostgreSQL, one pool per host) every claim carries a
 fencing token, and the pool writes each task's start, outcome and
@@ -43,6 +45,7 @@ from executor.pool.leases import LeaseKeeper
 from executor.pool.listener import listen
 from executor.pool.requests import Requests, Submission
 from executor.pool.retry import RetryPolicy, should_retry
+from executor.pool.schedules import Scheduler, prepare
 from executor.pool.slots import Inflight, Slot
 from executor.pool.wakeup import Wakeup
 from executor.store import NewTask, Outcome, Store, StoreError, TaskRecord, open_store
@@ -66,7 +69,10 @@ class Pool:
     """The dispatcher. Build it in the pool process's ``main``; ``run`` until stopped."""
 
     def __init__(self, settings: Settings, config_path: str | None = None,
-                 lifeline_fd: int | None = None) -> None:
+                 lifeline_fd: int | None = None,
+                 clock: Callable[[], float] = time.time) -> None:
+        """``clock``: the time schedules go by (``executor.pool.schedules``);
+        tests pass a faster or offset one. Everything else reads ``time.time``."""
         self.settings = settings
         self.config_path = config_path
         self.lifeline_fd = lifeline_fd
@@ -77,6 +83,7 @@ class Pool:
         self.fleet = Fleet(self)
         self.leases = LeaseKeeper(self)
         self.wakeup = Wakeup(self.store, self.wake)
+        self.schedules = Scheduler(self, clock)
         self.stopping = False
         self._maybe_due = True
         self._next_due: float | None = None
@@ -131,6 +138,11 @@ class Pool:
                     self.metrics.task_failed_attempt(rec.kind, "lost")
                     self.metrics.task_finished(rec.kind, "failed")
         self.fleet.use_template(await self.fleet.start_template())
+        try:
+            self.schedules.use(prepare(self.manifest, self.settings))
+        except ConfigError:
+            self.fleet.close()
+            raise
         server = await listen(socket_path_for(self.settings), self.requests.handle,
                               self.settings.max_frame_bytes)
         loop.add_signal_handler(signal.SIGTERM, self.request_stop)
@@ -198,7 +210,16 @@ class Pool:
                 self.settings = old_settings
                 log.error("reload refused, keeping the running task code: %s", exc)
                 return
+            try:
+                schedules = prepare(tpl.manifest, new)
+            except ConfigError as exc:
+                tpl.close()
+                self.settings = old_settings
+                log.error("reload refused, keeping the running settings, task code and "
+                          "schedules: %s", exc)
+                return
             self.fleet.use_template(tpl)
+            self.schedules.use(schedules)
             log.info("reloaded: %d executor(s), %d kind(s)", new.executors, len(tpl.manifest))
         finally:
             self._reloading = False
@@ -269,6 +290,8 @@ class Pool:
         while executors idle."""
         assert inf.started_at is not None
         self._starts.append((inf.id, inf.started_at, inf.token))
+        if self.schedules.active:
+            self.schedules.started(inf.id)
         self._arm_starts_timer()
 
     def _arm_starts_timer(self) -> None:
@@ -403,8 +426,9 @@ class Pool:
         written again in a later turn."""
         self._turn_scheduled = False
         submits = self.requests.take_submits()
+        slots_due = not self.stopping and self.schedules.due()
         if not submits and not self._finishes and not self._starts_due() and (
-                not self._reschedules) and (
+                not self._reschedules) and not slots_due and (
                 self.stopping or not self._maybe_due or not self.fleet.room()):
             return  # nothing to write: no transaction at all
         acknowledge = None
@@ -433,6 +457,8 @@ class Pool:
                         self._maybe_due = True  # the next call of a group may run now
                     ended = {rec.id for rec in finished}
                     dropped += [(o.id, "its outcome") for o, _ in finishes if o.id not in ended]
+                if slots_due:
+                    self.schedules.enqueue_due()
                 self._dispatch()
         except Exception as exc:
             self._reschedules[:0] = reschedules
@@ -443,6 +469,8 @@ class Pool:
         for task_id, what in dropped:
             self._dropped(task_id, what)
         self.fleet.send_handed_out()
+        if slots_due:
+            self.schedules.committed()
         for kind, n in self._submitted.items():
             self.metrics.task_submitted(kind, n)
         self._submitted.clear()
@@ -466,6 +494,7 @@ class Pool:
                       self._refused_turns, RETRY_TURN_S, exc)
             self._refused_logged, self._refused_turns = now, 0
         self.fleet.undo_handed_out()
+        self.schedules.rolled_back()
         self._submitted.clear()
         self._starts[:0] = starts
         self._finishes[:0] = finishes
@@ -523,6 +552,8 @@ class Pool:
     def _hand_out(self, room: list[tuple[Slot, int]], claimed: list[TaskRecord]) -> None:
         """Give claimed tasks to the executors in ``room`` (no more than fit); they
         reach the pipes once the turn commits (``Fleet.send_handed_out``)."""
+        if self.schedules.active:
+            self.schedules.handed_out(claimed)
         left = self.fleet.hand_out(room, claimed)
         for rec in left:  # no executor can take it beside what it holds: pending again
             self.store.reschedule(rec.id, rec.not_before, error=None, count_attempt=False,
@@ -545,6 +576,8 @@ class Pool:
         self.fleet.watch(now)
         if not self._reloading:  # the settings are new, the template not yet
             self.fleet.autoscale(self._due_waiting)
+        if not self.stopping and self.schedules.due():
+            self.schedule_turn()
         if self._next_due is not None and now >= self._next_due:
             self._next_due = None
             self._maybe_due = True
@@ -574,6 +607,10 @@ class Pool:
         return due is not None and due <= time.time()
 
     # -- used by requests --------------------------------------------------------
+
+    def schedule_rows(self) -> list[dict[str, Any]]:
+        """Each schedule and its slots (``Scheduler.rows``)."""
+        return self.schedules.rows()
 
     def after_sync(self, callback: Callable[[BaseException | None], None]) -> None:
         """Call ``callback(None)`` once everything committed so far is on disk

@@ -63,5 +63,8 @@ class PoolPort(SpecSource, Protocol):
         """Store ``inf``'s start now if no turn has, before a reply shows it
         running; see ``Pool.store_start``."""
 
+    def schedule_rows(self) -> list[dict[str, Any]]:
+        """Each schedule and its slots, for the ``schedules`` op (``Scheduler.rows``)."""
+
     def note_due(self, when: float) -> None:
         """A task may be due at ``when``: dispatch then."""

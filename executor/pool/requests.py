@@ -275,6 +275,9 @@ class Requests:
         pool.metrics.set_oldest_due(oldest_due_s)
         return counts, oldest_due_s
 
+    def op_schedules(self, conn: ClientConn, req_id: int, args: dict[str, Any]) -> object:
+        return {"schedules": self.pool.schedule_rows()}
+
     def op_kinds(self, conn: ClientConn, req_id: int, args: dict[str, Any]) -> object:
         return {"kinds": self.pool.manifest}
 

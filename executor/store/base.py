@@ -133,6 +133,16 @@ class Listener(Protocol):
         ...
 
 
+class ScheduleSlot(NamedTuple):
+    """A schedule's row (``Store.take_slot``): its last slot taken and its last run."""
+
+    schedule: str
+    slot: float  # seconds since the epoch
+    taken_at: float  # when the slot was taken, by the taking pool's clock
+    task_id: str | None = None  # the last run's task (None: no slot has run yet)
+    task_slot: float | None = None  # the slot that task runs for
+
+
 class Store(Protocol):
     """A task store. See the module docstring for the transitions."""
 
@@ -273,6 +283,32 @@ class Store(Protocol):
     def open_listener(self) -> Listener | None:
         """A new Listener for a shared store, ``None`` for a single writer's
         (it knows of every change itself). Raises StoreError if it cannot."""
+        ...
+
+    def take_slot(self, schedule: str, slot: float, now: float) -> bool:
+        """Take ``slot`` (seconds since the epoch) of ``schedule``: record it as
+        the schedule's last slot if it is later than the one stored, or none is
+        stored, and return True; else change nothing and return False.
+
+        This is how a slot runs once however many pools (or restarts) try,
+        with no leader: each pool takes a slot before it enqueues its task, in
+        the same transaction, and only the one whose call returned True
+        enqueues. Two concurrent callers must not both get True (a backend
+        with concurrent writers makes the second wait for the first's commit
+        and then see its row). The row outlives purged tasks, so a slot is
+        never taken twice. ``now`` is stored as ``taken_at``. Durable on
+        return (or with the enclosing batch)."""
+        ...
+
+    def slot_task(self, schedule: str, slot: float, task_id: str) -> None:
+        """Record ``task_id`` as the run of ``schedule``'s ``slot`` (kept as
+        ``task_id`` / ``task_slot`` until a later run's), if ``slot`` is still
+        the schedule's last slot taken; else nothing. Durable on return (or
+        with the enclosing batch)."""
+        ...
+
+    def schedule_slots(self) -> dict[str, ScheduleSlot]:
+        """Every schedule's row, by schedule name (schedules never taken are absent)."""
         ...
 
     def sync(self) -> None:

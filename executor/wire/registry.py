@@ -25,6 +25,7 @@ from executor.wire.errors import UnknownKind
 P = ParamSpec("P")
 R = TypeVar("R")
 _MARK = "__offload_task__"
+DEFAULT_MAX_DELAY_S = 3600.0  # config.schedules.DEFAULT_MAX_DELAY_S (wire imports no config)
 
 
 @dataclass(frozen=True)
@@ -44,6 +45,9 @@ class TaskOptions:
     retry_backoff_max_s: float | None = None
     retry_on: tuple[type[BaseException], ...] | None = None
     concurrency: int | None = None  # async def tasks only; None = async_concurrency
+    # {"cron", "every_s", "tz", "catch_up", "max_delay_s", "overlap"} or None:
+    # run on a schedule (config.schedules), named after the kind.
+    schedule: dict[str, Any] | None = None
 
     def out_of_bounds(self, *, min_timeout_s: float, max_timeout_s: float,
                       max_retries: int) -> str | None:
@@ -60,10 +64,13 @@ class TaskOptions:
 
     def manifest(self) -> dict[str, Any]:
         """The options the pool needs (``retry_on`` stays in the executor)."""
-        return {"max_retries": self.max_retries, "timeout_s": self.timeout_s,
-                "retry_backoff_s": self.retry_backoff_s,
-                "retry_backoff_max_s": self.retry_backoff_max_s,
-                "concurrency": self.concurrency}
+        out: dict[str, Any] = {
+            "max_retries": self.max_retries, "timeout_s": self.timeout_s,
+            "retry_backoff_s": self.retry_backoff_s,
+            "retry_backoff_max_s": self.retry_backoff_max_s, "concurrency": self.concurrency}
+        if self.schedule is not None:
+            out["schedule"] = dict(self.schedule)
+        return out
 
 
 def is_async(fn: Callable[..., Any]) -> bool:
@@ -119,6 +126,9 @@ def task(*, name: str | None = None, max_retries: int | None = None,
          retry_backoff_max_s: float | None = None,
          retry_on: tuple[type[BaseException], ...] | None = None,
          concurrency: int | None = None,
+         cron: str | None = None, every_s: float | None = None, tz: str = "UTC",
+         catch_up: str = "latest", max_delay_s: float = DEFAULT_MAX_DELAY_S,
+         overlap: str = "allow",
          ) -> Callable[[Callable[P, R]], Callable[P, R]]: ...
 
 
@@ -126,7 +136,10 @@ def task(fn: Callable[..., Any] | None = None, /, *, name: str | None = None,
          max_retries: int | None = None, timeout_s: float | None = None,
          retry_backoff_s: float | None = None, retry_backoff_max_s: float | None = None,
          retry_on: tuple[type[BaseException], ...] | None = None,
-         concurrency: int | None = None) -> Any:
+         concurrency: int | None = None,
+         cron: str | None = None, every_s: float | None = None, tz: str = "UTC",
+         catch_up: str = "latest", max_delay_s: float = DEFAULT_MAX_DELAY_S,
+         overlap: str = "allow") -> Any:
     """Register a function as a task kind: ``@task`` or ``@task(name="send_email", ...)``.
 
     The kind defaults to ``module.qualname``. ``retry_on`` limits which
@@ -137,9 +150,25 @@ def task(fn: Callable[..., Any] | None = None, /, *, name: str | None = None,
     their executor. ``def`` tasks always run one at a time (``ValueError``
     for a ``concurrency`` above 1). The function is returned unchanged, so
     it can still be called directly.
+
+    ``cron="*/5 * * * *"`` (in time zone ``tz``, UTC by default) or
+    ``every_s=30`` also runs it on that schedule, with no arguments (plus
+    ``scheduled_for``, its slot in seconds since the epoch, if it takes
+    that parameter); ``catch_up``, ``max_delay_s`` and ``overlap`` as in
+    ``config.schedules`` and the README. A bad schedule is refused by the
+    pool (``executor.pool.schedules.prepare``), like a configuration error:
+    at start it exits; on a reload it keeps running as it was.
     """
+    schedule = None
+    if cron is not None or every_s is not None:
+        schedule = {"cron": cron, "every_s": every_s, "tz": tz, "catch_up": catch_up,
+                    "max_delay_s": max_delay_s, "overlap": overlap}
+    elif (tz, catch_up, max_delay_s, overlap) != ("UTC", "latest", DEFAULT_MAX_DELAY_S, "allow"):
+        raise ValueError("@task: tz, catch_up, max_delay_s and overlap apply to a schedule; "
+                         "give cron= or every_s= too")
     options = TaskOptions(max_retries, timeout_s, retry_backoff_s, retry_backoff_max_s,
-                          tuple(retry_on) if retry_on is not None else None, concurrency)
+                          tuple(retry_on) if retry_on is not None else None, concurrency,
+                          schedule)
 
     def mark(f: Callable[..., Any]) -> Callable[..., Any]:
         if not callable(f):

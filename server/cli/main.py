@@ -18,7 +18,7 @@ import os
 import sys
 from importlib import metadata
 
-from server.cli import check, run, status, tasks
+from server.cli import check, run, schedules, status, tasks
 from server.cli.output import Printer, say
 from server.client import Client, ClientError, Unavailable, WaitTimeout
 
@@ -64,6 +64,7 @@ def parser() -> argparse.ArgumentParser:
     _global_options(common, suppress=True)
     sub = top.add_subparsers(dest="command", metavar="COMMAND", required=True)
     status.add(sub, common)
+    schedules.add(sub, common)
     tasks.add(sub, common)
     check.add(sub, common)
     run.add(sub)

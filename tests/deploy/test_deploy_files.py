@@ -32,9 +32,12 @@ METRICS = {
     "offload_executors": {"state"}, "offload_executor_slots": {"state"},
     "offload_executor_restarts_total": {"reason"}, "offload_pool_up": set(),
     "offload_http_requests_total": {"method", "route", "status"},
+    "offload_schedule_runs_total": {"schedule"},
+    "offload_schedule_skipped_total": {"schedule", "reason"},
 }
 HISTOGRAMS = {"offload_task_duration_seconds": {"kind"}, "offload_task_queue_seconds": {"kind"},
-              "offload_http_request_duration_seconds": {"method", "route"}}
+              "offload_http_request_duration_seconds": {"method", "route"},
+              "offload_schedule_lag_seconds": {"schedule"}}
 SERIES = METRICS | {n + s: ls | ({"le"} if s == "_bucket" else set())
                     for n, ls in HISTOGRAMS.items() for s in ("_bucket", "_sum", "_count")}
 LABEL_VALUES = {
@@ -86,7 +89,8 @@ def alert_rules() -> list[dict]:
 
 
 def test_files_parse_and_name_only_real_settings():
-    known = {"OFFLOAD_CONFIG", "OFFLOAD_EXAMPLE_OUTBOX"} | {f"OFFLOAD_{n.upper()}" for n in FIELDS}
+    known = {"OFFLOAD_CONFIG", "OFFLOAD_EXAMPLE_OUTBOX", "OFFLOAD_EXAMPLE_HEARTBEAT_LOG"} | {
+        f"OFFLOAD_{n.upper()}" for n in FIELDS}
     for path in (p for p in DEPLOY.rglob("*") if p.is_file()):
         used = set(re.findall(r"\bOFFLOAD_[A-Z_]+[A-Z]\b", path.read_text()))
         assert used <= known, (path, used - known)

@@ -20,6 +20,7 @@ def test_registration_example_sends_the_email_and_writes_the_audit_line(
               task_modules=["examples.tasks", f"examples.{name}_app"])
     outbox, audit_log = tmp_path / "outbox", tmp_path / "audit.log"
     env.extra_env = {"OFFLOAD_EXAMPLE_OUTBOX": str(outbox),
+                     "OFFLOAD_EXAMPLE_HEARTBEAT_LOG": str(tmp_path / "heartbeat.log"),
                      "OFFLOAD_EXAMPLE_AUDIT_LOG": str(audit_log)}
     with running(lambda: ServerHandle(env)) as server:
         status, body, _ = server.http("POST", "/register", {"email": "ada@example.com"})

@@ -206,6 +206,14 @@ class FakePool:
                 "executors": [{"pid": 1234, "state": "idle", "task_id": None, "running": [],
                                "free": 100, "tasks_run": 7, "rss_mb": 31.5}]}
 
+    async def _op_schedules(self, args: dict[str, Any]) -> dict[str, Any]:
+        return {"schedules": [{
+            "name": "nightly", "kind": "build_report", "spec": "0 3 * * * (Europe/Paris)",
+            "source": "offload.toml", "cron": "0 3 * * *", "every_s": None,
+            "tz": "Europe/Paris", "catch_up": "latest", "max_delay_s": 3600.0,
+            "overlap": "allow", "next_slot": 1796695200.0, "last_slot": 1796608800.0,
+            "last_run": {"slot": 1796608800.0, "task_id": "t1", "status": "succeeded"}}]}
+
     async def _op_health(self, args: dict[str, Any]) -> dict[str, Any]:
         return dict(self.health)
 

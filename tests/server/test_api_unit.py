@@ -11,10 +11,11 @@ from collections.abc import AsyncIterator
 from typing import Any
 
 import httpx
+import msgspec
 import pytest
 
 from executor.wire.codec import decode_call
-from server import create_app, mount
+from server import create_app, mount, schemas
 from server.http import ASGIApp
 from tests.server.conftest import call, error_of, lifespan, run, settings_for
 from tests.server.fakepool import FakePool
@@ -400,6 +401,15 @@ def test_queue_stats_readyz_healthz(app: ASGIApp, pool: FakePool) -> None:
     r = call(app, "GET", "/readyz")
     assert r.status_code == 503 and error_of(r)["code"] == "not_ready"
     assert call(app, "HEAD", "/healthz").status_code == 200
+
+
+def test_schedules_answer_the_pools_rows_in_the_documented_shape(app: ASGIApp) -> None:
+    r = call(app, "GET", "/schedules")
+    assert r.status_code == 200
+    body = msgspec.convert(r.json(), schemas.Schedules)  # the OpenAPI document's type
+    (row,) = body.schedules
+    assert (row.name, row.spec, row.last_run and row.last_run.status) == (
+        "nightly", "0 3 * * * (Europe/Paris)", "succeeded")
 
 
 def test_http_observations_are_shipped(app: ASGIApp, pool: FakePool) -> None:

@@ -358,3 +358,17 @@ async def async_segfault(name: str) -> None:
     _append(name, str(os.getpid()))
     await _async_gate(f"{name}.gate", 30)
     ctypes.string_at(0)
+
+
+
+@task(name="slot_run", max_retries=0)
+def slot_run(trace: str, scheduled_for: float, gate: str = "", limit_s: float = 30.0) -> float:
+    """A scheduled run: appends ``start <slot> <task id>`` to ``trace``, waits
+    for ``gate`` to open (if named), then appends ``end <slot> <task id>``."""
+    from executor.worker.context import current_task_id
+
+    _append(trace, f"start {scheduled_for!r} {current_task_id()}")
+    if gate:
+        _wait_for_gate(gate, limit_s)
+    _append(trace, f"end {scheduled_for!r} {current_task_id()}")
+    return scheduled_for

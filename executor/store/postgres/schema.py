@@ -14,7 +14,7 @@ import psycopg
 
 from executor.store.base import STATUSES, StoreError
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 # pg_advisory_xact_lock key: b"offload\x00" as a big-endian int64, only used
 # to serialise offload's own migrations.
 MIGRATION_LOCK = 0x6F66666C6F616400
@@ -77,8 +77,26 @@ _VERSION_1 = (
 )""",
 )
 
+# Each schedule's last slot taken and last run (Store.take_slot).
+_VERSION_2 = ("""CREATE TABLE offload_schedule_slots (
+    schedule text PRIMARY KEY,
+    slot double precision NOT NULL,
+    taken_at double precision NOT NULL,
+    task_id text,
+    task_slot double precision
+)""",)
+# The same statements as SQLite's (executor.store.sqlite.schema), %s placeholders:
+# READ COMMITTED makes a second taker wait for the first's row lock, then
+# re-check the WHERE against the committed row, so it gets no row back.
+TAKE_SLOT = """INSERT INTO offload_schedule_slots (schedule, slot, taken_at) VALUES (%s, %s, %s)
+ON CONFLICT (schedule) DO UPDATE SET slot = excluded.slot, taken_at = excluded.taken_at
+WHERE offload_schedule_slots.slot < excluded.slot
+RETURNING schedule"""
+SLOT_TASK = ("UPDATE offload_schedule_slots SET task_id = %s, task_slot = %s"
+             " WHERE schedule = %s AND slot = %s")
+
 # MIGRATIONS[v] takes a database at version v to v + 1 (0: empty).
-MIGRATIONS: dict[int, tuple[str, ...]] = {0: _VERSION_1}
+MIGRATIONS: dict[int, tuple[str, ...]] = {0: _VERSION_1, 1: _VERSION_2}
 
 
 def migrate(conn: psycopg.Connection, where: str) -> None:

@@ -34,7 +34,7 @@ from typing import Any
 
 import psycopg
 
-from executor.store.base import NewTask, Outcome, StoreError, TaskRecord
+from executor.store.base import NewTask, Outcome, ScheduleSlot, StoreError, TaskRecord
 from executor.store.postgres import inserts, leases, reads
 from executor.store.postgres.connection import Session
 from executor.store.postgres.listen import Listener
@@ -44,7 +44,7 @@ from executor.store.postgres.rows import (
     qualified,
     record,
 )
-from executor.store.postgres.schema import migrate
+from executor.store.postgres.schema import SLOT_TASK, TAKE_SLOT, migrate
 
 CHANNEL = "offload_tasks"
 SHARDS = 64  # rows per status in offload_counts
@@ -352,6 +352,24 @@ class PostgresStore:
         """Earliest ``not_before`` among pending/retrying tasks, or ``None``."""
         with self._s.read() as conn:
             return reads.next_due(conn)
+
+    def take_slot(self, schedule: str, slot: float, now: float) -> bool:
+        """Record ``slot`` as ``schedule``'s last slot if later than the stored
+        one (or none is); True if this call did (see the Store protocol)."""
+        with self._write() as conn:
+            return conn.execute(TAKE_SLOT, (schedule, slot, now)).fetchone() is not None
+
+    def slot_task(self, schedule: str, slot: float, task_id: str) -> None:
+        """Record ``task_id`` as the run of ``schedule``'s ``slot``, if still its last."""
+        with self._write() as conn:
+            conn.execute(SLOT_TASK, (task_id, slot, schedule, slot))
+
+    def schedule_slots(self) -> dict[str, ScheduleSlot]:
+        """Every schedule's row, by name."""
+        with self._s.read() as conn:
+            rows = conn.execute("SELECT schedule, slot, taken_at, task_id, task_slot"
+                                " FROM offload_schedule_slots").fetchall()
+        return {row[0]: ScheduleSlot(*row) for row in rows}
 
     def open_listener(self) -> Listener:
         """A new LISTEN connection that hears of work other stores made due

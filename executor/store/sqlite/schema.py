@@ -1,6 +1,7 @@
 """The SQLite store's schema, its migrations and its hot statements.
 
-One table, ``tasks``; ``seqno`` (the rowid) is submission order. Every index
+Two tables: ``tasks``, whose ``seqno`` (the rowid) is submission order, and
+``schedule_slots``, each schedule's last slot taken (``Store.take_slot``). Every index
 entry a task's life adds, moves or removes costs the pool's one loop time,
 so each index earns its place. ``record`` turns a row selected as
 ``COLUMNS`` into a ``TaskRecord``.
@@ -14,7 +15,7 @@ from typing import Any, cast
 
 from executor.store.base import STATUSES, Status, TaskRecord
 
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3
 
 def any_of(column: str, *values: str) -> str:
     """``(column = 'a' OR column = 'b' ...)``. Not ``column IN (...)``: SQLite
@@ -73,7 +74,22 @@ INDEXES = (
     "CREATE INDEX tasks_running ON tasks (lease_expires_at) WHERE status = 'running'",
     f"CREATE INDEX tasks_finished ON tasks (finished_at) WHERE {ENDED}",
 )
-SCHEMA = (TABLE, *INDEXES)
+# One row per schedule: the last slot taken and the last run's task. Plain SQL
+# (an upsert with a condition) that PostgreSQL runs unchanged.
+SLOTS_TABLE = """CREATE TABLE schedule_slots (
+    schedule TEXT PRIMARY KEY,
+    slot REAL NOT NULL,
+    taken_at REAL NOT NULL,
+    task_id TEXT,
+    task_slot REAL
+)"""
+TAKE_SLOT = """INSERT INTO schedule_slots (schedule, slot, taken_at) VALUES (?, ?, ?)
+ON CONFLICT (schedule) DO UPDATE SET slot = excluded.slot, taken_at = excluded.taken_at
+WHERE schedule_slots.slot < excluded.slot
+RETURNING schedule"""
+SLOT_TASK = ("UPDATE schedule_slots SET task_id = ?, task_slot = ?"
+             " WHERE schedule = ? AND slot = ?")
+SCHEMA = (TABLE, *INDEXES, SLOTS_TABLE)
 COLUMNS = ("id, kind, status, attempts, max_retries, timeout_s, priority, not_before,"
             " created_at, payload, group_id, seq, idempotency_key, ref, started_at,"
             " finished_at, result, error, progress, cancelled_by, lease_owner,"
@@ -91,6 +107,7 @@ MIGRATE_1_TO_2 = (
     "ALTER TABLE tasks_2 RENAME TO tasks",
     *INDEXES,
 )
+MIGRATE_2_TO_3 = (SLOTS_TABLE,)
 
 INSERT = ("INSERT INTO tasks (id, kind, status, attempts, max_retries, timeout_s, priority,"
            " not_before, created_at, payload, group_id, seq, idempotency_key, ref,"

@@ -37,6 +37,7 @@ from executor.store.base import (
     BatchLost,
     NewTask,
     Outcome,
+    ScheduleSlot,
     StoreError,
     StoreLocked,
     TaskRecord,
@@ -50,8 +51,11 @@ from executor.store.sqlite.schema import (
     INSERT,
     LOST,
     MIGRATE_1_TO_2,
+    MIGRATE_2_TO_3,
     SCHEMA,
     SCHEMA_VERSION,
+    SLOT_TASK,
+    TAKE_SLOT,
     UNFINISHED,
     record,
     to_json,
@@ -112,8 +116,9 @@ class SQLiteStore:
                     for statement in SCHEMA:
                         db.execute(statement)
                     db.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
-                elif version == 1:
-                    for statement in MIGRATE_1_TO_2:
+                elif version in (1, 2):
+                    for statement in (*(MIGRATE_1_TO_2 if version == 1 else ()),
+                                      *MIGRATE_2_TO_3):
                         db.execute(statement)
                     db.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
                 elif version != SCHEMA_VERSION:
@@ -565,6 +570,25 @@ class SQLiteStore:
         more = len(rows) > limit
         rows = rows[:limit]
         return [record(row) for row in rows], str(rows[-1][-1]) if more else None
+
+    def take_slot(self, schedule: str, slot: float, now: float) -> bool:
+        """Record ``slot`` as ``schedule``'s last slot if it is later than the
+        one stored (or none is); True if this call did. Durable on return
+        (or with the batch)."""
+        with self._write() as db:
+            return db.execute(TAKE_SLOT, (schedule, slot, now)).fetchone() is not None
+
+    def slot_task(self, schedule: str, slot: float, task_id: str) -> None:
+        """Record ``task_id`` as the run of ``schedule``'s ``slot``, if that is
+        still its last slot taken. Durable on return (or with the batch)."""
+        with self._write() as db:
+            db.execute(SLOT_TASK, (task_id, slot, schedule, slot))
+
+    def schedule_slots(self) -> dict[str, ScheduleSlot]:
+        """Every schedule's row, by name. Does not block on the writer."""
+        rows = self._conn.execute(
+            "SELECT schedule, slot, taken_at, task_id, task_slot FROM schedule_slots")
+        return {row[0]: ScheduleSlot(*row) for row in rows}
 
     def sync(self) -> None:
         """Make every committed change durable against power loss (fdatasync of

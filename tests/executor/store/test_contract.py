@@ -10,6 +10,7 @@ import signal
 import sqlite3
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -652,6 +653,86 @@ def test_close_is_idempotent(open_url: Callable[[], Store]) -> None:
     store.close()
 
 
+# -- schedule slots ---------------------------------------------------------------------------
+
+def test_take_slot_takes_each_later_slot_once(store: Store) -> None:
+    assert store.schedule_slots() == {}
+    assert store.take_slot("tick", T0, T0 + 0.1)
+    assert not store.take_slot("tick", T0, T0 + 0.2)  # the same slot again
+    assert not store.take_slot("tick", T0 - 60, T0 + 0.3)  # an earlier one
+    assert store.take_slot("tick", T0 + 60, T0 + 60.1)
+    row = store.schedule_slots()["tick"]
+    assert (row.schedule, row.slot, row.taken_at, row.task_id, row.task_slot) == (
+        "tick", T0 + 60, T0 + 60.1, None, None)
+
+
+def test_schedules_take_their_slots_independently(store: Store) -> None:
+    assert store.take_slot("a", T0 + 60, T0)
+    assert store.take_slot("b", T0, T0)
+    assert not store.take_slot("a", T0, T0)
+    assert {name: row.slot for name, row in store.schedule_slots().items()} == {
+        "a": T0 + 60, "b": T0}
+
+
+def test_slot_task_is_kept_until_a_later_run(store: Store) -> None:
+    assert store.take_slot("tick", T0, T0)
+    store.slot_task("tick", T0, "task-1")
+    assert store.take_slot("tick", T0 + 1, T0 + 1)  # a slot passed without a run
+    store.slot_task("tick", T0, "stale")  # no longer the last slot: ignored
+    row = store.schedule_slots()["tick"]
+    assert (row.slot, row.task_id, row.task_slot) == (T0 + 1, "task-1", T0)
+    assert store.take_slot("tick", T0 + 2, T0 + 2)
+    store.slot_task("tick", T0 + 2, "task-3")
+    row = store.schedule_slots()["tick"]
+    assert (row.slot, row.task_id, row.task_slot) == (T0 + 2, "task-3", T0 + 2)
+
+
+def test_a_slot_stays_taken_after_its_task_is_purged_and_a_reopen(
+        open_url: Callable[[], Store]) -> None:
+    store = open_url()
+    assert store.take_slot("tick", T0, T0)
+    (task,) = store.enqueue([new(idempotency_key=f"schedule:tick@{T0}")], T0)
+    store.slot_task("tick", T0, task.id)
+    claim_ids(store)
+    store.finish([ok(task.id)])
+    assert store.purge(T0 + 2) == 1 and store.get(task.id) is None
+    store.close()
+    store = open_url()
+    assert not store.take_slot("tick", T0, T0 + 3)
+    assert store.schedule_slots()["tick"].task_id == task.id
+
+
+def test_a_slot_taken_in_a_rolled_back_batch_is_not_taken(store: Store) -> None:
+    with pytest.raises(RuntimeError), store.batch():
+        assert store.take_slot("tick", T0, T0)
+        raise RuntimeError("the turn failed")
+    assert store.schedule_slots() == {}
+    assert store.take_slot("tick", T0, T0)
+
+
+def test_two_writers_racing_for_a_slot_take_it_once(open_url: Callable[[], Store],
+                                                    store_url: str) -> None:
+    first = open_url()
+    results: list[bool] = []
+
+    def race() -> None:  # a store is used from the thread that opened it
+        second = open_store(store_url)
+        try:
+            results.append(second.take_slot("tick", T0, T0 + 0.5))
+        finally:
+            second.close()
+
+    with first.batch():
+        assert first.take_slot("tick", T0, T0)
+        # The second writer waits for the first's transaction (or runs after
+        # it): either way it must then see the slot taken.
+        racer = threading.Thread(target=race)
+        racer.start()
+    racer.join(30)
+    assert results == [False]
+    assert first.schedule_slots()["tick"].taken_at == T0
+
+
 # -- at scale and across a crash ----------------------------------------------------------
 
 def test_every_task_is_claimed_exactly_once_at_scale(store: Store) -> None:
@@ -758,7 +839,7 @@ def test_sqlite_file_is_wal_with_full_sync_and_a_schema_version(tmp_path: Path) 
         assert store._conn.execute("PRAGMA synchronous").fetchone()[0] == 1
         db = sqlite3.connect(path)
         assert db.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
-        assert db.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION == 2
+        assert db.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION == 3
         db.close()
     finally:
         store.close()
@@ -815,7 +896,7 @@ def test_sqlite_upgrades_a_version_1_file_keeping_its_tasks(tmp_path: Path) -> N
     store = SQLiteStore(path)
     try:
         db = sqlite3.connect(path)
-        assert db.execute("PRAGMA user_version").fetchone()[0] == 2
+        assert db.execute("PRAGMA user_version").fetchone()[0] == 3
         indexes = {name for (name,) in db.execute(
             "SELECT name FROM sqlite_master WHERE type = 'index' AND sql IS NOT NULL")}
         db.close()

@@ -161,3 +161,21 @@ def test_the_listener_hears_other_stores_work_not_its_own(postgres_url: str) -> 
         listener.close()
         mine.close()
         other.close()
+
+
+def test_a_version_1_database_gets_the_schedule_slots_table(postgres_url: str) -> None:
+    from executor.store.postgres.schema import MIGRATIONS
+
+    with psycopg.connect(postgres_url) as conn:  # what offload wrote before schedules
+        conn.execute("CREATE TABLE offload_schema (version integer NOT NULL)")
+        for statement in MIGRATIONS[0]:
+            conn.execute(statement)
+        conn.execute("INSERT INTO offload_schema (version) VALUES (1)")
+    store = PostgresStore(postgres_url)
+    try:
+        assert store.take_slot("tick", T0, T0) and not store.take_slot("tick", T0, T0)
+        with psycopg.connect(postgres_url) as conn:
+            assert conn.execute("SELECT version FROM offload_schema").fetchall() == [
+                (SCHEMA_VERSION,)] == [(2,)]
+    finally:
+        store.close()
