@@ -574,6 +574,9 @@ class Pool:
     def _tick(self) -> None:
         now = time.time()
         self.fleet.watch(now)
+        # First after the executors: a pool that cannot renew must kill its
+        # running tasks in time, whatever else in this tick fails.
+        self.leases.tick(time.monotonic())
         if not self._reloading:  # the settings are new, the template not yet
             self.fleet.autoscale(self._due_waiting)
         if not self.stopping and self.schedules.due():
@@ -582,7 +585,6 @@ class Pool:
             self._next_due = None
             self._maybe_due = True
             self.schedule_turn()
-        self.leases.tick(time.monotonic())
         ttl = self.settings.result_ttl_s
         if now - self._last_purge > min(60.0, max(0.5, ttl / 4)):
             self._last_purge = now
@@ -602,8 +604,13 @@ class Pool:
 
     def _due_waiting(self) -> bool:
         """Whether a task in the store is due now (it may still wait behind its
-        group): asked by the autoscaler when every executor is busy."""
-        due = self.store.next_due()
+        group): asked by the autoscaler when every executor is busy, each
+        tick. False when the store cannot say (its database is away): growth
+        waits for it; the lease keeper and the turns report the error."""
+        try:
+            due = self.store.next_due()
+        except StoreError:
+            return False
         return due is not None and due <= time.time()
 
     # -- used by requests --------------------------------------------------------

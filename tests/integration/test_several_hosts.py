@@ -277,15 +277,22 @@ def test_a_forced_cancel_through_one_host_stops_the_run_on_another(
         assert a.up.http("GET", f"/tasks/{task_id}")[1]["status"] == "cancelled"
 
 
+@pytest.mark.parametrize("sizes", [
+    {},
+    # One executor, room to grow: the running task fills it, so the
+    # autoscaler asks the (unreachable) store every tick whether due tasks
+    # wait; its error must not stop the lease keeper's turn in that tick.
+    {"executors": 1, "executors_max": 2},
+], ids=["default", "autoscaling"])
 def test_a_pool_that_cannot_renew_kills_its_running_tasks(
-        tmp_path: Path, own_postgres: PostgresServer) -> None:
+        tmp_path: Path, own_postgres: PostgresServer, sizes: dict[str, int]) -> None:
     """The database goes away for longer than the lease: the pool kills the
     task it runs rather than let it run unowned (another pool may take it
     over); once the database is back, the task is swept and runs again."""
     url = own_postgres.url(own_postgres.create_database())
     gate = tmp_path / "gate"
     traces = tmp_path / "trace"
-    with hosts(1, tmp_path, url, lease_s=2.0) as (a,):
+    with hosts(1, tmp_path, url, lease_s=2.0, **sizes) as (a,):
         task_id = a.up.http("POST", "/tasks", {
             "kind": "gated", "args": ["runs.log", "t", str(gate), 120]})[1]["id"]
         wait_for(lambda: query(url, "SELECT started_at IS NOT NULL FROM offload_tasks"
