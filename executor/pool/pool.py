@@ -330,7 +330,9 @@ class Pool:
         start is stored already or the task has not started."""
         if inf.start_stored or inf.started_at is None:
             return
-        self.store.started([(inf.id, inf.started_at)])
+        # Fenced like every write about a running task: a start stamped on
+        # another pool's later claim of it would cost that claim its attempt.
+        self.store.started([(inf.id, inf.started_at, inf.token)])
         self._starts = [start for start in self._starts if start[0] != inf.id]
         inf.start_stored = True
 
