@@ -10,12 +10,14 @@ from __future__ import annotations
 
 import signal
 import threading
+import time
 from collections import Counter
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
+from executor.store import open_store
 from tests.support.hosts import Host, hosts, query, trace
 from tests.support.postgres import PostgresServer, running_server
 from tests.support.procs import wait_for
@@ -311,3 +313,39 @@ def test_a_pool_that_cannot_renew_kills_its_running_tasks(
         done = a.up.wait_task(task_id, 60)  # swept after its lease, run again
         assert (done["status"], done["attempts"]) == ("succeeded", 2)
         assert _starts(trace(traces, "runs.log")) == {("t", "a"): 2}
+
+
+def test_a_run_cancelled_elsewhere_and_retried_is_stopped_when_claimed_again(
+        tmp_path: Path, postgres_url: str) -> None:
+    """Another host cancels a running task with force and re-runs it
+    (``POST /tasks/{id}/retry``, done here through the store as that host's
+    pool does); this host claims the task again before its next renewal has
+    noticed the cancel. The earlier run must stop then: it is not this pool's
+    any more, and must not run on beside the re-run (nor take its place in
+    the pool's books, leaving the re-run's lease unrenewed)."""
+    gate = tmp_path / "gate"
+    traces = tmp_path / "trace"
+    # lease_s 60: renewals 20 s apart, so the re-claim comes long before one.
+    with hosts(1, tmp_path, postgres_url, lease_s=60.0, executors=2) as (a,):
+        task_id = a.up.http("POST", "/tasks", {
+            "kind": "gated", "args": ["runs.log", "t", str(gate), 120]})[1]["id"]
+        wait_for(lambda: _starts(trace(traces, "runs.log")) == {("t", "a"): 1}, 30,
+                 what="the task to start on host a")
+        other = open_store(postgres_url, writer=True)  # the other host's pool
+        try:
+            rec = other.get(task_id)
+            assert rec is not None and rec.status == "running"
+            cancelled = other.cancel(task_id, "api", time.time(), force=True,
+                                     token=rec.lease_token)
+            assert cancelled is not None and cancelled.status == "cancelled"
+            assert [r.id for r in other.retry([task_id], time.time())] == [task_id]
+        finally:
+            other.close()
+        wait_for(lambda: _starts(trace(traces, "runs.log")) == {("t", "a"): 2}, 30,
+                 what="host a to run the task again")
+        gate.touch()
+        done = a.up.wait_task(task_id, 60)
+        assert (done["status"], done["attempts"]) == ("succeeded", 1)
+        # Only the re-run finished: the cancelled run was stopped when the task
+        # was claimed again, before the gate opened.
+        assert trace(traces, "runs.log").count("t a end") == 1
