@@ -349,3 +349,33 @@ def test_a_run_cancelled_elsewhere_and_retried_is_stopped_when_claimed_again(
         # Only the re-run finished: the cancelled run was stopped when the task
         # was claimed again, before the gate opened.
         assert trace(traces, "runs.log").count("t a end") == 1
+
+
+def test_an_async_run_cancelled_elsewhere_and_retried_reruns_beside_nothing_of_its_own(
+        tmp_path: Path, postgres_url: str) -> None:
+    """As above with an ``async def`` task and one executor: the earlier run
+    is cancelled alone (its executor lives on), and the re-run waits until it
+    has left, never sharing the executor with a run of the same id (the
+    executor and the pool know running tasks by id)."""
+    traces = tmp_path / "trace"
+    with hosts(1, tmp_path, postgres_url, lease_s=60.0, executors=1) as (a,):
+        task_id = a.up.http("POST", "/tasks", {
+            "kind": "async_gate", "args": ["gate", "t", 120]})[1]["id"]
+        wait_for(lambda: trace(traces, "async_started.log") == ["t"], 30,
+                 what="the task to start on host a")
+        other = open_store(postgres_url, writer=True)  # the other host's pool
+        try:
+            rec = other.get(task_id)
+            assert rec is not None and rec.status == "running"
+            cancelled = other.cancel(task_id, "api", time.time(), force=True,
+                                     token=rec.lease_token)
+            assert cancelled is not None and cancelled.status == "cancelled"
+            assert [r.id for r in other.retry([task_id], time.time())] == [task_id]
+        finally:
+            other.close()
+        wait_for(lambda: trace(traces, "async_started.log") == ["t", "t"], 30,
+                 what="host a to run the task again")
+        (traces / "gate").touch()
+        done = a.up.wait_task(task_id, 60)
+        assert (done["status"], done["attempts"]) == ("succeeded", 1), done
+        assert "broke the protocol" not in a.up.output()
