@@ -42,6 +42,7 @@ log = logging.getLogger("offload.pool")
 STEAL_AFTER_S = 0.1  # take waiting tasks back from an executor that started none for this long
 REBALANCE_AFTER_S = 0.02  # ... or for this long while another executor has no task
 STATUS_WAIT_S = 1.0  # how long a dead executor's exit status may lag its EOF
+LEASE_TAKEN = "lease lost"  # cancelled_by of a run whose claim the store gave to a later one
 _RESTART_REASONS = {"crash", "timeout", "memory", "recycled", "reload", "killed"}
 
 
@@ -337,6 +338,8 @@ class Fleet:
                 left.append(rec)
                 continue
             self._last_claimed = c
+            if rec.id in self.inflight:
+                self._give_up_earlier_claim(rec.id)
             inf = Inflight(rec.id, rec.kind, rec.attempts, rec.max_retries, rec.timeout_s,
                            rec.created_at, rec.not_before, token=rec.lease_token,
                            concurrency=c, solo=solo)
@@ -353,6 +356,25 @@ class Fleet:
         self.starved = bool(left)
         return left
 
+    def _give_up_earlier_claim(self, task_id: str) -> None:
+        """A new claim of ``task_id`` while an earlier one still runs (or waits)
+        here: the store took the earlier claim back (its lease expired while
+        this pool was paused, or it was cancelled on another host and run
+        again) before this pool's renewal noticed. The earlier run is no
+        longer this pool's: stopped without an outcome, as the renewal would
+        (``leases.LeaseKeeper.give_up``), so it cannot run on beside the new one."""
+        log.warning("task %s: claimed again while an earlier claim of it still runs here "
+                    "(its lease was taken back): stopping that run", task_id)
+        if not self.take_back(task_id):
+            self.cancel_running(task_id, LEASE_TAKEN)
+
+    def _unlist(self, inf: Inflight) -> None:
+        """``inf`` left its executor: forget it, unless the id is another
+        (later) claim's by now (``_give_up_earlier_claim``)."""
+        entry = self.inflight.get(inf.id)
+        if entry is not None and entry[1] is inf:
+            del self.inflight[inf.id]
+
     def send_handed_out(self) -> None:
         """Write the tasks given out since the last call to their pipes."""
         frames, self._unsent, self._assigned = self._unsent, {}, []
@@ -367,7 +389,7 @@ class Fleet:
         for slot, inf in self._assigned:
             if inf in slot.waiting:
                 slot.waiting.remove(inf)
-            self.inflight.pop(inf.id, None)
+            self._unlist(inf)
         self._unsent, self._assigned = {}, []
 
     def steal(self, slot: Slot) -> None:
@@ -389,7 +411,7 @@ class Fleet:
             self.pipes.write(slot, b"".join(others))
         for inf in [i for i in slot.waiting if i.id in taken]:
             slot.waiting.remove(inf)
-            self.inflight.pop(inf.id, None)
+            self._unlist(inf)
             self.owner.release(inf)
 
     def watch(self, now: float) -> None:
@@ -545,7 +567,7 @@ class Fleet:
                                                    f"running in this executor")
         slot.hold = False
         slot.last_busy = slot.last_progress = time.monotonic()
-        self.inflight.pop(inf.id, None)
+        self._unlist(inf)
         slot.tasks_run += 1
         slot.rss_mb = float(body.get("rss_mb") or 0.0)
         if slot.state is ExecutorState.BUSY and not slot.count:
@@ -576,7 +598,7 @@ class Fleet:
         # Tasks that only waited in the pipe never started: back to pending now,
         # attempt not counted, so another executor can take them at once.
         for inf in list(slot.waiting):
-            self.inflight.pop(inf.id, None)
+            self._unlist(inf)
             self.owner.release(inf)
         slot.waiting.clear()
         self.top_up()
@@ -594,7 +616,7 @@ class Fleet:
         restart = slot.kill_reason or slot.recycle or "crash"
         for inf, charge in charges.decide(list(slot.running.values()), slot.kill_reason,
                                           self.quarantine):
-            self.inflight.pop(inf.id, None)
+            self._unlist(inf)
             if charge is Charge.QUARANTINE:
                 self.quarantine.add(inf.id)
                 log.warning("task %s shared executor %s that crashed (%s): it runs again "

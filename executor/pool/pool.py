@@ -330,7 +330,9 @@ class Pool:
         start is stored already or the task has not started."""
         if inf.start_stored or inf.started_at is None:
             return
-        self.store.started([(inf.id, inf.started_at)])
+        # Fenced like every write about a running task: a start stamped on
+        # another pool's later claim of it would cost that claim its attempt.
+        self.store.started([(inf.id, inf.started_at, inf.token)])
         self._starts = [start for start in self._starts if start[0] != inf.id]
         inf.start_stored = True
 
@@ -574,6 +576,9 @@ class Pool:
     def _tick(self) -> None:
         now = time.time()
         self.fleet.watch(now)
+        # First after the executors: a pool that cannot renew must kill its
+        # running tasks in time, whatever else in this tick fails.
+        self.leases.tick(time.monotonic())
         if not self._reloading:  # the settings are new, the template not yet
             self.fleet.autoscale(self._due_waiting)
         if not self.stopping and self.schedules.due():
@@ -582,7 +587,6 @@ class Pool:
             self._next_due = None
             self._maybe_due = True
             self.schedule_turn()
-        self.leases.tick(time.monotonic())
         ttl = self.settings.result_ttl_s
         if now - self._last_purge > min(60.0, max(0.5, ttl / 4)):
             self._last_purge = now
@@ -602,8 +606,13 @@ class Pool:
 
     def _due_waiting(self) -> bool:
         """Whether a task in the store is due now (it may still wait behind its
-        group): asked by the autoscaler when every executor is busy."""
-        due = self.store.next_due()
+        group): asked by the autoscaler when every executor is busy, each
+        tick. False when the store cannot say (its database is away): growth
+        waits for it; the lease keeper and the turns report the error."""
+        try:
+            due = self.store.next_due()
+        except StoreError:
+            return False
         return due is not None and due <= time.time()
 
     # -- used by requests --------------------------------------------------------

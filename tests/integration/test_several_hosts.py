@@ -10,12 +10,14 @@ from __future__ import annotations
 
 import signal
 import threading
+import time
 from collections import Counter
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
+from executor.store import open_store
 from tests.support.hosts import Host, hosts, query, trace
 from tests.support.postgres import PostgresServer, running_server
 from tests.support.procs import wait_for
@@ -277,15 +279,22 @@ def test_a_forced_cancel_through_one_host_stops_the_run_on_another(
         assert a.up.http("GET", f"/tasks/{task_id}")[1]["status"] == "cancelled"
 
 
+@pytest.mark.parametrize("sizes", [
+    {},
+    # One executor, room to grow: the running task fills it, so the
+    # autoscaler asks the (unreachable) store every tick whether due tasks
+    # wait; its error must not stop the lease keeper's turn in that tick.
+    {"executors": 1, "executors_max": 2},
+], ids=["default", "autoscaling"])
 def test_a_pool_that_cannot_renew_kills_its_running_tasks(
-        tmp_path: Path, own_postgres: PostgresServer) -> None:
+        tmp_path: Path, own_postgres: PostgresServer, sizes: dict[str, int]) -> None:
     """The database goes away for longer than the lease: the pool kills the
     task it runs rather than let it run unowned (another pool may take it
     over); once the database is back, the task is swept and runs again."""
     url = own_postgres.url(own_postgres.create_database())
     gate = tmp_path / "gate"
     traces = tmp_path / "trace"
-    with hosts(1, tmp_path, url, lease_s=2.0) as (a,):
+    with hosts(1, tmp_path, url, lease_s=2.0, **sizes) as (a,):
         task_id = a.up.http("POST", "/tasks", {
             "kind": "gated", "args": ["runs.log", "t", str(gate), 120]})[1]["id"]
         wait_for(lambda: query(url, "SELECT started_at IS NOT NULL FROM offload_tasks"
@@ -304,3 +313,69 @@ def test_a_pool_that_cannot_renew_kills_its_running_tasks(
         done = a.up.wait_task(task_id, 60)  # swept after its lease, run again
         assert (done["status"], done["attempts"]) == ("succeeded", 2)
         assert _starts(trace(traces, "runs.log")) == {("t", "a"): 2}
+
+
+def test_a_run_cancelled_elsewhere_and_retried_is_stopped_when_claimed_again(
+        tmp_path: Path, postgres_url: str) -> None:
+    """Another host cancels a running task with force and re-runs it
+    (``POST /tasks/{id}/retry``, done here through the store as that host's
+    pool does); this host claims the task again before its next renewal has
+    noticed the cancel. The earlier run must stop then: it is not this pool's
+    any more, and must not run on beside the re-run (nor take its place in
+    the pool's books, leaving the re-run's lease unrenewed)."""
+    gate = tmp_path / "gate"
+    traces = tmp_path / "trace"
+    # lease_s 60: renewals 20 s apart, so the re-claim comes long before one.
+    with hosts(1, tmp_path, postgres_url, lease_s=60.0, executors=2) as (a,):
+        task_id = a.up.http("POST", "/tasks", {
+            "kind": "gated", "args": ["runs.log", "t", str(gate), 120]})[1]["id"]
+        wait_for(lambda: _starts(trace(traces, "runs.log")) == {("t", "a"): 1}, 30,
+                 what="the task to start on host a")
+        other = open_store(postgres_url, writer=True)  # the other host's pool
+        try:
+            rec = other.get(task_id)
+            assert rec is not None and rec.status == "running"
+            cancelled = other.cancel(task_id, "api", time.time(), force=True,
+                                     token=rec.lease_token)
+            assert cancelled is not None and cancelled.status == "cancelled"
+            assert [r.id for r in other.retry([task_id], time.time())] == [task_id]
+        finally:
+            other.close()
+        wait_for(lambda: _starts(trace(traces, "runs.log")) == {("t", "a"): 2}, 30,
+                 what="host a to run the task again")
+        gate.touch()
+        done = a.up.wait_task(task_id, 60)
+        assert (done["status"], done["attempts"]) == ("succeeded", 1)
+        # Only the re-run finished: the cancelled run was stopped when the task
+        # was claimed again, before the gate opened.
+        assert trace(traces, "runs.log").count("t a end") == 1
+
+
+def test_an_async_run_cancelled_elsewhere_and_retried_reruns_beside_nothing_of_its_own(
+        tmp_path: Path, postgres_url: str) -> None:
+    """As above with an ``async def`` task and one executor: the earlier run
+    is cancelled alone (its executor lives on), and the re-run waits until it
+    has left, never sharing the executor with a run of the same id (the
+    executor and the pool know running tasks by id)."""
+    traces = tmp_path / "trace"
+    with hosts(1, tmp_path, postgres_url, lease_s=60.0, executors=1) as (a,):
+        task_id = a.up.http("POST", "/tasks", {
+            "kind": "async_gate", "args": ["gate", "t", 120]})[1]["id"]
+        wait_for(lambda: trace(traces, "async_started.log") == ["t"], 30,
+                 what="the task to start on host a")
+        other = open_store(postgres_url, writer=True)  # the other host's pool
+        try:
+            rec = other.get(task_id)
+            assert rec is not None and rec.status == "running"
+            cancelled = other.cancel(task_id, "api", time.time(), force=True,
+                                     token=rec.lease_token)
+            assert cancelled is not None and cancelled.status == "cancelled"
+            assert [r.id for r in other.retry([task_id], time.time())] == [task_id]
+        finally:
+            other.close()
+        wait_for(lambda: trace(traces, "async_started.log") == ["t", "t"], 30,
+                 what="host a to run the task again")
+        (traces / "gate").touch()
+        done = a.up.wait_task(task_id, 60)
+        assert (done["status"], done["attempts"]) == ("succeeded", 1), done
+        assert "broke the protocol" not in a.up.output()
