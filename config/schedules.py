@@ -150,19 +150,7 @@ def _parse_one(name: str, table: object, where: str) -> Schedule:
         raise ScheduleError(f"{where}: 'args' has value {args!r}; accepted: a list")
     if not isinstance(kwargs, dict):
         raise ScheduleError(f"{where}: 'kwargs' has value {kwargs!r}; accepted: a table")
-    values: dict[str, Any] = {k: table.get(k, d) for k, d in (
-        ("cron", None), ("every_s", None), ("tz", "UTC"), ("catch_up", "latest"),
-        ("max_delay_s", DEFAULT_MAX_DELAY_S), ("overlap", "allow"))}
-    try:
-        check_timing(**values)
-    except ScheduleError as exc:
-        raise ScheduleError(f"{where}: {exc}") from None
-    every_s = values["every_s"]
-    return Schedule(name=name, kind=kind, cron=values["cron"],
-                    every_s=None if every_s is None else float(every_s), tz=values["tz"],
-                    args=tuple(args), kwargs=dict(kwargs), catch_up=values["catch_up"],
-                    max_delay_s=float(values["max_delay_s"]), overlap=values["overlap"],
-                    source=where.split(": ")[0])
+    return _timed(name, kind, table, where, where.split(": ")[0], tuple(args), dict(kwargs))
 
 
 def code_schedule(kind: str, raw: object) -> Schedule:
@@ -172,7 +160,15 @@ def code_schedule(kind: str, raw: object) -> Schedule:
     where = f"schedule {kind!r} (@task on kind {kind!r})"
     if not isinstance(raw, dict):
         raise ScheduleError(f"{where}: not a schedule: {raw!r}")
-    values: dict[str, Any] = {k: raw.get(k, d) for k, d in (
+    return _timed(kind, kind, raw, where, "@task")
+
+
+def _timed(name: str, kind: str, fields: dict[str, Any], where: str, source: str,
+           args: tuple[Any, ...] = (), kwargs: dict[str, Any] | None = None) -> Schedule:
+    """The schedule ``name`` of ``kind`` with the timing fields of ``fields``
+    (defaults for those missing), checked by ``check_timing``; a
+    ``ScheduleError`` is prefixed with ``where``."""
+    values: dict[str, Any] = {k: fields.get(k, d) for k, d in (
         ("cron", None), ("every_s", None), ("tz", "UTC"), ("catch_up", "latest"),
         ("max_delay_s", DEFAULT_MAX_DELAY_S), ("overlap", "allow"))}
     try:
@@ -180,7 +176,8 @@ def code_schedule(kind: str, raw: object) -> Schedule:
     except ScheduleError as exc:
         raise ScheduleError(f"{where}: {exc}") from None
     every_s = values["every_s"]
-    return Schedule(name=kind, kind=kind, cron=values["cron"],
+    return Schedule(name=name, kind=kind, cron=values["cron"],
                     every_s=None if every_s is None else float(every_s), tz=values["tz"],
+                    args=args, kwargs={} if kwargs is None else kwargs,
                     catch_up=values["catch_up"], max_delay_s=float(values["max_delay_s"]),
-                    overlap=values["overlap"], source="@task")
+                    overlap=values["overlap"], source=source)

@@ -1,4 +1,5 @@
-"""Task stores: the contract (``base``) and its backends, one file each.
+"""Task stores: the contract (``base``) and its backends, one file each
+(``paging``: the ``list`` pages they share).
 
 ``open_store(url)`` picks the backend from the URL scheme. The PostgreSQL
 backend (``executor.store.postgres``) is imported only when one is opened:

@@ -10,7 +10,7 @@ from typing import Any
 
 from tests.support.procs import Env, ServerHandle, running, wait_for
 
-KIND = "tests.support.installed_app.write_log"
+KIND = "tests.support.tutorial_apps.write_log"
 
 
 def test_installed_app_stores_its_background_calls_as_tasks_that_succeed(

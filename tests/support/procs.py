@@ -58,9 +58,9 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
-def session_pids(sid: int) -> list[int]:
-    """Every live process in session ``sid``."""
-    pids = []
+def _live_processes() -> Iterator[tuple[int, list[str]]]:
+    """``(pid, fields of /proc/<pid>/stat after the command)`` of every live
+    (not zombie) process: ``fields[1]`` is the parent, ``fields[3]`` the session."""
     for entry in os.listdir("/proc"):
         if not entry.isdigit():
             continue
@@ -68,27 +68,29 @@ def session_pids(sid: int) -> list[int]:
             with open(f"/proc/{entry}/stat") as f:
                 fields = f.read().rsplit(")", 1)[1].split()
         except OSError:
-            continue
-        if int(fields[3]) == sid and fields[0] != "Z":
-            pids.append(int(entry))
-    return pids
+            continue  # it ended meanwhile
+        if fields[0] != "Z":
+            yield int(entry), fields
+
+
+def session_pids(sid: int) -> list[int]:
+    """Every live process in session ``sid``."""
+    return [pid for pid, fields in _live_processes() if int(fields[3]) == sid]
 
 
 def template_pids(pool_pid: int) -> list[int]:
     """Live template processes (``executor.worker.template``) among ``pool_pid``'s children."""
     found = []
-    for entry in os.listdir("/proc"):
-        if not entry.isdigit():
+    for pid, fields in _live_processes():
+        if int(fields[1]) != pool_pid:
             continue
         try:
-            with open(f"/proc/{entry}/stat") as f:
-                fields = f.read().rsplit(")", 1)[1].split()
-            with open(f"/proc/{entry}/cmdline", "rb") as f:
+            with open(f"/proc/{pid}/cmdline", "rb") as f:
                 cmd = f.read()
         except OSError:
             continue
-        if int(fields[1]) == pool_pid and fields[0] != "Z" and b"executor.worker.template" in cmd:
-            found.append(int(entry))
+        if b"executor.worker.template" in cmd:
+            found.append(pid)
     return found
 
 
@@ -207,10 +209,12 @@ class Proc:
 
 
 class PoolHandle(Proc):
-    """``python -m executor`` with a blocking client for tests."""
+    """``python -m executor`` (or ``cmd``, another pool entry point) with a
+    blocking client for tests; ready to answer once built."""
 
-    def __init__(self, env: Env) -> None:
-        super().__init__([PYTHON, "-m", "executor", "--config", str(env.config_path)], env, "pool")
+    def __init__(self, env: Env, cmd: list[str] | None = None) -> None:
+        super().__init__(cmd or [PYTHON, "-m", "executor", "--config", str(env.config_path)],
+                         env, "pool")
         self.env = env
         try:
             wait_for(lambda: self.call("health", timeout_s=1)["executors_up"] >= 1, 60,

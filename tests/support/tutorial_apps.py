@@ -4,11 +4,16 @@ FastAPI's docs: a dependency and the route each add a call that appends to
 
 ``make_plain_app()`` builds FastAPI's version unchanged (``fastapi.BackgroundTasks``);
 ``offload_app`` is the same with the one annotation swapped. ``write_log`` and
-the dependencies are module-level, as in the tutorial.
+the dependencies are module-level, as in the tutorial. One change: in a
+process started by a test (``$OFFLOAD_TEST_DIR`` set, e.g. an executor of
+tests.support.installed_app's server) ``write_log`` appends to ``log.txt``
+in that trace directory rather than in the working directory (the project's
+root there); in-process tests leave it unset.
 """
 
 from __future__ import annotations
 
+import os
 from typing import Annotated
 
 from fastapi import BackgroundTasks, Depends, FastAPI
@@ -17,7 +22,7 @@ from server.fastapi import OffloadTasks
 
 
 def write_log(message: str) -> None:
-    with open("log.txt", mode="a") as log:
+    with open(os.path.join(os.environ.get("OFFLOAD_TEST_DIR", "."), "log.txt"), mode="a") as log:
         log.write(message)
 
 

@@ -10,10 +10,9 @@ from typing import Any, cast
 
 import psycopg
 
-from executor.store.base import STATUSES, StoreError, TaskRecord
+from executor.store.base import STATUSES, TaskRecord
+from executor.store.paging import page_filter, page_rows
 from executor.store.postgres.rows import COLUMNS, COLUMNS_NO_PAYLOAD, record
-
-_CURSOR_MAX = 2**63
 
 
 def select(conn: psycopg.Connection, where: str, params: Any = ()) -> list[TaskRecord]:
@@ -28,31 +27,11 @@ def page(conn: psycopg.Connection, status: str | None, kind: str | None, limit: 
     """Up to ``limit`` records, newest first, without payload, and the cursor of
     the next page (a ``seqno``), as ``Store.list``. Raises StoreError for an
     unknown status, a limit below 1 or a bad cursor."""
-    if status is not None and status not in STATUSES:
-        raise StoreError(f"unknown status {status!r}; statuses: {', '.join(STATUSES)}")
-    if limit < 1:
-        raise StoreError(f"limit must be at least 1, not {limit}")
-    where: list[str] = ["true"]
-    params: list[Any] = []
-    if cursor is not None:
-        if not (cursor.isascii() and cursor.isdigit() and len(cursor) <= 19
-                and int(cursor) < _CURSOR_MAX):
-            raise StoreError(f"invalid cursor {cursor!r}: pass the cursor returned "
-                             "with the previous page, or none for the first page")
-        where.append("seqno < %s")
-        params.append(int(cursor))
-    if status is not None:
-        where.append("status = %s")
-        params.append(status)
-    if kind is not None:
-        where.append("kind = %s")
-        params.append(kind)
-    rows = conn.execute(
-        f"SELECT {COLUMNS_NO_PAYLOAD}, seqno FROM offload_tasks WHERE {' AND '.join(where)}"
-        " ORDER BY seqno DESC LIMIT %s", (*params, limit + 1)).fetchall()
-    more = len(rows) > limit
-    rows = rows[:limit]
-    return [record(row) for row in rows], str(rows[-1][-1]) if more else None
+    where, params = page_filter(status, kind, limit, cursor, "%s")
+    rows, next_cursor = page_rows(conn.execute(
+        f"SELECT {COLUMNS_NO_PAYLOAD}, seqno FROM offload_tasks WHERE {where}"
+        " ORDER BY seqno DESC LIMIT %s", (*params, limit + 1)).fetchall(), limit)
+    return [record(row) for row in rows], next_cursor
 
 
 def counts(conn: psycopg.Connection) -> dict[str, int]:

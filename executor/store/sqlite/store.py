@@ -43,6 +43,7 @@ from executor.store.base import (
     TaskRecord,
 )
 from executor.store.files import open_private, private_file
+from executor.store.paging import page_filter, page_rows
 from executor.store.sqlite.schema import (
     CLAIM,
     COLUMNS,
@@ -543,33 +544,11 @@ class SQLiteStore:
         Records come without payload (``b""``): a page of large calls would
         otherwise be read whole for nothing. Raises StoreError for an unknown
         status, a limit below 1 or a bad cursor."""
-        if status is not None and status not in STATUSES:
-            raise StoreError(f"unknown status {status!r}; statuses: {', '.join(STATUSES)}")
-        if limit < 1:
-            raise StoreError(f"limit must be at least 1, not {limit}")
-        where: list[str] = ["1"]
-        params: list[Any] = []
-        if cursor is not None:
-            # A seqno is a 64-bit rowid: a longer number cannot be one (and SQLite
-            # would refuse to bind it).
-            if not (cursor.isascii() and cursor.isdigit() and len(cursor) <= 19
-                    and int(cursor) < 2**63):
-                raise StoreError(f"invalid cursor {cursor!r}: pass the cursor returned "
-                                 "with the previous page, or none for the first page")
-            where.append("seqno < ?")
-            params.append(int(cursor))
-        if status is not None:
-            where.append("status = ?")
-            params.append(status)
-        if kind is not None:
-            where.append("kind = ?")
-            params.append(kind)
-        rows = self._conn.execute(
-            f"SELECT {COLUMNS_NO_PAYLOAD}, seqno FROM tasks WHERE {' AND '.join(where)}"
-            " ORDER BY seqno DESC LIMIT ?", (*params, limit + 1)).fetchall()
-        more = len(rows) > limit
-        rows = rows[:limit]
-        return [record(row) for row in rows], str(rows[-1][-1]) if more else None
+        where, params = page_filter(status, kind, limit, cursor, "?")
+        rows, next_cursor = page_rows(self._conn.execute(
+            f"SELECT {COLUMNS_NO_PAYLOAD}, seqno FROM tasks WHERE {where}"
+            " ORDER BY seqno DESC LIMIT ?", (*params, limit + 1)).fetchall(), limit)
+        return [record(row) for row in rows], next_cursor
 
     def take_slot(self, schedule: str, slot: float, now: float) -> bool:
         """Record ``slot`` as ``schedule``'s last slot if it is later than the

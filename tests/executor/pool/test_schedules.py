@@ -17,29 +17,18 @@ import pytest
 
 from tests.executor.helpers import open_gate
 from tests.support.clocked_pool import set_clock
-from tests.support.procs import PYTHON, Env, Proc, call, wait_for
+from tests.support.procs import PYTHON, Env, PoolHandle, wait_for
 
 F0 = 2_000_000_000.0  # a whole second, and a multiple of every period below
 pytestmark = pytest.mark.slow
 
 
-class ClockedPool(Proc):
+class ClockedPool(PoolHandle):
     """``python -m tests.support.clocked_pool`` on ``env``, ready to answer."""
 
     def __init__(self, env: Env, clock: Path, *options: str) -> None:
-        super().__init__([PYTHON, "-m", "tests.support.clocked_pool", "--config",
-                          str(env.config_path), "--clock-file", str(clock), *options],
-                         env, "pool")
-        self.env = env
-        try:
-            wait_for(lambda: self.call("health", timeout_s=1)["executors_up"] >= 1, 60,
-                     what="the pool to be ready")
-        except AssertionError:
-            self.stop()
-            raise AssertionError(f"pool did not start:\n{self.output()[-3000:]}") from None
-
-    def call(self, op: str, args: dict[str, Any] | None = None, timeout_s: float = 30) -> Any:
-        return call(self.env.socket_path, op, args, timeout_s)
+        super().__init__(env, [PYTHON, "-m", "tests.support.clocked_pool", "--config",
+                               str(env.config_path), "--clock-file", str(clock), *options])
 
     def schedule(self, name: str) -> dict[str, Any]:
         (row,) = [r for r in self.call("schedules")["schedules"] if r["name"] == name]
