@@ -315,6 +315,20 @@ def test_a_pool_that_cannot_renew_kills_its_running_tasks(
         assert _starts(trace(traces, "runs.log")) == {("t", "a"): 2}
 
 
+def _cancel_and_retry_elsewhere(postgres_url: str, task_id: str) -> None:
+    """Force-cancel the running ``task_id`` and retry it, as another host's pool would."""
+    other = open_store(postgres_url, writer=True)
+    try:
+        rec = other.get(task_id)
+        assert rec is not None and rec.status == "running"
+        cancelled = other.cancel(task_id, "api", time.time(), force=True,
+                                 token=rec.lease_token)
+        assert cancelled is not None and cancelled.status == "cancelled"
+        assert [r.id for r in other.retry([task_id], time.time())] == [task_id]
+    finally:
+        other.close()
+
+
 def test_a_run_cancelled_elsewhere_and_retried_is_stopped_when_claimed_again(
         tmp_path: Path, postgres_url: str) -> None:
     """Another host cancels a running task with force and re-runs it
@@ -331,16 +345,7 @@ def test_a_run_cancelled_elsewhere_and_retried_is_stopped_when_claimed_again(
             "kind": "gated", "args": ["runs.log", "t", str(gate), 120]})[1]["id"]
         wait_for(lambda: _starts(trace(traces, "runs.log")) == {("t", "a"): 1}, 30,
                  what="the task to start on host a")
-        other = open_store(postgres_url, writer=True)  # the other host's pool
-        try:
-            rec = other.get(task_id)
-            assert rec is not None and rec.status == "running"
-            cancelled = other.cancel(task_id, "api", time.time(), force=True,
-                                     token=rec.lease_token)
-            assert cancelled is not None and cancelled.status == "cancelled"
-            assert [r.id for r in other.retry([task_id], time.time())] == [task_id]
-        finally:
-            other.close()
+        _cancel_and_retry_elsewhere(postgres_url, task_id)
         wait_for(lambda: _starts(trace(traces, "runs.log")) == {("t", "a"): 2}, 30,
                  what="host a to run the task again")
         gate.touch()
@@ -363,16 +368,7 @@ def test_an_async_run_cancelled_elsewhere_and_retried_reruns_beside_nothing_of_i
             "kind": "async_gate", "args": ["gate", "t", 120]})[1]["id"]
         wait_for(lambda: trace(traces, "async_started.log") == ["t"], 30,
                  what="the task to start on host a")
-        other = open_store(postgres_url, writer=True)  # the other host's pool
-        try:
-            rec = other.get(task_id)
-            assert rec is not None and rec.status == "running"
-            cancelled = other.cancel(task_id, "api", time.time(), force=True,
-                                     token=rec.lease_token)
-            assert cancelled is not None and cancelled.status == "cancelled"
-            assert [r.id for r in other.retry([task_id], time.time())] == [task_id]
-        finally:
-            other.close()
+        _cancel_and_retry_elsewhere(postgres_url, task_id)
         wait_for(lambda: trace(traces, "async_started.log") == ["t", "t"], 30,
                  what="host a to run the task again")
         (traces / "gate").touch()
