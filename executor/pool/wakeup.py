@@ -32,7 +32,9 @@ class Wakeup:
         self.wake = wake
         self._listener: Listener | None = None
         self._fd = -1
-        self._timers: list[asyncio.TimerHandle] = []
+        # At most one of each is pending: the next poll, the next try to listen.
+        self._poll_timer: asyncio.TimerHandle | None = None
+        self._listen_timer: asyncio.TimerHandle | None = None
         self._closed = False
 
     def start(self) -> None:
@@ -42,16 +44,16 @@ class Wakeup:
         self._listen()
         self._poll()
 
-    def _later(self, delay_s: float, callback: Callable[[], None]) -> None:
-        loop = asyncio.get_running_loop()
-        self._timers = [t for t in self._timers if not t.cancelled()]
-        self._timers.append(loop.call_later(delay_s, callback))
-
     def _poll(self) -> None:
         if self._closed:
             return
         self.wake()
-        self._later(POLL_S, self._poll)
+        self._poll_timer = asyncio.get_running_loop().call_later(POLL_S, self._poll)
+
+    def _listen_later(self) -> None:
+        if self._listen_timer is not None:
+            self._listen_timer.cancel()
+        self._listen_timer = asyncio.get_running_loop().call_later(RELISTEN_S, self._listen)
 
     def _listen(self) -> None:
         if self._closed:
@@ -61,7 +63,7 @@ class Wakeup:
         except StoreError as exc:
             log.warning("cannot listen for other pools' tasks (polling every %g s meanwhile); "
                         "trying again in %g s: %s", POLL_S, RELISTEN_S, exc)
-            self._later(RELISTEN_S, self._listen)
+            self._listen_later()
             return
         if listener is None:
             return
@@ -78,7 +80,7 @@ class Wakeup:
             log.warning("lost the connection that listens for other pools' tasks; "
                         "listening again in %g s: %s", RELISTEN_S, exc)
             self._drop()
-            self._later(RELISTEN_S, self._listen)
+            self._listen_later()
             self.wake()  # notices may have been missed
             return
         if woke:
@@ -93,7 +95,8 @@ class Wakeup:
     def close(self) -> None:
         """Stop listening and polling. Idempotent; call on the loop."""
         self._closed = True
-        for timer in self._timers:
-            timer.cancel()
-        self._timers = []
+        for timer in (self._poll_timer, self._listen_timer):
+            if timer is not None:
+                timer.cancel()
+        self._poll_timer = self._listen_timer = None
         self._drop()
