@@ -52,7 +52,7 @@ class Routes:
         self.long_poll_max_s = settings.long_poll_max_s
         self._pool_down = pool_down_exposition()  # built once: it never changes
         self._openapi = json_response(200, openapi.document(settings.long_poll_max_s,
-                                                            _version()))
+                                                            version()))
         page = resources.files("server").joinpath("docs/index.html").read_bytes()
         self._docs: Response = (200, [(b"content-type", b"text/html; charset=utf-8"),
                                       (b"content-length", b"%d" % len(page)),
@@ -189,7 +189,8 @@ class Routes:
                        [(b"retry-after", b"1")])
 
 
-def _version() -> str:
+def version() -> str:
+    """offload's installed version (``0+unknown`` when not installed)."""
     try:
         return metadata.version("offload")
     except metadata.PackageNotFoundError:

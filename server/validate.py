@@ -44,10 +44,9 @@ from server.schemas import (
 
 __all__ = ["LIST_LIMIT_DEFAULT", "LIST_LIMIT_MAX", "MAX_BATCH", "MAX_DELAY_S", "MAX_DEPTH",
            "MAX_KEY_CHARS", "MAX_KIND_CHARS", "MAX_RETRIES", "MAX_TIMEOUT_S", "MIN_TIMEOUT_S",
-           "SPEC_FIELDS", "batch", "batch_body", "encodable", "force", "idempotency_key",
+           "batch", "batch_body", "encodable", "force", "idempotency_key",
            "list_args", "no_query", "retry_filter", "spec", "submit_body", "too_deep", "wait_s"]
 
-SPEC_FIELDS = TaskBody.__struct_fields__
 MAX_DEPTH = 32  # JSON nesting levels in a body; the body object itself is level 1
 _TRUE = {"yes": "true", "": "true", "no": "false"}  # spellings accepted before the schema
 S = TypeVar("S", bound=msgspec.Struct)

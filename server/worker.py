@@ -37,7 +37,6 @@ real gunicorn, so a gunicorn that moved the seam fails them.
 from __future__ import annotations
 
 import asyncio
-import json
 from http import HTTPStatus
 from typing import Any
 
@@ -46,6 +45,8 @@ from gunicorn.asgi.protocol import ASGIProtocol
 from gunicorn.workers import gasgi
 
 from config.settings import Settings, load_settings
+from server.errors import ApiError
+from server.http import dumps
 from server.supervision import supervision
 
 # HTTP status of an error gunicorn answers itself -> offload's error code.
@@ -62,9 +63,7 @@ ERROR_CODES = {
 
 def error_body(status: int, message: str) -> bytes:
     """The JSON body offload answers for ``status`` with ``message``."""
-    return json.dumps({"error": {"code": ERROR_CODES.get(status, "http_error"),
-                                 "message": message, "field": None}},
-                      separators=(",", ":")).encode()
+    return dumps(ApiError(status, ERROR_CODES.get(status, "http_error"), message).body())
 
 
 class HeadTimeoutProtocol(ASGIProtocol):

@@ -116,8 +116,3 @@ class Placer:
         self._caps[best] = concurrency if cap is None else min(cap, concurrency)
         counts[best] += 1
         return self._slots[best]
-
-
-def place(slots: list[Slot], concurrency: int) -> Slot | None:
-    """``Placer(slots).place(concurrency)``, without counting the task."""
-    return Placer(slots).place(concurrency)

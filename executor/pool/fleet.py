@@ -319,7 +319,7 @@ class Fleet:
     def hand_out(self, room: list[tuple[Slot, int]], claimed: list[TaskRecord]
                  ) -> list[TaskRecord]:
         """Give ``claimed`` to the executors in ``room`` that have a place for
-        each (``capacity.place``). Returns the leftovers: tasks no executor
+        each (``capacity.Placer``). Returns the leftovers: tasks no executor
         could take beside what it holds (the caller puts them back).
 
         The tasks count against their executors' room at once, but reach the
@@ -331,8 +331,7 @@ class Fleet:
         now = time.monotonic()
         for rec in claimed:
             solo = rec.id in self.quarantine
-            c = self.concurrency.of(rec.kind, self.manifest, self.settings.async_concurrency,
-                                    solo)
+            c = self.concurrency_of(rec.kind, rec.id)
             slot = placer.place(c)
             if slot is None:
                 left.append(rec)

@@ -50,6 +50,7 @@ from executor.worker.runner import (
     EMPTY,
     Call,
     Limits,
+    await_any,
     fail,
     jittered,
     new_done,
@@ -225,7 +226,7 @@ class Executor:
         context.start(desc["id"])  # this asyncio task's own context
         try:
             if awaitable is not None:
-                coro = awaitable if inspect.iscoroutine(awaitable) else _await(awaitable)
+                coro = awaitable if inspect.iscoroutine(awaitable) else await_any(awaitable)
             else:
                 try:
                     coro = call.fn(*call.args, **call.kwargs)
@@ -326,10 +327,6 @@ class Executor:
     def _exit_if_done(self) -> None:
         if not self.running:
             os._exit(0)
-
-
-async def _await(awaitable: Any) -> Any:
-    return await awaitable
 
 
 @types.coroutine

@@ -319,7 +319,7 @@ def _run_async(awaitable: Any) -> Any:
         loop = _loops.loop = asyncio.new_event_loop()
     asyncio.set_event_loop(loop)
     try:
-        return loop.run_until_complete(_await(awaitable))
+        return loop.run_until_complete(await_any(awaitable))
     finally:
         left = asyncio.all_tasks(loop)
         for task in left:
@@ -329,7 +329,8 @@ def _run_async(awaitable: Any) -> Any:
         asyncio.set_event_loop(None)
 
 
-async def _await(awaitable: Any) -> Any:
+async def await_any(awaitable: Any) -> Any:
+    """A coroutine awaiting ``awaitable`` (a Future, a Task, any ``__await__``)."""
     return await awaitable
 
 

@@ -16,11 +16,11 @@ from __future__ import annotations
 import argparse
 import os
 import sys
-from importlib import metadata
 
 from server.cli import check, run, schedules, status, tasks
 from server.cli.output import Printer, say
 from server.client import Client, ClientError, Unavailable, WaitTimeout
+from server.routes import version
 
 EXIT_OK = 0
 EXIT_FAILED = 1
@@ -28,13 +28,6 @@ EXIT_USAGE = 2
 EXIT_UNAVAILABLE = 69
 EXIT_TIMEOUT = 124
 DEFAULT_URL = "http://127.0.0.1:8000"
-
-
-def _version() -> str:
-    try:
-        return metadata.version("offload")
-    except metadata.PackageNotFoundError:
-        return "unknown"
 
 
 def _global_options(p: argparse.ArgumentParser, suppress: bool) -> None:
@@ -58,7 +51,7 @@ def parser() -> argparse.ArgumentParser:
         prog="offload", description="Operate an offload server over its HTTP API.",
         epilog="exit codes: 0 ok, 1 task failed or operation refused, 2 usage, "
                "69 server unavailable, 124 --wait ran out")
-    top.add_argument("--version", action="version", version=f"offload {_version()}")
+    top.add_argument("--version", action="version", version=f"offload {version()}")
     _global_options(top, suppress=False)
     common = argparse.ArgumentParser(add_help=False)
     _global_options(common, suppress=True)

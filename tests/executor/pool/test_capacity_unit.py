@@ -9,7 +9,6 @@ from executor.pool.capacity import (
     Concurrency,
     Placer,
     guess,
-    place,
     places,
     wants_more,
 )
@@ -78,12 +77,12 @@ def test_place_prefers_the_executor_with_the_fewest_tasks_that_has_room() -> Non
     give(a, 100, 10)
     give(b, 100, 2)
     give(c, 1)
-    assert place([a, b, c], 100) is b
-    assert place([a, b, c], 1) is c
+    assert Placer([a, b, c]).place(100) is b
+    assert Placer([a, b, c]).place(1) is c
     d = slot(4)
-    assert place([a, b, c, d], 1) is d  # an empty one before a second task anywhere
+    assert Placer([a, b, c, d]).place(1) is d  # an empty one before a second task anywhere
     give(c, 1, PREFETCH, started=False)
-    assert place([a, b, c], 1) is None  # no room for a def task: a leftover
+    assert Placer([a, b, c]).place(1) is None  # no room for a def task: a leftover
 
 
 def test_refill_only_when_few_tasks_wait_and_room_is_counted_with_a_guess() -> None:
