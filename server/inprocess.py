@@ -19,7 +19,6 @@ raises ``ClientError`` saying it has no answer in a test mode.
 
 from __future__ import annotations
 
-import json
 import time
 from typing import TYPE_CHECKING, Any
 from urllib.parse import unquote
@@ -49,10 +48,10 @@ def _answer(mode: Handler, req: _Req) -> Any:
     method, path = req.method, req.path
     now = time.time()
     if path == "/tasks" and method == "POST":
-        specs = [validate.spec(_body(req), now)]
+        specs = [validate.submit_body(req.body or b"{}", now)]
         return records.to_json(mode.record(_submit(mode, specs, "tasks[0].")[0]))
     if path == "/tasks/batch" and method == "POST":
-        ids = _submit(mode, validate.batch(_body(req), now), None)
+        ids = _submit(mode, validate.batch_body(req.body or b"{}", now), None)
         return {"tasks": [records.to_json(mode.record(i)) for i in ids]}
     if path.startswith("/tasks/") and path.count("/") == 2:
         task_id = unquote(path[len("/tasks/"):])
@@ -70,13 +69,6 @@ def _answer(mode: Handler, req: _Req) -> Any:
     raise ApiError(404, "not_found", f"{method} {path} has no answer in executor.testing's "
                    f"{mode.name}() mode (it answers POST /tasks, POST /tasks/batch, "
                    "GET and DELETE /tasks/{id})")
-
-
-def _body(req: _Req) -> dict[str, Any]:
-    body = json.loads(req.body or b"{}")
-    if not isinstance(body, dict):
-        raise ApiError(422, "invalid", "the body must be a JSON object")
-    return body
 
 
 def _submit(mode: Handler, specs: list[dict[str, Any]], prefix: str | None) -> list[str]:
