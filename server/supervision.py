@@ -38,6 +38,7 @@ import time
 from typing import Any
 
 from config.paths import ensure_private_dir, run_dir_for
+from config.reload import check_reloadable
 from config.settings import ConfigError, Settings, load_settings
 from executor.pool.retry import RESPAWN_FIRST_S, respawn_delay_s
 from server.lifeline import MasterWatch, RequestGate
@@ -92,6 +93,8 @@ class Supervision:
         """
         try:
             settings = load_settings()
+            if self.settings is not None:
+                check_reloadable(self.settings, settings)
             ensure_private_dir(run_dir_for(settings))
         except (ConfigError, OSError) as exc:  # RunDirError is a ConfigError
             if self.settings is None:

@@ -40,6 +40,7 @@ from collections.abc import Callable
 from typing import Any
 
 from config import ConfigError, Settings, load_settings, redact_url, socket_path_for
+from config.reload import check_reloadable
 from executor.pool.fleet import STATUS_WAIT_S, Fleet
 from executor.pool.leases import LeaseKeeper
 from executor.pool.listener import listen
@@ -200,6 +201,7 @@ class Pool:
         try:
             try:
                 new = load_settings(self.config_path)
+                check_reloadable(self.settings, new)
             except ConfigError as exc:
                 log.error("reload refused, keeping the running settings: %s", exc)
                 return
