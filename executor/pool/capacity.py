@@ -28,8 +28,14 @@ from typing import Any
 
 from executor.pool.slots import Slot
 
-PREFETCH = 16  # tasks that may wait in an executor's pipe beyond what can start
-REFILL_AT = 4  # top an executor's pipe up only when this few tasks wait (bigger batches)
+# Tasks that may wait in an executor's pipe beyond what can start, and how
+# few must be left waiting before it is topped up (claims are batched). The
+# pipe must not run dry while the pool's turn commits: on PostgreSQL a turn
+# waits for a WAL flush and several round trips, and with 16/4 executors of
+# short tasks sat idle between turns. Tasks that wait too long are taken
+# back (``Fleet.steal``), so a deeper pipe costs no starvation.
+PREFETCH = 32
+REFILL_AT = 16
 
 
 class Concurrency:

@@ -6,6 +6,7 @@ from __future__ import annotations
 from executor.pool import autoscale
 from executor.pool.capacity import (
     PREFETCH,
+    REFILL_AT,
     Concurrency,
     Placer,
     guess,
@@ -89,8 +90,10 @@ def test_refill_only_when_few_tasks_wait_and_room_is_counted_with_a_guess() -> N
     s = slot()
     assert wants_more(s, 1) and guess(s, 100) == 100
     give(s, 1)
-    give(s, 1, 5, started=False)
-    assert not wants_more(s, 1)  # 5 wait in its pipe: later, in a bigger batch
+    give(s, 1, REFILL_AT, started=False)
+    assert wants_more(s, 1)  # as few as REFILL_AT wait: top it up
+    give(s, 1, 1, started=False)
+    assert not wants_more(s, 1)  # more wait in its pipe: later, in a bigger batch
     assert guess(s, 100) == 1
 
 
