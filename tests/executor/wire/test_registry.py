@@ -117,3 +117,20 @@ def test_concurrency_is_for_async_def_tasks_and_reaches_the_manifest() -> None:
     with pytest.raises(ValueError, match="concurrency must be an integer >= 1"):
         @task(concurrency=0)
         async def zero() -> None: ...
+
+
+
+def test_the_schedule_defaults_of_task_match_the_config_file_ones() -> None:
+    """``wire`` imports no ``config``, so ``@task(every_s=...)`` keeps its own
+    copy of the schedule defaults; a schedule in code and one in offload.toml
+    must still mean the same when they leave a field out."""
+    import dataclasses
+    import inspect
+
+    from config.schedules import Schedule
+    from executor.wire import registry
+
+    in_code = inspect.signature(registry.task).parameters
+    in_file = {f.name: f.default for f in dataclasses.fields(Schedule)}
+    for name in ("tz", "catch_up", "max_delay_s", "overlap"):
+        assert in_code[name].default == in_file[name], name
