@@ -13,7 +13,8 @@ processes, reached through ``templates`` and pipes) nor ``executor.client``.
 - ``specs``: checking submitted task specs against the registered kinds.
 - ``fleet``: the executors: spawn, hand out, watch, bury; ``slots``: one executor's state.
 - ``pipes``: non-blocking writes to the task pipes, and reading waiting tasks back.
-- ``templates``: the pool's handle on a template process.
+- ``generations``: the template processes over reloads and deaths (``TemplateGenerations``);
+  ``templates``: the pool's handle on one template process.
 - ``listener``: the private Unix socket the HTTP workers connect to.
 - ``retry``: the retry policy and respawn back-off.
 - ``schedules``: periodic tasks, each slot taken and enqueued once (``Scheduler``);

@@ -1,7 +1,8 @@
 """The pool's executors: spawning, pipes, and noticing how each one ends.
 
-A ``Fleet`` owns the template process(es), one ``Slot`` per executor and the
-pool's ends of their pipes. It turns what executors say (``STARTED``,
+A ``Fleet`` owns one ``Slot`` per executor and the pool's ends of their
+pipes; the template processes they are forked from are its
+``TemplateGenerations`` (``executor.pool.generations``). It turns what executors say (``STARTED``,
 ``PROGRESS``, ``DONE``, EOF + the template's exit status) into calls on its
 ``FleetOwner`` (the pool), which applies the retry policy and the store.
 
@@ -30,6 +31,7 @@ from config import Settings
 from executor.pool import autoscale, capacity, charges
 from executor.pool.capacity import Concurrency
 from executor.pool.charges import Charge
+from executor.pool.generations import TemplateGenerations
 from executor.pool.pipes import Pipes
 from executor.pool.slots import ExecutorState, Inflight, Slot
 from executor.pool.templates import TemplateProcess
@@ -76,13 +78,8 @@ class Fleet:
         self.slots: dict[int, Slot] = {}
         self.by_pid: dict[int, Slot] = {}
         self.inflight: dict[str, tuple[Slot, Inflight]] = {}
-        self.template: TemplateProcess | None = None
-        # The manifest of the template that died, while its successor loads.
-        self._last_manifest: dict[str, dict[str, Any]] = {}
-        self.old_templates: list[TemplateProcess] = []
-        self._exited_templates: list[TemplateProcess] = []  # socket closed, not yet reaped
+        self.templates = TemplateGenerations(self)
         self._next_slot = 1
-        self._generation = 0
         self.pipes = Pipes()
         # Given out in the current turn, not yet written (see hand_out).
         self._unsent: dict[int, list[bytes]] = {}
@@ -97,99 +94,66 @@ class Fleet:
         return self.owner.settings
 
     @property
-    def manifest(self) -> dict[str, dict[str, Any]]:
-        """Registered kinds and their options, from the current template; while
-        a dead template's successor loads, the dead one's: the same modules
-        are being imported again, and a submission of a registered kind must
-        be stored (it runs once executors are back), not refused as unknown."""
-        return self.template.manifest if self.template is not None else self._last_manifest
+    def stopping(self) -> bool:
+        """The pool is stopping: no executor is started any more."""
+        return self.owner.stopping
 
-    # -- templates -----------------------------------------------------------------
+    @property
+    def manifest(self) -> dict[str, dict[str, Any]]:
+        """Registered kinds and their options (``TemplateGenerations.manifest``)."""
+        return self.templates.manifest
+
+    # -- templates (``generations``) -------------------------------------------------
 
     async def start_template(self) -> TemplateProcess:
         """Start a template of the next generation (raises ``RuntimeError`` if task
         code does not import). The caller installs it with ``use_template``."""
-        self._generation += 1
-        tpl = TemplateProcess(self._generation, list(self.settings.task_modules),
-                              self._on_template_message, self._on_template_exit)
-        await tpl.start()
-        log.info("task code loaded (generation %d): %d kind(s)", tpl.generation,
-                 len(tpl.manifest))
-        return tpl
+        return await self.templates.start()
 
     def use_template(self, tpl: TemplateProcess) -> None:
         """Make ``tpl`` current: older executors finish their task and leave."""
-        old, self.template = self.template, tpl
-        if old is not None:
-            old.drain()
-            self.old_templates.append(old)
-        for slot in list(self.slots.values()):
-            if slot.generation != tpl.generation:
-                self.stop(slot, "reload")
-        self.top_up()
-
-    def _on_template_message(self, tpl: TemplateProcess, ftype: FrameType,
-                             body: dict[str, Any]) -> None:
-        if ftype == FrameType.SPAWNED:
-            slot = self.slots.get(body["slot"])
-            if slot is not None:
-                slot.pid = body["pid"]
-                self.by_pid[slot.pid] = slot
-                if slot.state is ExecutorState.STOPPING:
-                    self._signal(slot, signal.SIGTERM, group=False)
-                elif slot.state is ExecutorState.STARTING:
-                    slot.move(ExecutorState.BUSY if slot.count else ExecutorState.IDLE)
-        elif ftype == FrameType.EXITED:
-            slot = self.by_pid.get(body["pid"])
-            if slot is not None:
-                slot.exit_status = body["status"]
-                if slot.eof:
-                    self._bury(slot)
-
-    def _on_template_exit(self, tpl: TemplateProcess) -> None:
-        # Its socket closed; the process may take a moment more to exit:
-        # ``watch`` reaps it then (no zombie left behind).
-        self._exited_templates.append(tpl)
-        if tpl in self.old_templates:
-            self.old_templates.remove(tpl)
-            return
-        if tpl is self.template and not self.owner.stopping:
-            log.error("the template process died: starting a new one")
-            self._last_manifest = tpl.manifest
-            for slot in list(self.slots.values()):
-                if slot.generation == tpl.generation:
-                    self.stop(slot, "crash")
-            self.template = None
-            asyncio.get_running_loop().create_task(self._restart_template())
-
-    async def _restart_template(self) -> None:
-        delay = 0.1
-        while not self.owner.stopping and self.template is None:
-            try:
-                self.template = await self.start_template()
-            except RuntimeError as exc:
-                log.error("%s; retrying in %.1f s", exc, delay)
-                await asyncio.sleep(delay)
-                delay = min(delay * 2, 10.0)
-        self.top_up()
+        self.templates.use(tpl)
 
     def close(self) -> None:
         """Stop listening to every template (they exit on EOF)."""
-        for tpl in [self.template, *self.old_templates]:
-            if tpl is not None:
-                tpl.close()
+        self.templates.close()
+
+    def spawned(self, slot_id: int, pid: int) -> None:
+        """See ``GenerationsOwner.spawned``."""
+        slot = self.slots.get(slot_id)
+        if slot is not None:
+            slot.pid = pid
+            self.by_pid[pid] = slot
+            if slot.state is ExecutorState.STOPPING:
+                self._signal(slot, signal.SIGTERM, group=False)
+            elif slot.state is ExecutorState.STARTING:
+                slot.move(ExecutorState.BUSY if slot.count else ExecutorState.IDLE)
+
+    def exited(self, pid: int, status: str) -> None:
+        """See ``GenerationsOwner.exited``: buried now if its pipe's EOF came first."""
+        slot = self.by_pid.get(pid)
+        if slot is not None:
+            slot.exit_status = status
+            if slot.eof:
+                self._bury(slot)
+
+    def stop_executors(self, reason: str, of: Callable[[int], bool]) -> None:
+        """``stop`` every executor whose template generation ``of`` accepts."""
+        for slot in list(self.slots.values()):
+            if of(slot.generation):
+                self.stop(slot, reason)
 
     # -- executors -------------------------------------------------------------------
 
     def live(self) -> list[Slot]:
         """Executors of the current generation that take new tasks."""
-        gen = self.template.generation if self.template else -1
+        gen = self.templates.generation
         return [s for s in self.slots.values() if s.accepting and s.generation == gen]
 
     def top_up(self) -> None:
         """Spawn executors up to ``executors``; stop those above ``executors_max``
         (the fewest tasks first; each finishes what it runs before it leaves)."""
-        if self.owner.stopping or self.template is None:
+        if self.owner.stopping or self.templates.current is None:
             return
         live = self.live()
         minimum, maximum = autoscale.bounds(self.settings.executors, self.settings.executors_max)
@@ -204,7 +168,7 @@ class Fleet:
     def autoscale(self, due_waiting: Callable[[], bool]) -> None:
         """Grow while due tasks wait (``due_waiting()``, asked only when growing
         could help) and every executor is busy; stop executors idle too long."""
-        if self.owner.stopping or self.template is None:
+        if self.owner.stopping or self.templates.current is None:
             return
         live = self.live()
         minimum, maximum = autoscale.bounds(self.settings.executors, self.settings.executors_max)
@@ -228,17 +192,18 @@ class Fleet:
                 "async_concurrency": s.async_concurrency}
 
     def _spawn(self) -> None:
-        assert self.template is not None
+        template = self.templates.current
+        assert template is not None
         task_r, task_w = os.pipe()
         res_r, res_w = os.pipe()
         ctl_r, ctl_w = os.pipe()
         # A second open file description of the task pipe: flock on it excludes
         # the executor's reads, so a waiting task can be taken back (steal).
         steal_fd = os.open(f"/proc/self/fd/{task_r}", os.O_RDONLY | os.O_NONBLOCK)
-        slot = Slot(self._next_slot, self.template.generation, task_w, res_r, steal_fd,
+        slot = Slot(self._next_slot, template.generation, task_w, res_r, steal_fd,
                     FrameReader(self.settings.max_frame_bytes), control_fd=ctl_w)
         self._next_slot += 1
-        ok = self.template.spawn(slot.slot_id, self._limits(), [task_r, res_w, ctl_r])
+        ok = template.spawn(slot.slot_id, self._limits(), [task_r, res_w, ctl_r])
         for fd in (task_r, res_w, ctl_r):
             os.close(fd)
         if not ok:
@@ -415,7 +380,8 @@ class Fleet:
 
     def watch(self, now: float) -> None:
         """Periodic checks: take tasks back from executors that do not start
-        them, enforce hard limits and forced cancels that were ignored."""
+        them, enforce hard limits and forced cancels that were ignored, reap
+        exited templates."""
         grace = self.settings.kill_grace_s
         mono = time.monotonic()
         someone_empty = any(s.count == 0 for s in self.live())
@@ -439,9 +405,7 @@ class Fleet:
                     log.warning("task %s ignored its cancel for %g s: killing executor %s",
                                 inf.id, grace, slot.pid)
                     self.kill(slot, "cancelled")
-        for tpl in list(self.old_templates):
-            tpl.reap()
-        self._exited_templates = [tpl for tpl in self._exited_templates if not tpl.reap()]
+        self.templates.reap()
 
     def take_back(self, task_id: str) -> bool:
         """Take ``task_id`` back to pending if it only waits in an executor's pipe.
