@@ -16,6 +16,7 @@ processes, reached through ``templates`` and pipes) nor ``executor.client``.
 - ``handout``: which executor holds which task: hand out, take back (steal), cancel.
 - ``results``: what executors say (``STARTED``, ``PROGRESS``, ``DONE``) and how each
   ends (EOF, then burial: ``charges`` decides who is charged).
+- ``census``: what ``/queue/stats`` and the metrics show of the executors (pure).
 - ``pipes``: non-blocking writes to the task pipes, and reading waiting tasks back.
 - ``generations``: the template processes over reloads and deaths (``TemplateGenerations``);
   ``templates``: the pool's handle on one template process.

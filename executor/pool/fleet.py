@@ -27,7 +27,7 @@ from collections.abc import Callable
 from typing import Any, Protocol
 
 from config import Settings
-from executor.pool import autoscale
+from executor.pool import autoscale, census
 from executor.pool.capacity import Concurrency
 from executor.pool.generations import TemplateGenerations
 from executor.pool.handout import Handout
@@ -321,35 +321,16 @@ class Fleet:
         """See ``Handout.forget``."""
         self.handout.forget(task_id)
 
-    # -- what ``/queue/stats`` and the metrics show ------------------------------------
+    # -- what ``/queue/stats`` and the metrics show (``census``) -------------------------
 
     def rows(self) -> list[dict[str, Any]]:
-        """One row per executor for ``/queue/stats``: ``running`` (ids of its
-        running tasks), ``free`` (how many more it could start now) and, kept
-        for older clients, ``task_id`` (the first running one)."""
-        rows = []
-        default = self.settings.async_concurrency
-        for slot in self.slots.values():
-            running = list(slot.running)
-            rows.append({"pid": slot.pid, "state": slot.state.value,
-                         "task_id": running[0] if running else None, "running": running,
-                         "free": slot.free(default) if slot.accepting else 0,
-                         "tasks_run": slot.tasks_run, "rss_mb": slot.rss_mb})
-        return rows
+        """``census.rows`` of every executor."""
+        return census.rows(self.slots.values(), self.settings.async_concurrency)
 
     def states(self) -> dict[str, int]:
-        """Executors per state (dead ones excluded)."""
-        states: dict[str, int] = {}
-        for slot in self.slots.values():
-            if slot.state is not ExecutorState.DEAD:
-                states[slot.state.value] = states.get(slot.state.value, 0) + 1
-        return states
+        """``census.states`` of every executor."""
+        return census.states(self.slots.values())
 
     def task_places(self) -> dict[str, int]:
-        """``{"busy": tasks running, "free": tasks that could start now}`` over
-        the executors that take tasks (an empty one counts ``async_concurrency``
-        free)."""
-        default = self.settings.async_concurrency
-        live = [s for s in self.slots.values() if s.accepting]
-        return {"busy": sum(len(s.running) for s in self.slots.values()),
-                "free": sum(s.free(default) for s in live)}
+        """``census.task_places`` of every executor."""
+        return census.task_places(self.slots.values(), self.settings.async_concurrency)
