@@ -11,9 +11,15 @@ processes, reached through ``templates`` and pipes) nor ``executor.client``.
 - ``reruns``: running failed or cancelled tasks again (ops ``retry``, ``retry_failed``).
 - ``port``: the narrow view of the pool that ``requests`` and ``specs`` get.
 - ``specs``: checking submitted task specs against the registered kinds.
-- ``fleet``: the executors: spawn, hand out, watch, bury; ``slots``: one executor's state.
+- ``fleet``: the executors: spawn, stop, kill, top up, watch (the pool's one handle on
+  them); ``slots``: one executor's state.
+- ``handout``: which executor holds which task: hand out, take back (steal), cancel.
+- ``results``: what executors say (``STARTED``, ``PROGRESS``, ``DONE``) and how each
+  ends (EOF, then burial: ``charges`` decides who is charged).
+- ``census``: what ``/queue/stats`` and the metrics show of the executors (pure).
 - ``pipes``: non-blocking writes to the task pipes, and reading waiting tasks back.
-- ``templates``: the pool's handle on a template process.
+- ``generations``: the template processes over reloads and deaths (``TemplateGenerations``);
+  ``templates``: the pool's handle on one template process.
 - ``listener``: the private Unix socket the HTTP workers connect to.
 - ``retry``: the retry policy and respawn back-off.
 - ``schedules``: periodic tasks, each slot taken and enqueued once (``Scheduler``);

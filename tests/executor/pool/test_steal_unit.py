@@ -1,5 +1,5 @@
 """Taking waiting tasks back from an executor's pipe (real pipes, no
-processes; the pool behind the ``FleetOwner`` seam is a recorder)."""
+processes; the pool behind the ``HandoutOwner`` seam is a recorder)."""
 
 from __future__ import annotations
 
@@ -8,13 +8,14 @@ from types import SimpleNamespace
 from typing import Any
 
 from config import Settings
-from executor.pool.fleet import Fleet
+from executor.pool.handout import Handout
+from executor.pool.pipes import Pipes
 from executor.pool.slots import Inflight, Slot
 from executor.wire.protocol import FrameReader, FrameType, encode
 
 
 class Owner:
-    """Records what the fleet tells the pool."""
+    """Records what the hand-out tells the pool."""
 
     def __init__(self) -> None:
         self.settings = Settings()
@@ -34,7 +35,7 @@ def test_steal_takes_back_run_frames_and_leaves_a_stop_in_the_pipe() -> None:
     task_r, task_w = os.pipe()
     steal_fd = os.open(f"/proc/self/fd/{task_r}", os.O_RDONLY | os.O_NONBLOCK)
     owner = Owner()
-    fleet = Fleet(owner)  # type: ignore[arg-type]
+    handout = Handout(owner, SimpleNamespace(slots={}, manifest={}), Pipes())
     slot = Slot(1, 1, task_w, -1, steal_fd, FrameReader())
     try:
         for i in range(2):
@@ -42,7 +43,7 @@ def test_steal_takes_back_run_frames_and_leaves_a_stop_in_the_pipe() -> None:
         # What an executor not yet forked finds: two tasks, then the STOP of a reload.
         os.write(task_w, encode(FrameType.RUN, {"id": "t0"}) + encode(FrameType.RUN, {"id": "t1"})
                  + encode(FrameType.STOP, {}))
-        fleet.steal(slot)
+        handout.steal(slot)
         assert owner.released == ["t0", "t1"] and not slot.waiting and slot.hold
         os.set_blocking(task_r, False)
         left = list(FrameReader().feed(os.read(task_r, 65536)))
