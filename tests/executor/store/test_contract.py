@@ -834,9 +834,9 @@ def test_sqlite_file_is_wal_with_full_sync_and_a_schema_version(tmp_path: Path) 
         # FULL (2) for accepting work, NORMAL (1) for the transitions after it.
         from executor.store.base import NewTask
         store.enqueue([NewTask("k", b"", 0, 1.0)], 1.0)
-        assert store._conn.execute("PRAGMA synchronous").fetchone()[0] == 2
+        assert store._s.conn.execute("PRAGMA synchronous").fetchone()[0] == 2
         store.claim(1, 2.0, "me", 10.0)
-        assert store._conn.execute("PRAGMA synchronous").fetchone()[0] == 1
+        assert store._s.conn.execute("PRAGMA synchronous").fetchone()[0] == 1
         db = sqlite3.connect(path)
         assert db.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
         assert db.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION == 3
