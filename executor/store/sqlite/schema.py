@@ -17,6 +17,7 @@ from typing import Any, cast
 from executor.store.base import STATUSES, Status, StoreError, TaskRecord
 
 SCHEMA_VERSION = 3
+CHUNK = 500  # bound parameters per IN (...) list of ids or keys
 
 def any_of(column: str, *values: str) -> str:
     """``(column = 'a' OR column = 'b' ...)``. Not ``column IN (...)``: SQLite
