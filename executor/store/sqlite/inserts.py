@@ -8,12 +8,12 @@ then cannot be stored by anyone else before the insert.
 
 from __future__ import annotations
 
-import os
 import sqlite3
 from collections.abc import Sequence
 from typing import cast
 
 from executor.store.base import NewTask, TaskRecord
+from executor.store.columns import new_ids
 from executor.store.sqlite import reads
 from executor.store.sqlite.schema import CHUNK, INSERT, UNFINISHED
 
@@ -26,8 +26,7 @@ def insert(db: sqlite3.Connection, tasks: Sequence[NewTask], now: float, n: int,
     idempotency key, stored or earlier in ``tasks``; the claimed ones as
     ``pending``) and the claimed records, in claim order."""
     keys = list({t.idempotency_key for t in tasks if t.idempotency_key is not None})
-    prefix = f"{int(now * 1000):012x}"
-    suffixes = os.urandom(8 * len(tasks)).hex()  # one system call for the batch
+    ids = new_ids(now, len(tasks))
     out: list[TaskRecord] = []
     fresh: list[int] = []  # positions in ``out`` of the records inserted
     by_key: dict[str, TaskRecord] = {}
@@ -41,7 +40,7 @@ def insert(db: sqlite3.Connection, tasks: Sequence[NewTask], now: float, n: int,
             out.append(by_key[t.idempotency_key])
             continue
         record = TaskRecord(
-            id=prefix + suffixes[16 * i:16 * i + 16], kind=t.kind, status="pending",
+            id=ids[i], kind=t.kind, status="pending",
             attempts=0, max_retries=t.max_retries, timeout_s=t.timeout_s,
             priority=t.priority, not_before=t.not_before or now, created_at=now,
             payload=t.payload, group_id=t.group_id, seq=t.seq,

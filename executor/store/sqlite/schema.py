@@ -154,11 +154,6 @@ def migrate(db: sqlite3.Connection, path: str) -> None:
             f"{SCHEMA_VERSION}; open it with the offload that wrote it")
 
 
-def to_json(value: dict[str, Any] | None) -> str | None:
-    """``value`` as compact JSON text for a TEXT column (``None`` stays NULL)."""
-    return None if value is None else json.dumps(value, separators=(",", ":"))
-
-
 def record(row: Sequence[Any]) -> TaskRecord:
     """A TaskRecord from a row selected as ``COLUMNS`` (extra trailing columns ignored)."""
     return TaskRecord(

@@ -18,8 +18,7 @@ The files hold every task's arguments and results, and a row may name code
 the executor runs: they are private to the server's user, and a store that
 another user could read or write is refused (``executor.store.files``).
 
-Ids are ``f"{ms:012x}{random:016x}"``:
-sortable by creation time, unguessable, 28 characters.
+New tasks' ids are ``executor.store.columns.new_ids``.
 
 Inserts (some already claimed) are in ``inserts``; reads in ``reads``; the
 connection, its lock and transactions in ``connection``; the schema in
@@ -34,6 +33,7 @@ from contextlib import contextmanager
 from typing import Any
 
 from executor.store.base import NewTask, Outcome, ScheduleSlot, StoreError, TaskRecord
+from executor.store.columns import to_json
 from executor.store.sqlite import inserts, reads
 from executor.store.sqlite.connection import Session
 from executor.store.sqlite.schema import (
@@ -47,7 +47,6 @@ from executor.store.sqlite.schema import (
     TAKE_SLOT,
     migrate,
     record,
-    to_json,
 )
 
 
