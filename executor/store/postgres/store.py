@@ -176,11 +176,12 @@ class PostgresStore:
         with self._write() as conn:
             return leases.claim(conn, n, now, owner, lease_s)
 
-    def started(self, starts: Sequence[tuple[str, float] | tuple[str, float, int | None]]
+    def started(self, starts: Sequence[tuple[str, float, int | None]]
                 ) -> builtins.list[str]:
-        """Record ``(id, started_at[, token])`` of running tasks that really
-        started; a stale token or a task not running is skipped. Returns the
-        ids recorded. Durable on return (or with the batch)."""
+        """Record ``(id, started_at, token)`` of running tasks that really
+        started (``token`` None: unfenced); a stale token or a task not
+        running is skipped. Returns the ids recorded. Durable on return (or
+        with the batch)."""
         if not starts:
             return []
         with self._write() as conn:

@@ -128,19 +128,19 @@ class SQLiteStore:
         rows.sort(key=lambda row: (-row[6], row[-1]))
         return [record(row) for row in rows]
 
-    def started(self, starts: Sequence[tuple[str, float] | tuple[str, float, int | None]]
+    def started(self, starts: Sequence[tuple[str, float, int | None]]
                 ) -> list[str]:
-        """Set ``started_at`` of the running tasks among ``starts`` (``(id, time)``
-        or ``(id, time, token)``: the only writer has no stale tokens, so a
-        token is not checked); others are skipped. Returns the ids set.
+        """Set ``started_at`` of the running tasks among ``starts`` (``(id, time,
+        token)``: the only writer has no stale tokens, so a token is not
+        checked); others are skipped. Returns the ids set.
         Durable on return (or with the batch)."""
         done: list[str] = []
         with self._s.write() as db:
-            for start in starts:
+            for task_id, at, _ in starts:
                 if db.execute("UPDATE tasks SET started_at = ? WHERE id = ?"
                               " AND status = 'running' RETURNING 1",
-                              (start[1], start[0])).fetchone() is not None:
-                    done.append(start[0])
+                              (at, task_id)).fetchone() is not None:
+                    done.append(task_id)
         return done
 
     def renew(self, leases: Sequence[tuple[str, int | None]], owner: str, now: float,
