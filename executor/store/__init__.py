@@ -1,5 +1,6 @@
-"""Task stores: the contract (``base``) and its backends, one file each
-(``paging``: the ``list`` pages they share).
+"""Task stores: the contract (``base``) and its backends, one package each
+(what they share: ``paging``, the ``list`` pages; ``columns``, new ids and
+JSON text).
 
 ``open_store(url)`` picks the backend from the URL scheme. The PostgreSQL
 backend (``executor.store.postgres``) is imported only when one is opened:

@@ -185,10 +185,10 @@ class Store(Protocol):
         """
         ...
 
-    def started(self, starts: Sequence[tuple[str, float] | tuple[str, float, int | None]]
+    def started(self, starts: Sequence[tuple[str, float, int | None]]
                 ) -> builtins.list[str]:
-        """Record ``(id, started_at)`` or ``(id, started_at, token)`` for running
-        tasks that really started; other ids (and stale tokens) are skipped.
+        """Record ``(id, started_at, token)`` for running tasks that really
+        started (``token`` None: unfenced); other ids (and stale tokens) are skipped.
         Until then ``recover`` treats a claimed task as never started. Returns
         the ids recorded. Durable on return (or with the enclosing batch)."""
         ...

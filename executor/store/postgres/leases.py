@@ -101,14 +101,12 @@ def claim(conn: psycopg.Connection, n: int, now: float, owner: str, lease_s: flo
 
 
 def started(conn: psycopg.Connection,
-            starts: Sequence[tuple[str, float] | tuple[str, float, int | None]]) -> list[str]:
+            starts: Sequence[tuple[str, float, int | None]]) -> list[str]:
     """Set ``started_at`` of running tasks (fenced by token when given);
     returns the ids changed."""
-    ids, ats, tokens = [], [], []
-    for s in starts:
-        ids.append(s[0])
-        ats.append(s[1])
-        tokens.append(s[2] if len(s) > 2 else None)
+    ids = [task_id for task_id, _, _ in starts]
+    ats = [at for _, at, _ in starts]
+    tokens = [token for _, _, token in starts]
     return [row[0] for row in conn.execute(_STARTED, (ids, ats, tokens))]
 
 

@@ -1,12 +1,8 @@
-"""Rows of ``offload_tasks`` as TaskRecords, and the ids new tasks get.
-
-Ids are ``f"{ms:012x}{random:016x}"``, as in the SQLite store: sortable by
-creation time, unguessable, 28 characters.
-"""
+"""Rows of ``offload_tasks`` as TaskRecords (new tasks' ids are
+``executor.store.columns.new_ids``, as in the SQLite store)."""
 
 from __future__ import annotations
 
-import os
 from collections.abc import Sequence
 from typing import Any, cast
 
@@ -39,10 +35,3 @@ def record(row: Sequence[Any]) -> TaskRecord:
         result=None if row[16] is None else bytes(row[16]), error=row[17],
         progress=row[18], cancelled_by=row[19], lease_owner=row[20],
         lease_expires_at=row[21], lease_token=token if token else None)
-
-
-def new_ids(now: float, n: int) -> list[str]:
-    """``n`` fresh task ids for tasks created at ``now`` (one system call)."""
-    prefix = f"{int(now * 1000):012x}"
-    suffixes = os.urandom(8 * n).hex()
-    return [prefix + suffixes[16 * i:16 * i + 16] for i in range(n)]

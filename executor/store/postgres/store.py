@@ -25,7 +25,6 @@ Methods block the calling thread for their round trips. Not thread-safe
 from __future__ import annotations
 
 import builtins
-import json
 import secrets
 from collections import Counter
 from collections.abc import Iterator, Sequence
@@ -35,6 +34,7 @@ from typing import Any
 import psycopg
 
 from executor.store.base import NewTask, Outcome, ScheduleSlot, StoreError, TaskRecord
+from executor.store.columns import to_json
 from executor.store.postgres import inserts, leases, reads
 from executor.store.postgres.connection import Session
 from executor.store.postgres.listen import Listener
@@ -61,10 +61,6 @@ FROM unnest(%s::text[], %s::text[], %s::float8[], %s::float8[], %s::bytea[], %s:
 WHERE t.id = v.id AND t.status = 'running' AND (v.token IS NULL OR t.lease_token = v.token)
 RETURNING {qualified("t", COLUMNS_NO_PAYLOAD)}
 """
-
-
-def _json(value: dict[str, Any] | None) -> str | None:
-    return None if value is None else json.dumps(value, separators=(",", ":"))
 
 
 class PostgresStore:
@@ -180,11 +176,12 @@ class PostgresStore:
         with self._write() as conn:
             return leases.claim(conn, n, now, owner, lease_s)
 
-    def started(self, starts: Sequence[tuple[str, float] | tuple[str, float, int | None]]
+    def started(self, starts: Sequence[tuple[str, float, int | None]]
                 ) -> builtins.list[str]:
-        """Record ``(id, started_at[, token])`` of running tasks that really
-        started; a stale token or a task not running is skipped. Returns the
-        ids recorded. Durable on return (or with the batch)."""
+        """Record ``(id, started_at, token)`` of running tasks that really
+        started (``token`` None: unfenced); a stale token or a task not
+        running is skipped. Returns the ids recorded. Durable on return (or
+        with the batch)."""
         if not starts:
             return []
         with self._write() as conn:
@@ -217,8 +214,8 @@ class PostgresStore:
             rows = conn.execute(_FINISH, (
                 [o.id for o in by_id], [o.status for o in by_id],
                 [o.finished_at for o in by_id], [o.started_at for o in by_id],
-                [o.result for o in by_id], [_json(o.error) for o in by_id],
-                [_json(o.progress) for o in by_id], [o.token for o in by_id])).fetchall()
+                [o.result for o in by_id], [to_json(o.error) for o in by_id],
+                [to_json(o.progress) for o in by_id], [o.token for o in by_id])).fetchall()
             done = [record(row) for row in rows]
             self._delta.update(r.status for r in done)
             if any(r.group_id is not None for r in done):
@@ -238,7 +235,7 @@ class PostgresStore:
                 " not_before = %s, error = coalesce(%s::jsonb, error), lease_owner = NULL,"
                 " lease_expires_at = NULL WHERE id = %s AND status = 'running'"
                 f" AND (%s::bigint IS NULL OR lease_token = %s) RETURNING {COLUMNS}",
-                (status, undo, not_before, _json(error), task_id, token, token)).fetchone()
+                (status, undo, not_before, to_json(error), task_id, token, token)).fetchone()
             if row is not None:
                 self._notify(conn)
         return None if row is None else record(row)

@@ -3,19 +3,21 @@
 Two tables: ``tasks``, whose ``seqno`` (the rowid) is submission order, and
 ``schedule_slots``, each schedule's last slot taken (``Store.take_slot``). Every index
 entry a task's life adds, moves or removes costs the pool's one loop time,
-so each index earns its place. ``record`` turns a row selected as
-``COLUMNS`` into a ``TaskRecord``.
+so each index earns its place. ``migrate`` creates or upgrades a file's
+schema; ``record`` turns a row selected as ``COLUMNS`` into a ``TaskRecord``.
 """
 
 from __future__ import annotations
 
 import json
+import sqlite3
 from collections.abc import Sequence
 from typing import Any, cast
 
-from executor.store.base import STATUSES, Status, TaskRecord
+from executor.store.base import STATUSES, Status, StoreError, TaskRecord
 
 SCHEMA_VERSION = 3
+CHUNK = 500  # bound parameters per IN (...) list of ids or keys
 
 def any_of(column: str, *values: str) -> str:
     """``(column = 'a' OR column = 'b' ...)``. Not ``column IN (...)``: SQLite
@@ -132,9 +134,24 @@ LOST = """json_object('reason', 'lost', 'traceback', '', 'message',
     ') stopped, and it has no attempts left')"""
 
 
-def to_json(value: dict[str, Any] | None) -> str | None:
-    """``value`` as compact JSON text for a TEXT column (``None`` stays NULL)."""
-    return None if value is None else json.dumps(value, separators=(",", ":"))
+def migrate(db: sqlite3.Connection, path: str) -> None:
+    """Create the schema in a new file (``user_version`` 0), or upgrade one
+    written by an older schema to ``SCHEMA_VERSION``, in the caller's write
+    transaction. Raises StoreError (naming ``path``) if a newer offload wrote it."""
+    version = db.execute("PRAGMA user_version").fetchone()[0]
+    if version == 0:
+        # Not executescript: it would COMMIT first and break the transaction.
+        for statement in SCHEMA:
+            db.execute(statement)
+        db.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
+    elif version in (1, 2):
+        for statement in (*(MIGRATE_1_TO_2 if version == 1 else ()), *MIGRATE_2_TO_3):
+            db.execute(statement)
+        db.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
+    elif version != SCHEMA_VERSION:
+        raise StoreError(
+            f"{path}: schema version {version}, but this offload reads version "
+            f"{SCHEMA_VERSION}; open it with the offload that wrote it")
 
 
 def record(row: Sequence[Any]) -> TaskRecord:

@@ -289,7 +289,7 @@ def test_a_failed_call_in_a_batch_leaves_no_trace_and_the_batch_goes_on(
 def test_finish_records_the_outcome_and_clears_the_lease(store: Store) -> None:
     a, b = store.enqueue([new("ka"), new("kb")], T0)
     claim_ids(store)
-    store.started([(a.id, T0 + 0.25), (b.id, T0 + 0.25)])
+    store.started([(a.id, T0 + 0.25, None), (b.id, T0 + 0.25, None)])
     progress = {"value": 1.0, "message": "done"}
     changed = store.finish([ok(a.id, started_at=T0 + 0.5, result=b"\xc3", progress=progress),
                             failed(b.id)])
@@ -558,7 +558,7 @@ def test_recover_expired_leases(store: Store) -> None:
     early, late = store.enqueue([new(priority=1), new()], T0)
     store.claim(1, T0, OWNER, SHORT_LEASE_S)
     store.claim(1, T0, OWNER, 100)
-    store.started([(early.id, T0 + 1)])
+    store.started([(early.id, T0 + 1, None)])
     [record] = expire(store)
     assert record.id == early.id and (record.status, record.attempts) == ("pending", 1)
     assert record.lease_owner is None and record.lease_expires_at is None
@@ -570,10 +570,10 @@ def test_claim_clears_started_at_until_started(store: Store) -> None:
     [task] = store.enqueue([new()], T0)
     [claimed] = store.claim(1, T0, OWNER, LEASE_S)
     assert claimed.started_at is None
-    store.started([(task.id, T0 + 2), ("no-such-id", T0 + 2)])
+    store.started([(task.id, T0 + 2, None), ("no-such-id", T0 + 2, None)])
     assert store.get(task.id).started_at == T0 + 2  # type: ignore[union-attr]
     store.finish([ok(task.id, now=T0 + 3)])
-    store.started([(task.id, T0 + 9)])  # not running any more: skipped
+    store.started([(task.id, T0 + 9, None)])  # not running any more: skipped
     assert store.get(task.id).started_at == T0 + 2  # type: ignore[union-attr]
 
 
@@ -582,7 +582,7 @@ def test_recover_gives_back_the_attempt_of_a_task_that_never_started(store: Stor
     never ran: it is not charged an attempt, nor failed as lost."""
     waited, ran = store.enqueue([new(max_retries=0, priority=1), new(max_retries=0)], T0)
     store.claim(2, T0, OWNER, LEASE_S)
-    store.started([(ran.id, T0 + 1)])
+    store.started([(ran.id, T0 + 1, None)])
     changed = {r.id: r for r in store.recover(T0 + 2, OWNER)}
     assert (changed[waited.id].status, changed[waited.id].attempts) == ("pending", 0)
     assert changed[ran.id].status == "failed"
@@ -620,7 +620,7 @@ def test_recover_fails_a_task_out_of_attempts_as_lost(store: Store) -> None:
     for attempt in (1, 2):
         [claimed] = store.claim(1, now, OWNER, SHORT_LEASE_S)
         assert claimed.attempts == attempt
-        store.started([(task_id, now)])
+        store.started([(task_id, now, None)])
         now += 10
         [record] = expire(store, now)
     assert record.id == task_id and record.status == "failed"
@@ -834,9 +834,9 @@ def test_sqlite_file_is_wal_with_full_sync_and_a_schema_version(tmp_path: Path) 
         # FULL (2) for accepting work, NORMAL (1) for the transitions after it.
         from executor.store.base import NewTask
         store.enqueue([NewTask("k", b"", 0, 1.0)], 1.0)
-        assert store._conn.execute("PRAGMA synchronous").fetchone()[0] == 2
+        assert store._s.conn.execute("PRAGMA synchronous").fetchone()[0] == 2
         store.claim(1, 2.0, "me", 10.0)
-        assert store._conn.execute("PRAGMA synchronous").fetchone()[0] == 1
+        assert store._s.conn.execute("PRAGMA synchronous").fetchone()[0] == 1
         db = sqlite3.connect(path)
         assert db.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
         assert db.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION == 3

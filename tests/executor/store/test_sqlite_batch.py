@@ -18,7 +18,7 @@ def test_writes_after_sqlite_rolled_the_batch_back_raise_batch_lost(tmp_path: Pa
     try:
         with pytest.raises(BatchLost), store.batch():
             store.enqueue([NewTask("a", b"\x92\x90\x80", 0, 1.0)], T0, sync=False)
-            store._conn.execute("ROLLBACK")  # as SQLite does on SQLITE_FULL
+            store._s.conn.execute("ROLLBACK")  # as SQLite does on SQLITE_FULL
             store.enqueue([NewTask("b", b"\x92\x90\x80", 0, 1.0)], T0, sync=False)
         assert store.counts()["pending"] == 0
     finally:
