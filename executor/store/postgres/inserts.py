@@ -5,11 +5,19 @@ One ``INSERT ... SELECT FROM unnest(...)`` per batch, in input order (so
 idempotency key: when two pools receive the same key at the same moment,
 the second insert waits for the first's transaction and then finds its row,
 so both answer with the one task.
+
+Before such an insert, the batch's keys are locked (transaction-scoped
+advisory locks, ``lock_keys``) in one sorted pass. Without it two pools
+inserting overlapping keys in opposite orders each waited on a key the
+other had just inserted: a deadlock, which PostgreSQL breaks by failing one
+turn. With it every inserter takes the keys in the same order, and an
+insert never waits on a key another insert holds.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import hashlib
+from collections.abc import Iterable, Sequence
 
 import psycopg
 
@@ -40,6 +48,27 @@ RETURNING id, lease_expires_at
 """
 
 
+# The first key of pg_advisory_xact_lock(int4, int4) for idempotency keys
+# ("ofld"); the two-int key space is apart from the migration's bigint one.
+KEY_LOCKS = 0x6F666C64
+
+
+def key_hash(key: str) -> int:
+    """A stable signed 32-bit hash of an idempotency key (its lock's second
+    key; two keys that share one only wait for each other)."""
+    return int.from_bytes(hashlib.blake2b(key.encode(), digest_size=4).digest(), "big",
+                          signed=True)
+
+
+def lock_keys(conn: psycopg.Connection, keys: Iterable[str]) -> None:
+    """Lock ``keys`` until the transaction ends, in ascending hash order (an
+    array's elements are scanned in order, so the locks are taken in it)."""
+    hashes = sorted({key_hash(k) for k in keys})
+    if hashes:
+        conn.execute("SELECT count(pg_advisory_xact_lock(%s, h)) FROM unnest(%s::int4[]) AS h",
+                     (KEY_LOCKS, hashes))
+
+
 def insert(conn: psycopg.Connection, tasks: Sequence[NewTask], now: float, n: int, owner: str,
            lease_s: float) -> tuple[list[TaskRecord], list[TaskRecord], bool]:
     """Insert ``tasks`` (in the caller's transaction), up to ``n`` of them
@@ -60,6 +89,7 @@ def insert(conn: psycopg.Connection, tasks: Sequence[NewTask], now: float, n: in
             not_before=t.not_before or now, created_at=now, payload=t.payload,
             group_id=t.group_id, seq=t.seq, idempotency_key=t.idempotency_key, ref=t.ref)
     new = [records[i] for i in fresh]
+    lock_keys(conn, (r.idempotency_key for r in new if r.idempotency_key is not None))
     run = {r.id: new_token() for r in pick(conn, new, now, n)} if n > 0 else {}
     rows = conn.execute(_INSERT, {
         "now": now, "owner": owner, "lease_s": lease_s,

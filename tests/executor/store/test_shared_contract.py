@@ -166,6 +166,25 @@ def test_the_same_keys_from_two_connections_at_once_make_one_task_each(
     assert stores[0].counts()["pending"] == len(keys)
 
 
+def test_overlapping_keys_in_opposite_orders_never_deadlock(
+        open_shared: Callable[[], Store]) -> None:
+    """Two pools storing the same keys at once, in opposite orders, each in
+    one insert: before keys were locked in one order first, PostgreSQL found
+    a deadlock in most rounds and failed one of the two (a 503 for its
+    submitters)."""
+    stores = [open_shared() for _ in range(2)]
+    for round_ in range(20):
+        keys = [f"r{round_}-k{i}" for i in range(50)]
+
+        def submit(i: int, store: Store, keys: list[str] = keys) -> list[str]:
+            order = keys if i == 0 else keys[::-1]
+            return [r.id for r in store.enqueue([new(idempotency_key=k) for k in order], T0)]
+
+        forward, backward = together(stores, submit)
+        assert forward == backward[::-1]  # one task per key, whoever stored it
+    assert stores[0].counts()["pending"] == 20 * 50
+
+
 # -- recovery -------------------------------------------------------------------------------
 
 def test_concurrent_recovers_count_each_attempt_once(open_shared: Callable[[], Store]) -> None:
