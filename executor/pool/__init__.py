@@ -6,7 +6,14 @@ respawns it. Imports ``config``, ``metrics``, ``executor.wire`` and
 ``executor.store``; never ``executor.worker`` (executors are separate
 processes, reached through ``templates`` and pipes) nor ``executor.client``.
 
-- ``pool``: ``Pool``: the loop, the group-commit turn, retries, timers.
+- ``pool``: ``Pool``: the process's loop and lifecycle (start, reload, stop), its parts' wiring.
+- ``turn``: the group commit: one transaction at the end of each loop turn (``Turn``);
+  ``fsync``: the thread whose fsync the turn's replies wait for.
+- ``starts``: tasks' starts written behind their run, with the turns (``StartWrites``).
+- ``claims``: claiming due tasks (on insert, and at the end of a turn) and handing them out.
+- ``due``: when the next claim runs: now, or when a task comes due (``Due``, its timer).
+- ``outcomes``: how a task's end is recorded: success, retry with back-off, failure, release.
+- ``tick``: the periodic checks (executors, leases, autoscaling, purge; ``Ticker``).
 - ``requests``: answers to socket requests (the ops of ``ops``).
 - ``reruns``: running failed or cancelled tasks again (ops ``retry``, ``retry_failed``).
 - ``port``: the narrow view of the pool that ``requests`` and ``specs`` get.

@@ -107,7 +107,7 @@ class Requests:
                 if error is None:
                     conn.reply(req_id, result)
                 else:
-                    # Pool._synced logged the error: its detail stays out of answers.
+                    # FsyncThread._synced logged the error: its detail stays out of answers.
                     conn.fail(req_id, "store_unavailable", "the tasks could not be made "
                               "durable; retry shortly with the same idempotency key (the "
                               "pool's log says why)")
@@ -123,7 +123,7 @@ class Requests:
         try:
             records = self.pool.enqueue([t for _, _, specs, _ in batch for t in specs])
         except BatchLost:
-            raise  # the turn is lost: Pool._flush_turn answers everyone store_unavailable
+            raise  # the turn is lost: Turn.flush answers everyone store_unavailable
         except Exception as exc:
             if len(batch) > 1:
                 # Safe to try again: a failed enqueue leaves no trace. The

@@ -38,7 +38,8 @@ from executor.store.base import NewTask
 from executor.wire.codec import decode_call, decode_value
 from executor.wire.errors import PoolError, UnknownKind
 from executor.wire.registry import Registry, resolve_ref
-from executor.worker.runner import Limits, close_thread_loop, run_call
+from executor.worker.limits import Limits
+from executor.worker.runner import close_thread_loop, run_call
 
 Status = Literal["pending", "succeeded", "failed", "cancelled"]
 

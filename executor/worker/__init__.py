@@ -9,14 +9,19 @@ pool or the client): a task's process holds only what it needs.
 - ``template``: the template process's main loop (not re-exported: run it with ``-m``).
 - ``aio``: an executor's loop: take tasks while there is room, run ``async def``
   ones concurrently on its event loop (made after fork), report.
-- ``runner``: one task: resolve it, run a ``def`` task under its limits, classify its end;
-  ``run_call``, one attempt of a task to its end (run in-process by ``executor.testing``).
+- ``runner``: one task: resolve it, run a ``def`` task under its soft time limit, classify
+  its end; ``run_call``, one attempt of a task to its end (run in-process by
+  ``executor.testing``).
+- ``frames``: taking one task frame at a time from the pipe, under ``flock`` (prefetch
+  with take-back).
+- ``limits``: ``Limits``; an executor's set-up after fork and when it recycles itself.
 - ``context``: ``progress()`` for task code, and the task's own frames to the pool.
 - ``doneframe``: the ``DONE`` frame, kept within the frame limit whatever the result.
 """
 
 from executor.worker.aio import run_executor
 from executor.worker.context import progress
-from executor.worker.runner import Limits, close_thread_loop, run_call
+from executor.worker.limits import Limits
+from executor.worker.runner import close_thread_loop, run_call
 
 __all__ = ["Limits", "close_thread_loop", "progress", "run_call", "run_executor"]

@@ -46,21 +46,16 @@ from executor.wire.protocol import FrameReader, FrameType, ProtocolError, encode
 from executor.wire.registry import Registry
 from executor.worker import context
 from executor.worker.doneframe import done_frame
+from executor.worker.frames import EMPTY, take_frame
+from executor.worker.limits import Limits, jittered, recycle_reason, rss_mb, setup_process
 from executor.worker.runner import (
-    EMPTY,
     Call,
-    Limits,
     await_any,
     fail,
-    jittered,
     new_done,
     prepare,
-    recycle_reason,
-    rss_mb,
     run_sync,
     settle,
-    setup_process,
-    take_frame,
     unbound,
 )
 

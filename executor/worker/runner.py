@@ -7,10 +7,10 @@ executor), and ``settle`` / ``fail`` turn a return value or an exception
 into the ``DONE`` body.
 
 Time limits: a ``def`` task's soft limit raises ``TaskTimeout`` in it
-(SIGALRM); the hard limit is enforced from outside by the pool killing the
-executor's process group. Memory: ``memory_limit_mb`` caps the address
-space (RLIMIT_AS), so a runaway allocation raises ``MemoryError`` here and
-the task fails ``memory``.
+(SIGALRM, armed here, handled as ``executor.worker.limits`` set it up); the
+hard limit is enforced from outside by the pool killing the executor's
+process group. Memory: a runaway allocation under ``memory_limit_mb``
+raises ``MemoryError`` here and the task fails ``memory``.
 
 Retries: ``DONE.retryable`` is false when another attempt cannot do better:
 the result cannot be encoded or is too large, the kind is unknown, the
@@ -19,80 +19,27 @@ bind to the function's parameters (a ``TypeError`` of the call itself, e.g.
 after a deploy changed the signature; a ``TypeError`` raised inside the task
 is retried like any exception).
 
-Prefetch: the pool may write more tasks than can start. The executor takes
-one frame at a time (``take_frame``), holding ``flock`` on its end of the
-pipe, and only when it can start one more task; the pool holds another open
-file description of the same pipe and may take a waiting frame back under
-the same lock (``Fleet.steal``), so a task never waits long behind a slow
-one, and never runs twice.
-
-Frame size: the pool kills an executor whose frame is over
-``max_frame_bytes`` (a broken protocol), so nothing written here may be:
-``executor.worker.doneframe`` builds every ``DONE`` frame within the limit.
+How tasks reach the executor: ``executor.worker.frames``; its set-up and
+recycling: ``executor.worker.limits``.
 """
 
 from __future__ import annotations
 
 import asyncio
-import fcntl
 import inspect
 import math
-import os
-import random
-import resource
-import select
 import signal
 import threading
 import traceback
 from collections.abc import Callable
 from dataclasses import dataclass
-from types import FrameType as PyFrame
 from typing import Any
 
 from executor.wire.callcheck import CallCheck, params_of
 from executor.wire.codec import decode_call, encode_value
 from executor.wire.errors import Retry, TaskTimeout, UnknownKind
-from executor.wire.protocol import (
-    HEADER_SIZE,
-    FrameType,
-    decode_body,
-    parse_header,
-)
 from executor.wire.registry import Registry, is_async, resolve_ref, task_def
-
-_PAGE_MB = os.sysconf("SC_PAGE_SIZE") / (1024 * 1024)
-
-
-@dataclass(frozen=True)
-class Limits:
-    """What an executor enforces on itself; sent by the pool with ``SPAWN``."""
-
-    max_tasks: int = 0  # 0 = never recycle by count
-    max_memory_mb: int = 0
-    memory_limit_mb: int = 0
-    max_result_bytes: int = 1_048_576
-    max_frame_bytes: int = 8 * 1024 * 1024
-    nice: int = 0  # added to the executor's nice value (lower CPU priority)
-    async_concurrency: int = 100  # async def tasks at once, unless set per kind
-
-
-def rss_mb() -> float:
-    """Resident memory of this process in MiB (from /proc). Read after every
-    task, so the file stays open: one ``pread`` (2 us) instead of an open,
-    read and close (30 us)."""
-    pid = os.getpid()
-    if _State.statm_pid != pid:  # /proc/self is resolved at open: not a parent's
-        _State.statm_fd, _State.statm_pid = os.open("/proc/self/statm", os.O_RDONLY), pid
-    return int(os.pread(_State.statm_fd, 128, 0).split()[1]) * _PAGE_MB
-
-
-class _State:
-    statm_fd = -1
-    statm_pid = 0
-
-
-def _on_alarm(signum: int, frame: PyFrame | None) -> None:
-    raise TaskTimeout("soft time limit exceeded")
+from executor.worker.limits import Limits
 
 
 def _error(reason: str, exc: BaseException, message: str | None = None) -> dict[str, str]:
@@ -341,86 +288,3 @@ def close_thread_loop() -> None:
     _loops.loop = None
     if loop is not None and not loop.is_closed():
         loop.close()
-
-
-def _read_exact(fd: int, n: int) -> bytes:
-    out = bytearray()
-    while len(out) < n:
-        try:
-            chunk = os.read(fd, n - len(out))
-        except BlockingIOError:
-            select.select([fd], [], [])
-            continue
-        if not chunk:
-            raise EOFError
-        out += chunk
-    return bytes(out)
-
-
-EMPTY = (FrameType.STOP, {"empty": True})  # take_frame: nothing waits in the pipe
-
-
-def take_frame(fd: int, max_frame_bytes: int) -> tuple[FrameType, dict[str, Any]] | None:
-    """Take the next frame from the non-blocking pipe ``fd``: the frame, ``EMPTY``
-    (compare with ``is``) if none waits, or ``None`` on EOF.
-
-    Takes exactly one frame, under ``flock``: a frame the pool took back in
-    the meantime is simply not there any more. A frame begun is read to its
-    end (the pool writes whole frames; the rest is at most a moment away).
-    """
-    fcntl.flock(fd, fcntl.LOCK_EX)
-    try:
-        try:
-            header = os.read(fd, HEADER_SIZE)
-        except BlockingIOError:
-            return EMPTY  # nothing there, or taken back by the pool
-        if not header:
-            return None
-        try:
-            header += _read_exact(fd, HEADER_SIZE - len(header))
-            ftype, length = parse_header(header, max_frame_bytes)
-            return ftype, decode_body(_read_exact(fd, length))
-        except EOFError:
-            return None
-    finally:
-        fcntl.flock(fd, fcntl.LOCK_UN)
-
-
-def setup_process(limits: Limits) -> None:
-    """What an executor sets up once, after fork: signals, priority, the
-    address-space cap."""
-    signal.signal(signal.SIGALRM, _on_alarm)
-    signal.signal(signal.SIGINT, signal.SIG_IGN)
-    signal.signal(signal.SIGPIPE, signal.SIG_DFL)
-    signal.signal(signal.SIGHUP, signal.SIG_DFL)
-    if limits.nice:
-        os.nice(limits.nice)
-    if limits.memory_limit_mb:
-        cap = limits.memory_limit_mb * 1024 * 1024
-        resource.setrlimit(resource.RLIMIT_AS, (cap, cap))
-
-
-def recycle_reason(done: dict[str, Any], rss: float, limits: Limits, tasks_run: int,
-                   max_tasks: int, asynchronous: bool) -> str | None:
-    """Why the executor should leave once its running tasks end, if it should:
-    ``memory``/``timeout`` after a ``def`` task's memory error or soft
-    timeout (a signal or a failed allocation interrupted the process: its
-    state cannot be trusted; an ``async def`` task's soft timeout is a clean
-    cancellation), ``memory`` over ``max_memory_mb``, ``recycled`` after
-    ``max_tasks`` tasks."""
-    reason = done["error"]["reason"] if done["error"] is not None else None
-    if reason == "memory" or (reason == "timeout" and not asynchronous):
-        return str(reason)
-    if limits.max_memory_mb and rss > limits.max_memory_mb:
-        return "memory"
-    if max_tasks and tasks_run >= max_tasks:
-        return "recycled"
-    return None
-
-
-def jittered(max_tasks: int) -> int:
-    """The recycling count, jittered so executors started together do not all
-    restart together."""
-    if max_tasks > 1:
-        return random.randint(max(1, max_tasks - max_tasks // 10), max_tasks)
-    return max_tasks

@@ -47,7 +47,7 @@ from config.settings import MAX_RETRIES, MAX_TIMEOUT_S, MIN_TIMEOUT_S
 from executor.wire.protocol import FrameType, ProtocolError, decode_body, encode, parse_header
 from executor.wire.registry import Registry
 from executor.worker.aio import run_executor
-from executor.worker.runner import Limits
+from executor.worker.limits import Limits
 
 _MAX_MSG = 1 << 20
 

@@ -1,19 +1,21 @@
-"""A start the pool writes out of turn (``Pool.store_start``, before a reply
-shows the task running) is fenced by its claim's token, like every other
-write about a running task (issue 16): a pool that was paused past its lease
-must not stamp its start on the run that replaced it.
+"""A start the pool writes out of turn (``Pool.store_start``:
+``StartWrites.write_now``, before a reply shows the task running) is fenced
+by its claim's token, like every other write about a running task (issue
+16): a pool that was paused past its lease must not stamp its start on the
+run that replaced it.
 
-Real PostgreSQL store; the pool is reduced to what ``store_start`` reads
-(its store and its list of unwritten starts), a narrow seam.
+Real PostgreSQL store; ``StartWrites`` gets a pool reduced to its store
+(``StartsOwner``, a narrow seam) and holds the unwritten start as it would.
 """
 
 from __future__ import annotations
 
+import asyncio
 import time
 from types import SimpleNamespace
 
-from executor.pool.pool import Pool
 from executor.pool.slots import Inflight
+from executor.pool.starts import StartWrites
 from executor.store import NewTask, open_store
 
 LEASE_S = 30.0
@@ -34,8 +36,16 @@ def test_a_stale_claims_start_is_not_written_on_the_next_claim(postgres_url: str
         # Pool a wakes and is asked about the task it still thinks it runs.
         inf = Inflight(rec.id, "k", first.attempts, 3, 10.0, rec.created_at, 0.0,
                        started_at=time.time(), token=first.lease_token)
-        a = SimpleNamespace(store=store, _starts=[(rec.id, inf.started_at, inf.token)])
-        Pool.store_start(a, inf)  # type: ignore[arg-type]
+        a = SimpleNamespace(store=store, fleet=None, stopping=False,
+                            schedule_turn=lambda: None)
+
+        async def ask_a() -> None:
+            starts = StartWrites(a)
+            starts.add(inf)  # a's start waits for a turn
+            starts.write_now(inf)  # a reply is about to show it running
+            assert inf.start_stored and starts.take([]) == []  # no turn writes it again
+
+        asyncio.run(ask_a())
 
         after = store.get(rec.id)
         assert after is not None

@@ -238,7 +238,7 @@ class _LostPool(_Pool):
 
 
 def test_a_lost_turn_is_not_retried_per_submission_nor_answered_internal() -> None:
-    # Pool._flush_turn rolls the turn back and answers every submitter
+    # Turn.flush rolls the turn back and answers every submitter
     # store_unavailable (503, Retry-After); a per-submission retry could only fail.
     conn, pool = _Conn(), _LostPool(set())
     with pytest.raises(BatchLost):
