@@ -134,6 +134,11 @@ class Session:
             with conn.transaction():
                 yield conn
                 if not self.in_batch:
+                    if conn.info.transaction_status == psycopg.pq.TransactionStatus.INERROR:
+                        # a statement outside a savepoint failed (a read in a batch):
+                        # COMMIT would answer ROLLBACK without raising
+                        raise StoreError(f"PostgreSQL store {self.where}: the "
+                                         "transaction failed; nothing of it was stored")
                     before_commit(conn)
         except BaseException as exc:
             on_error()

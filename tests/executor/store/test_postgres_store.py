@@ -140,6 +140,26 @@ def test_a_batch_that_loses_its_connection_stores_nothing(own_server: PostgresSe
         store.close()
 
 
+def test_a_batch_whose_transaction_failed_outside_a_savepoint_stores_nothing(
+        postgres_url: str) -> None:
+    """A failed statement outside any write's savepoint (a read) aborts the
+    whole transaction; COMMIT would then answer ROLLBACK without an error,
+    so the batch must say that nothing was stored, not return."""
+    store = PostgresStore(postgres_url)
+    try:
+        with pytest.raises(StoreError, match="nothing of it was stored"), store.batch():
+            store.enqueue([new(idempotency_key="gone")], T0, sync=False)
+            with pytest.raises(StoreError, match="cannot read"), store._s.read() as conn:
+                conn.execute("SELECT 1 / 0")
+        assert store.counts()["pending"] == 0
+        with store.batch():  # the session is usable again, and batches commit
+            for i in range(3):
+                store.enqueue([new(idempotency_key=f"k{i}")], T0, sync=False)
+        assert store.counts()["pending"] == 3
+    finally:
+        store.close()
+
+
 def test_the_listener_hears_other_stores_work_not_its_own(postgres_url: str) -> None:
     mine, other = PostgresStore(postgres_url), PostgresStore(postgres_url)
     listener = mine.open_listener()
