@@ -111,10 +111,10 @@ class PostgresStore:
         saved = self._delta.copy()
 
         def undo() -> None:
+            # In place: the enclosing batch's rollback clears this same Counter.
+            self._delta.clear()
             if self._s.in_batch:
-                self._delta = saved
-            else:
-                self._delta.clear()
+                self._delta.update(saved)
 
         with self._s.write(self._flush_counts, undo) as conn:
             yield conn
