@@ -1,5 +1,6 @@
 """One libpq connection to PostgreSQL: opening, reconnecting, transactions,
-and errors as StoreError without the password.
+batches, the finished counts' deltas, and errors as StoreError without the
+password.
 
 The connection is in autocommit mode; ``Session.write`` opens the
 transactions: a top-level one (``BEGIN ... COMMIT``) or, inside a batch, a
@@ -7,12 +8,19 @@ savepoint, so that each call stays all or nothing on its own. A lost
 connection is dropped and opened again on a later call, at most once per
 ``RECONNECT_S``, so that a pool whose database is down fails its turns fast
 instead of blocking on every one; inside a batch the loss raises BatchLost.
+
+The store adds each write's changes to the finished counts to ``delta``;
+a top-level transaction writes them to this session's shard row of
+``offload_counts`` just before its COMMIT (so they commit with it), and a
+write rolled back restores ``delta`` as it was before the write.
 """
 
 from __future__ import annotations
 
+import secrets
 import time
 import urllib.parse
+from collections import Counter
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager, suppress
 
@@ -23,6 +31,7 @@ from executor.store.base import BatchLost, StoreError
 
 RECONNECT_S = 0.5  # a failed connect is not tried again sooner
 CONNECT_TIMEOUT_S = 5  # unless the URL says otherwise
+SHARDS = 64  # rows per status in offload_counts
 
 
 def redactor(url: str) -> Callable[[str], str]:
@@ -78,6 +87,8 @@ class Session:
         self._next_try = 0.0
         self.in_batch = False
         self.closed = False
+        self.delta: Counter[str] = Counter()  # finished per status, this transaction
+        self._shard = secrets.randbelow(SHARDS)
 
     def error(self, exc: BaseException, doing: str) -> StoreError:
         """A StoreError for ``exc`` that names the database, not the password."""
@@ -116,16 +127,31 @@ class Session:
             with suppress(psycopg.Error):
                 conn.close()
 
+    def _flush_counts(self, conn: psycopg.Connection) -> None:
+        delta = sorted((s, n) for s, n in self.delta.items() if n)  # one lock order
+        self.delta.clear()
+        if delta:
+            conn.execute(
+                "INSERT INTO offload_counts (shard, status, n) SELECT %s, s, d"
+                " FROM unnest(%s::text[], %s::bigint[]) AS v(s, d)"
+                " ON CONFLICT (shard, status) DO UPDATE SET n = offload_counts.n + excluded.n",
+                (self._shard, [s for s, _ in delta], [n for _, n in delta]))
+
     @contextmanager
-    def write(self, before_commit: Callable[[psycopg.Connection], None],
-              on_error: Callable[[], None]) -> Iterator[psycopg.Connection]:
+    def write(self, power_safe: bool = False) -> Iterator[psycopg.Connection]:
         """One write: a transaction, or a savepoint inside a batch.
 
-        ``before_commit`` runs last in a top-level transaction (it writes the
-        count deltas); ``on_error`` undoes in-memory state when the write is
-        rolled back. psycopg errors become StoreError; a connection lost
-        inside a batch becomes BatchLost.
+        ``power_safe``: the caller needs its own commit (every commit is
+        durable here), so inside a batch it raises StoreError. A top-level
+        transaction writes ``delta`` to the counts before its COMMIT; a
+        write rolled back restores ``delta`` (see the module docstring).
+        psycopg errors become StoreError; a connection lost inside a batch
+        becomes BatchLost.
         """
+        if power_safe and self.in_batch:
+            raise StoreError(f"PostgreSQL store {self.where}: a power-safe write inside "
+                             "batch(); write with sync=False and sync() after the batch")
+        saved = self.delta.copy()
         conn = self.connect()
         if self.in_batch and conn.info.transaction_status == psycopg.pq.TransactionStatus.IDLE:
             raise BatchLost(f"PostgreSQL store {self.where}: the batch's transaction is "
@@ -139,9 +165,12 @@ class Session:
                         # COMMIT would answer ROLLBACK without raising
                         raise StoreError(f"PostgreSQL store {self.where}: the "
                                          "transaction failed; nothing of it was stored")
-                    before_commit(conn)
+                    self._flush_counts(conn)
         except BaseException as exc:
-            on_error()
+            # In place: an enclosing batch's rollback clears this same Counter.
+            self.delta.clear()
+            if self.in_batch:
+                self.delta.update(saved)
             if not isinstance(exc, psycopg.Error):
                 raise
             if self.broken:
@@ -153,6 +182,20 @@ class Session:
                 raise self.error(exc, "the connection was lost; the write may not have "
                                       "been stored") from None
             raise self.error(exc, "nothing was changed") from None
+
+    @contextmanager
+    def batch(self) -> Iterator[None]:
+        """Run the writes made inside as one transaction, each a savepoint;
+        see ``PostgresStore.batch``. A nested batch joins the outer one."""
+        if self.in_batch:
+            yield
+            return
+        with self.write():
+            self.in_batch = True
+            try:
+                yield
+            finally:
+                self.in_batch = False
 
     @contextmanager
     def read(self) -> Iterator[psycopg.Connection]:

@@ -1,4 +1,5 @@
-"""Reads of the PostgreSQL store: one record, a page, counts, the next due time.
+"""Reads of the PostgreSQL store: one record, a page, counts, the next due
+time, failed ids, schedule slots.
 
 Each runs one statement in autocommit (its own snapshot), or inside the
 enclosing batch's transaction. Nothing here locks rows.
@@ -10,7 +11,7 @@ from typing import Any, cast
 
 import psycopg
 
-from executor.store.base import STATUSES, TaskRecord
+from executor.store.base import STATUSES, ScheduleSlot, TaskRecord
 from executor.store.paging import page_filter, page_rows
 from executor.store.postgres.rows import COLUMNS, COLUMNS_NO_PAYLOAD, record
 
@@ -66,3 +67,10 @@ def failed_ids(conn: psycopg.Connection, kind: str | None, finished_after: float
     rows = conn.execute(f"SELECT id FROM offload_tasks WHERE {' AND '.join(where)}"
                         " ORDER BY finished_at, seqno LIMIT %s", [*params, limit])
     return [task_id for (task_id,) in rows]
+
+
+def schedule_slots(conn: psycopg.Connection) -> dict[str, ScheduleSlot]:
+    """Every schedule's row, by name."""
+    rows = conn.execute("SELECT schedule, slot, taken_at, task_id, task_slot"
+                        " FROM offload_schedule_slots").fetchall()
+    return {row[0]: ScheduleSlot(*row) for row in rows}

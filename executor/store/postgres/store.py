@@ -13,8 +13,12 @@ would be sent for a task that is gone (the crash test caught exactly that).
 It needs the commit's WAL position and the server's start time checked in
 ``sync()``; until then the loop waits for each turn's flush.
 
-Claims, leases and fencing are in ``leases``; the schema in ``schema``.
-A write that makes work due (new tasks, a retry, a recovered task, the end
+The methods here open the transaction, keep the finished counts and send
+the NOTIFY, and call the module that holds the statements: inserts in
+``inserts``; claims, leases and fencing in ``leases``; how a task ends or
+goes back to the queue in ``outcomes``; reads in ``reads``; the connection,
+transactions and the counts' shard in ``connection``; the schema in
+``schema``. A write that makes work due (new tasks, a retry, a recovered task, the end
 of a group member) also sends ``NOTIFY offload_tasks`` with the store's id,
 delivered to listening pools when the transaction commits.
 
@@ -26,7 +30,6 @@ from __future__ import annotations
 
 import builtins
 import secrets
-from collections import Counter
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from typing import Any
@@ -34,33 +37,14 @@ from typing import Any
 import psycopg
 
 from executor.store.base import NewTask, Outcome, ScheduleSlot, StoreError, TaskRecord
-from executor.store.columns import to_json
-from executor.store.postgres import inserts, leases, reads
+from executor.store.postgres import inserts, reads
+from executor.store.postgres import leases as claims  # ``leases`` names renew's argument
+from executor.store.postgres import outcomes as ends  # ``outcomes`` names finish's
 from executor.store.postgres.connection import Session
 from executor.store.postgres.listen import Listener
-from executor.store.postgres.rows import (
-    COLUMNS,
-    COLUMNS_NO_PAYLOAD,
-    qualified,
-    record,
-)
 from executor.store.postgres.schema import SLOT_TASK, TAKE_SLOT, migrate
 
 CHANNEL = "offload_tasks"
-SHARDS = 64  # rows per status in offload_counts
-PURGE_CHUNK = 5000
-
-_FINISH = f"""
-UPDATE offload_tasks AS t SET status = v.status, finished_at = v.finished_at,
-    started_at = coalesce(v.started_at, t.started_at), result = v.result,
-    error = v.error::jsonb, progress = v.progress::jsonb, lease_owner = NULL,
-    lease_expires_at = NULL
-FROM unnest(%s::text[], %s::text[], %s::float8[], %s::float8[], %s::bytea[], %s::text[],
-            %s::text[], %s::bigint[])
-    AS v(id, status, finished_at, started_at, result, error, progress, token)
-WHERE t.id = v.id AND t.status = 'running' AND (v.token IS NULL OR t.lease_token = v.token)
-RETURNING {qualified("t", COLUMNS_NO_PAYLOAD)}
-"""
 
 
 class PostgresStore:
@@ -79,8 +63,6 @@ class PostgresStore:
         self._s = Session(url, setup="SET synchronous_commit = on")
         self.where = self._s.where
         self.id = secrets.token_hex(8)  # NOTIFY payload: listeners skip their own
-        self._shard = secrets.randbelow(SHARDS)
-        self._delta: Counter[str] = Counter()  # finished per status, this transaction
         conn = self._s.connect()
         try:
             migrate(conn, self.where)
@@ -91,34 +73,6 @@ class PostgresStore:
             self.close()
             raise
 
-    # -- transactions ------------------------------------------------------------
-
-    def _flush_counts(self, conn: psycopg.Connection) -> None:
-        delta = sorted((s, n) for s, n in self._delta.items() if n)  # one lock order
-        self._delta.clear()
-        if delta:
-            conn.execute(
-                "INSERT INTO offload_counts (shard, status, n) SELECT %s, s, d"
-                " FROM unnest(%s::text[], %s::bigint[]) AS v(s, d)"
-                " ON CONFLICT (shard, status) DO UPDATE SET n = offload_counts.n + excluded.n",
-                (self._shard, [s for s, _ in delta], [n for _, n in delta]))
-
-    @contextmanager
-    def _write(self, *, power_safe: bool = False) -> Iterator[psycopg.Connection]:
-        if power_safe and self._s.in_batch:
-            raise StoreError(f"PostgreSQL store {self.where}: a power-safe write inside "
-                             "batch(); write with sync=False and sync() after the batch")
-        saved = self._delta.copy()
-
-        def undo() -> None:
-            if self._s.in_batch:
-                self._delta = saved
-            else:
-                self._delta.clear()
-
-        with self._s.write(self._flush_counts, undo) as conn:
-            yield conn
-
     @contextmanager
     def batch(self) -> Iterator[None]:
         """Run the write calls made inside as one transaction, committed (and
@@ -126,15 +80,8 @@ class PostgresStore:
         Each call inside is a savepoint: one that raises StoreError leaves no
         trace and the batch may go on; a lost connection raises BatchLost.
         ``enqueue(sync=True)`` and ``cancel`` raise StoreError inside."""
-        if self._s.in_batch:
+        with self._s.batch():
             yield
-            return
-        with self._s.write(self._flush_counts, self._delta.clear):
-            self._s.in_batch = True
-            try:
-                yield
-            finally:
-                self._s.in_batch = False
 
     def _notify(self, conn: psycopg.Connection) -> None:
         conn.execute("SELECT pg_notify(%s, %s)", (CHANNEL, self.id))
@@ -160,7 +107,7 @@ class PostgresStore:
                 ) -> tuple[list[TaskRecord], list[TaskRecord]]:
         if not tasks:
             return [], []
-        with self._write(power_safe=power_safe) as conn:
+        with self._s.write(power_safe=power_safe) as conn:
             out, claimed, waiting = inserts.insert(conn, tasks, now, n, owner, lease_s)
             if waiting:
                 self._notify(conn)
@@ -173,8 +120,8 @@ class PostgresStore:
         waited for or taken twice. Durable on return."""
         if n <= 0:
             return []
-        with self._write() as conn:
-            return leases.claim(conn, n, now, owner, lease_s)
+        with self._s.write() as conn:
+            return claims.claim(conn, n, now, owner, lease_s)
 
     def started(self, starts: Sequence[tuple[str, float, int | None]]
                 ) -> builtins.list[str]:
@@ -184,40 +131,35 @@ class PostgresStore:
         with the batch)."""
         if not starts:
             return []
-        with self._write() as conn:
-            return leases.started(conn, starts)
+        with self._s.write() as conn:
+            return claims.started(conn, starts)
 
-    def renew(self, leases_: Sequence[tuple[str, int | None]], owner: str, now: float,
+    def renew(self, leases: Sequence[tuple[str, int | None]], owner: str, now: float,
               lease_s: float) -> builtins.list[str]:
         """Extend, in one statement, the leases ``owner`` still holds on
         ``(id, token)`` to the server's ``now() + lease_s`` (``now`` is unused:
         the database's clock judges leases). Returns the ids renewed; any
         other was taken back (swept, cancelled) and may run elsewhere."""
-        if not leases_:
+        if not leases:
             return []
-        with self._write() as conn:
-            return leases.renew(conn, leases_, owner, lease_s)
+        with self._s.write() as conn:
+            return claims.renew(conn, leases, owner, lease_s)
 
     def finish(self, outcomes: Sequence[Outcome]) -> builtins.list[TaskRecord]:
         """Record how running tasks ended, in one statement; durable on return.
         Skipped: ids not running, a repeated id (the first outcome wins), and
         an outcome whose ``token`` is no longer the task's. Returns the
-        changed records, without payload."""
+        changed records, without payload. Raises StoreError, changing
+        nothing, if a status is not an ending."""
         for o in outcomes:
             if o.status not in ("succeeded", "failed"):
                 raise StoreError(f"task {o.id}: finish takes 'succeeded' or 'failed', "
                                  f"not {o.status!r}")
-        by_id = list({o.id: o for o in reversed(outcomes)}.values())
-        if not by_id:
+        if not outcomes:
             return []
-        with self._write() as conn:
-            rows = conn.execute(_FINISH, (
-                [o.id for o in by_id], [o.status for o in by_id],
-                [o.finished_at for o in by_id], [o.started_at for o in by_id],
-                [o.result for o in by_id], [to_json(o.error) for o in by_id],
-                [to_json(o.progress) for o in by_id], [o.token for o in by_id])).fetchall()
-            done = [record(row) for row in rows]
-            self._delta.update(r.status for r in done)
+        with self._s.write() as conn:
+            done = ends.finish(conn, outcomes)
+            self._s.delta.update(r.status for r in done)
             if any(r.group_id is not None for r in done):
                 self._notify(conn)  # the next call of the group may be due
         return done
@@ -228,17 +170,11 @@ class PostgresStore:
         ``retrying`` with the attempt kept and ``error`` stored, or (with
         ``count_attempt=False``) ``pending`` with the claim's attempt undone.
         ``None`` if missing, not running, or ``token`` is stale. Durable."""
-        status, undo = ("retrying", 0) if count_attempt else ("pending", 1)
-        with self._write() as conn:
-            row = conn.execute(
-                "UPDATE offload_tasks SET status = %s, attempts = greatest(attempts - %s, 0),"
-                " not_before = %s, error = coalesce(%s::jsonb, error), lease_owner = NULL,"
-                " lease_expires_at = NULL WHERE id = %s AND status = 'running'"
-                f" AND (%s::bigint IS NULL OR lease_token = %s) RETURNING {COLUMNS}",
-                (status, undo, not_before, to_json(error), task_id, token, token)).fetchone()
-            if row is not None:
+        with self._s.write() as conn:
+            changed = ends.reschedule(conn, task_id, not_before, error, count_attempt, token)
+            if changed is not None:
                 self._notify(conn)
-        return None if row is None else record(row)
+        return changed
 
     def cancel(self, task_id: str, by: str, now: float, *, force: bool = False,
                token: int | None = None) -> TaskRecord | None:
@@ -247,43 +183,29 @@ class PostgresStore:
         Returns the record after the call, or ``None`` if missing. The pool
         running a task cancelled elsewhere learns it when its renewal fails.
         Durable on return; refused inside a batch."""
-        with self._write(power_safe=True) as conn:
-            row = conn.execute(
-                "UPDATE offload_tasks SET status = 'cancelled', cancelled_by = %s,"
-                " finished_at = %s, lease_owner = NULL, lease_expires_at = NULL WHERE id = %s"
-                " AND (status IN ('pending', 'retrying') OR (status = 'running' AND %s"
-                " AND (%s::bigint IS NULL OR lease_token = %s)))"
-                f" RETURNING {COLUMNS}", (by, now, task_id, force, token, token)).fetchone()
-            if row is not None:
-                self._delta["cancelled"] += 1
-                if row[10] is not None:  # group_id: its next call may be due
-                    self._notify(conn)
-            else:
+        with self._s.write(power_safe=True) as conn:
+            cancelled = ends.cancel(conn, task_id, by, now, force, token)
+            if cancelled is None:
                 found = reads.select(conn, "id = %s", (task_id,))
-        return record(row) if row is not None else (found[0] if found else None)
+                return found[0] if found else None
+            self._s.delta["cancelled"] += 1
+            if cancelled.group_id is not None:  # its next call may be due
+                self._notify(conn)
+        return cancelled
 
     def retry(self, task_ids: Sequence[str], now: float) -> builtins.list[TaskRecord]:
         """Put failed or cancelled tasks back to ``pending`` as the same tasks
         (attempts 0, due at ``now``, outcome and lease cleared); other ids are
         skipped. Durable on return; refused inside a batch. Returns the
         changed records, without payload (see ``Store.retry``)."""
-        ids = list(dict.fromkeys(task_ids))
-        if not ids:
+        if not task_ids:
             return []
-        with self._write(power_safe=True) as conn:
-            rows = conn.execute(
-                "WITH old AS (SELECT seqno, status FROM offload_tasks WHERE id = ANY(%s)"
-                " AND status IN ('failed', 'cancelled') FOR UPDATE)"
-                " UPDATE offload_tasks AS t SET status = 'pending', attempts = 0,"
-                " not_before = %s, started_at = NULL, finished_at = NULL, result = NULL,"
-                " error = NULL, progress = NULL, cancelled_by = NULL, lease_owner = NULL,"
-                " lease_expires_at = NULL FROM old WHERE t.seqno = old.seqno"
-                f" RETURNING old.status, {qualified('t', COLUMNS_NO_PAYLOAD)}",
-                (ids, now)).fetchall()
-            self._delta.subtract(row[0] for row in rows)  # no longer finished
-            if rows:
+        with self._s.write(power_safe=True) as conn:
+            changed, left = ends.retry(conn, task_ids, now)
+            self._s.delta.subtract(left)  # no longer finished
+            if changed:
                 self._notify(conn)
-        return [record(row[1:]) for row in rows]
+        return changed
 
     def recover(self, now: float, owner: str | None = None, *, everything: bool = False
                 ) -> builtins.list[TaskRecord]:
@@ -296,27 +218,25 @@ class PostgresStore:
         if everything:
             raise StoreError(f"PostgreSQL store {self.where} is shared by several pools: "
                              "recover(everything=True) would take their running tasks")
-        with self._write() as conn:
-            changed = leases.recover(conn, now, owner)
-            self._delta["failed"] += sum(r.status == "failed" for r in changed)
+        with self._s.write() as conn:
+            changed = claims.recover(conn, now, owner)
+            self._s.delta["failed"] += sum(r.status == "failed" for r in changed)
             if any(r.status == "pending" for r in changed):
                 self._notify(conn)
         return changed
 
     def purge(self, older_than: float) -> int:
         """Delete finished tasks with ``finished_at < older_than``, in chunks
-        (rows another pool is purging are skipped); return how many."""
+        of ``outcomes.PURGE_CHUNK``, each its own transaction (one chunk
+        inside a batch; rows another pool is purging are skipped); return
+        how many."""
         total = 0
         while True:
-            with self._write() as conn:
-                gone = conn.execute(
-                    "DELETE FROM offload_tasks WHERE seqno IN (SELECT seqno FROM offload_tasks"
-                    " WHERE status IN ('succeeded', 'failed', 'cancelled') AND finished_at < %s"
-                    " LIMIT %s FOR UPDATE SKIP LOCKED) RETURNING status",
-                    (older_than, PURGE_CHUNK)).fetchall()
-                self._delta.subtract(status for (status,) in gone)
+            with self._s.write() as conn:
+                gone = ends.purge(conn, older_than)
+                self._s.delta.subtract(gone)
             total += len(gone)
-            if len(gone) < PURGE_CHUNK or self._s.in_batch:
+            if len(gone) < ends.PURGE_CHUNK or self._s.in_batch:
                 return total
 
     # -- reads ----------------------------------------------------------------------
@@ -353,20 +273,18 @@ class PostgresStore:
     def take_slot(self, schedule: str, slot: float, now: float) -> bool:
         """Record ``slot`` as ``schedule``'s last slot if later than the stored
         one (or none is); True if this call did (see the Store protocol)."""
-        with self._write() as conn:
+        with self._s.write() as conn:
             return conn.execute(TAKE_SLOT, (schedule, slot, now)).fetchone() is not None
 
     def slot_task(self, schedule: str, slot: float, task_id: str) -> None:
         """Record ``task_id`` as the run of ``schedule``'s ``slot``, if still its last."""
-        with self._write() as conn:
+        with self._s.write() as conn:
             conn.execute(SLOT_TASK, (task_id, slot, schedule, slot))
 
     def schedule_slots(self) -> dict[str, ScheduleSlot]:
         """Every schedule's row, by name."""
         with self._s.read() as conn:
-            rows = conn.execute("SELECT schedule, slot, taken_at, task_id, task_slot"
-                                " FROM offload_schedule_slots").fetchall()
-        return {row[0]: ScheduleSlot(*row) for row in rows}
+            return reads.schedule_slots(conn)
 
     def open_listener(self) -> Listener:
         """A new LISTEN connection that hears of work other stores made due

@@ -1,7 +1,10 @@
 """The SQLite store, the embedded default for one host (one file, one pool).
 
-* ``store``: ``SQLiteStore``, the Store contract's methods (its writes);
+* ``store``: ``SQLiteStore``, the Store contract's methods: a transaction,
+  the finished counts and a call to one of the modules below;
 * ``inserts``: new tasks in one statement, some already claimed;
+* ``leases``: claim, started, renew, recover (leases by the pool's clock, tokens unchecked);
+* ``outcomes``: finish, reschedule, cancel, retry, purge;
 * ``reads``: get, list, counts, next_due, failed ids, schedule slots;
 * ``connection``: the file's one connection, the single-writer lock,
   transactions (power-safe or not), batches, syncing the WAL;

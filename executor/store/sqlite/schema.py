@@ -115,23 +115,6 @@ INSERT = ("INSERT INTO tasks (id, kind, status, attempts, max_retries, timeout_s
            " not_before, created_at, payload, group_id, seq, idempotency_key, ref,"
            " lease_owner, lease_expires_at)"
            " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)")
-CLAIM = f"""
-UPDATE tasks SET status = 'running', attempts = attempts + 1, started_at = NULL,
-    lease_owner = :owner, lease_expires_at = :expires
-WHERE seqno IN (
-    SELECT t.seqno FROM tasks AS t INDEXED BY tasks_waiting
-    WHERE t.{WAITING} AND t.not_before <= :now
-      AND (t.group_id IS NULL OR NOT EXISTS (
-          SELECT 1 FROM tasks AS g INDEXED BY tasks_group
-          WHERE g.group_id = t.group_id AND g.seq < t.seq
-            AND {any_of("g.status", "pending", "running", "retrying")}))
-    ORDER BY t.priority DESC, t.seqno
-    LIMIT :n)
-RETURNING {COLUMNS}, seqno
-"""
-LOST = """json_object('reason', 'lost', 'traceback', '', 'message',
-    'the task was running when its pool (' || coalesce(lease_owner, '?') ||
-    ') stopped, and it has no attempts left')"""
 
 
 def migrate(db: sqlite3.Connection, path: str) -> None:

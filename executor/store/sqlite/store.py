@@ -20,7 +20,10 @@ another user could read or write is refused (``executor.store.files``).
 
 New tasks' ids are ``executor.store.columns.new_ids``.
 
-Inserts (some already claimed) are in ``inserts``; reads in ``reads``; the
+The methods here open the transaction, keep the finished counts and call
+the module that holds the statements: inserts (some already claimed) in
+``inserts``; claims, starts, renewals and recovery in ``leases``; how a task
+ends or goes back to the queue in ``outcomes``; reads in ``reads``; the
 connection, its lock and transactions in ``connection``; the schema in
 ``schema``.
 """
@@ -33,21 +36,11 @@ from contextlib import contextmanager
 from typing import Any
 
 from executor.store.base import NewTask, Outcome, ScheduleSlot, StoreError, TaskRecord
-from executor.store.columns import to_json
 from executor.store.sqlite import inserts, reads
+from executor.store.sqlite import leases as claims  # ``leases`` names renew's argument
+from executor.store.sqlite import outcomes as ends  # ``outcomes`` names finish's
 from executor.store.sqlite.connection import Session
-from executor.store.sqlite.schema import (
-    CHUNK,
-    CLAIM,
-    COLUMNS,
-    COLUMNS_NO_PAYLOAD,
-    ENDED,
-    LOST,
-    SLOT_TASK,
-    TAKE_SLOT,
-    migrate,
-    record,
-)
+from executor.store.sqlite.schema import SLOT_TASK, TAKE_SLOT, migrate
 
 
 def _prepare(s: Session) -> None:
@@ -122,11 +115,7 @@ class SQLiteStore:
         if n <= 0:
             return []
         with self._s.write() as db:
-            rows = db.execute(CLAIM, {"now": now, "owner": owner,
-                                       "expires": now + lease_s, "n": n}).fetchall()
-        # RETURNING has no defined order: restore priority, then submission order.
-        rows.sort(key=lambda row: (-row[6], row[-1]))
-        return [record(row) for row in rows]
+            return claims.claim(db, n, now, owner, lease_s)
 
     def started(self, starts: Sequence[tuple[str, float, int | None]]
                 ) -> list[str]:
@@ -134,61 +123,33 @@ class SQLiteStore:
         token)``: the only writer has no stale tokens, so a token is not
         checked); others are skipped. Returns the ids set.
         Durable on return (or with the batch)."""
-        done: list[str] = []
         with self._s.write() as db:
-            for task_id, at, _ in starts:
-                if db.execute("UPDATE tasks SET started_at = ? WHERE id = ?"
-                              " AND status = 'running' RETURNING 1",
-                              (at, task_id)).fetchone() is not None:
-                    done.append(task_id)
-        return done
+            return claims.started(db, starts)
 
     def renew(self, leases: Sequence[tuple[str, int | None]], owner: str, now: float,
               lease_s: float) -> list[str]:
         """Extend to ``now + lease_s`` the leases of the ``(id, token)`` tasks
         running under ``owner`` (tokens unchecked, as in ``started``); others
         are skipped. Returns the ids renewed. Durable on return."""
-        done: list[str] = []
         with self._s.write() as db:
-            for task_id, _ in leases:
-                if db.execute("UPDATE tasks SET lease_expires_at = ? WHERE id = ?"
-                              " AND status = 'running' AND lease_owner = ? RETURNING 1",
-                              (now + lease_s, task_id, owner)).fetchone() is not None:
-                    done.append(task_id)
-        return done
+            return claims.renew(db, leases, owner, now, lease_s)
 
     def finish(self, outcomes: Sequence[Outcome]) -> list[TaskRecord]:
         """Record how running tasks ended, in one transaction; durable on return.
 
         Ids not running (missing, finished, cancelled) are skipped, as is a
         repeated id. ``started_at`` is kept from ``started`` unless the outcome
-        gives one. Returns the changed records, without payload.
+        gives one. Returns the changed records, without payload. Raises
+        StoreError, changing nothing, if a status is not an ending.
         """
         for o in outcomes:
             if o.status not in ("succeeded", "failed"):
                 raise StoreError(f"task {o.id}: finish takes 'succeeded' or 'failed', "
                                  f"not {o.status!r}")
-        by_id = {o.id: o for o in reversed(outcomes)}  # the first outcome of an id wins
-        rows = [(o.id, o.status, o.finished_at, o.started_at, o.result, to_json(o.error),
-                 to_json(o.progress)) for o in reversed(by_id.values())]
-        out: list[TaskRecord] = []
         with self._s.write() as db:
-            # One UPDATE ... FROM (VALUES ...) per chunk: no SELECT first, one
-            # statement for the whole turn's outcomes (the pool's hot path).
-            for i in range(0, len(rows), CHUNK):
-                chunk = rows[i:i + CHUNK]
-                values = ",".join(["(?, ?, ?, ?, ?, ?, ?)"] * len(chunk))
-                params = [p for row in chunk for p in row]
-                done = [record(row) for row in db.execute(
-                    "UPDATE tasks SET status = v.column2, finished_at = v.column3,"
-                    " started_at = coalesce(v.column4, tasks.started_at), result = v.column5,"
-                    " error = v.column6, progress = v.column7, lease_owner = NULL,"
-                    f" lease_expires_at = NULL FROM (VALUES {values}) AS v"
-                    " WHERE tasks.id = v.column1 AND tasks.status = 'running'"
-                    f" RETURNING {COLUMNS_NO_PAYLOAD}", params).fetchall()]
-                self._s.delta.update(r.status for r in done)
-                out.extend(done)
-        return out
+            done = ends.finish(db, outcomes)
+            self._s.delta.update(r.status for r in done)
+        return done
 
     def reschedule(self, task_id: str, not_before: float, *, error: dict[str, Any] | None,
                    count_attempt: bool, token: int | None = None) -> TaskRecord | None:
@@ -196,16 +157,11 @@ class SQLiteStore:
 
         ``count_attempt=True``: ``retrying``, attempt kept, ``error`` stored.
         ``False``: ``pending`` with the claim's attempt undone (it never
-        started). ``None`` if the task is missing or not running. Durable on return.
+        started). ``None`` if the task is missing or not running (``token``
+        unchecked, as in ``started``). Durable on return.
         """
-        status, undo = ("retrying", 0) if count_attempt else ("pending", 1)
         with self._s.write() as db:
-            row = db.execute(
-                "UPDATE tasks SET status = ?, attempts = max(attempts - ?, 0), not_before = ?,"
-                " error = coalesce(?, error), lease_owner = NULL, lease_expires_at = NULL"
-                f" WHERE id = ? AND status = 'running' RETURNING {COLUMNS}",
-                (status, undo, not_before, to_json(error), task_id)).fetchone()
-        return None if row is None else record(row)
+            return ends.reschedule(db, task_id, not_before, error, count_attempt)
 
     def cancel(self, task_id: str, by: str, now: float, *, force: bool = False,
                token: int | None = None) -> TaskRecord | None:
@@ -214,83 +170,44 @@ class SQLiteStore:
 
         Returns the record after the call (its status tells whether it was
         cancelled; a finished or, without force, running task is unchanged),
-        or ``None`` if missing. Durable on return.
+        or ``None`` if missing. Durable on return; refused inside a batch.
         """
         with self._s.write(power_safe=True) as db:
-            row = db.execute(
-                "UPDATE tasks SET status = 'cancelled', cancelled_by = ?, finished_at = ?,"
-                " lease_owner = NULL, lease_expires_at = NULL WHERE id = ?"
-                " AND (status IN ('pending', 'retrying') OR (status = 'running' AND ?))"
-                f" RETURNING {COLUMNS}", (by, now, task_id, force)).fetchone()
-            if row is not None:
+            cancelled = ends.cancel(db, task_id, by, now, force)
+            if cancelled is not None:
                 self._s.delta["cancelled"] += 1
-        if row is not None:
-            return record(row)
-        return self.get(task_id)
+        return cancelled if cancelled is not None else self.get(task_id)
 
     def retry(self, task_ids: Sequence[str], now: float) -> list[TaskRecord]:
         """Put failed or cancelled tasks back to ``pending``, attempts reset,
         due at ``now``, their outcome cleared; other ids skipped. One FULL
         transaction: durable on return. Returns the changed records, without
         payload (see ``Store.retry``)."""
-        ids = list(dict.fromkeys(task_ids))
-        out: list[TaskRecord] = []
         with self._s.write(power_safe=True) as db:
-            for i in range(0, len(ids), CHUNK):
-                chunk = ids[i:i + CHUNK]
-                marks = ",".join("?" * len(chunk))
-                where = f"id IN ({marks}) AND status IN ('failed', 'cancelled')"
-                # the finished counts lose what moves back (applied on commit)
-                self._s.delta.subtract({status: n for status, n in db.execute(
-                    f"SELECT status, count(*) FROM tasks WHERE {where} GROUP BY status",
-                    chunk)})
-                out += [record(row) for row in db.execute(
-                    "UPDATE tasks SET status = 'pending', attempts = 0, not_before = ?,"
-                    " started_at = NULL, finished_at = NULL, result = NULL, error = NULL,"
-                    " progress = NULL, cancelled_by = NULL, lease_owner = NULL,"
-                    f" lease_expires_at = NULL WHERE {where} RETURNING {COLUMNS_NO_PAYLOAD}",
-                    [now, *chunk])]
+            out, left = ends.retry(db, task_ids, now)
+            self._s.delta.subtract(left)  # no longer finished (applied on commit)
         return out
 
     def recover(self, now: float, owner: str | None = None, *,
                 everything: bool = False) -> list[TaskRecord]:
-        """Put running tasks back: all of ``owner``'s if given, else those whose
-        lease expired by ``now``. One that never started (``started_at`` unset
-        since its claim) goes to ``pending`` with its attempt undone; one that
-        did goes to ``pending`` with the attempt kept, or to ``failed`` with
-        reason ``lost`` if it has no attempts left. Returns the changed
+        """Put running tasks back: every one if ``everything`` (for the only
+        writer, at its start), else all of ``owner``'s if given, else those
+        whose lease expired by ``now``. One that never started (``started_at``
+        unset since its claim) goes to ``pending`` with its attempt undone; one
+        that did goes to ``pending`` with the attempt kept, or to ``failed``
+        with reason ``lost`` if it has no attempts left. Returns the changed
         records; durable on return."""
-        which, param = (("lease_owner = ?", owner) if owner is not None
-                        else ("lease_expires_at <= ?", now))
-        if everything:  # at the start of the only writer: nobody else holds a lease
-            which, param = ("? IS NOT NULL", 1)
-        where = f"status = 'running' AND {which}"
         with self._s.write() as db:
-            rows = db.execute(
-                "UPDATE tasks SET status = 'pending', attempts = max(attempts - 1, 0),"
-                " lease_owner = NULL, lease_expires_at = NULL"
-                f" WHERE {where} AND started_at IS NULL RETURNING {COLUMNS}",
-                (param,)).fetchall()
-            lost = db.execute(
-                f"UPDATE tasks SET status = 'failed', finished_at = ?, error = {LOST},"
-                " lease_owner = NULL, lease_expires_at = NULL"
-                f" WHERE {where} AND attempts >= max_retries + 1 RETURNING {COLUMNS}",
-                (now, param)).fetchall()
-            self._s.delta["failed"] += len(lost)
-            rows += lost
-            rows += db.execute(
-                "UPDATE tasks SET status = 'pending', lease_owner = NULL,"
-                f" lease_expires_at = NULL WHERE {where} RETURNING {COLUMNS}",
-                (param,)).fetchall()
-        return [record(row) for row in rows]
+            changed = claims.recover(db, now, owner, everything)
+            self._s.delta["failed"] += sum(r.status == "failed" for r in changed)
+        return changed
 
     def purge(self, older_than: float) -> int:
         """Delete finished tasks with ``finished_at < older_than``; return how many.
         Durable on return."""
         with self._s.write() as db:
-            gone = db.execute(f"DELETE FROM tasks INDEXED BY tasks_finished WHERE {ENDED}"
-                              " AND finished_at < ? RETURNING status", (older_than,)).fetchall()
-            self._s.delta.subtract(status for (status,) in gone)
+            gone = ends.purge(db, older_than)
+            self._s.delta.subtract(gone)
         return len(gone)
 
     def take_slot(self, schedule: str, slot: float, now: float) -> bool:

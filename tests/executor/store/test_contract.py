@@ -937,3 +937,18 @@ def test_counts_stay_exact_through_every_transition_and_reopen(
     assert store.counts() == expected
     store.close()
     assert open_url().counts() == expected
+
+
+def test_a_rolled_back_batch_counts_nothing_even_after_a_failed_call_in_it(
+        store: Store) -> None:
+    task_id = store.enqueue([new()], T0)[0].id
+    claim_ids(store)
+    with pytest.raises(RuntimeError), store.batch():
+        store.finish([ok(task_id)])
+        with pytest.raises(StoreError):  # rolled back alone; the batch goes on
+            store.enqueue([new(max_retries=-1)], T0, sync=False)
+        raise RuntimeError("roll back")
+    store.enqueue([new()], T0)  # a later commit carries no count of the rolled-back batch
+    assert status_of(store, task_id) == "running"
+    assert store.counts() == {"pending": 1, "running": 1, "retrying": 0, "succeeded": 0,
+                              "failed": 0, "cancelled": 0}
