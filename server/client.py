@@ -55,7 +55,7 @@ from urllib.parse import quote
 import httpx
 
 from executor.client import divert
-from executor.store.base import FINISHED
+from executor.store.records import FINISHED
 from executor.wire.errors import OffloadError
 
 LONG_POLL_S = 20.0

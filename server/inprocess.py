@@ -24,7 +24,7 @@ from typing import TYPE_CHECKING, Any
 from urllib.parse import unquote
 
 from executor.client.divert import Handler
-from executor.store.base import FINISHED
+from executor.store.records import FINISHED
 from executor.wire.errors import PoolError
 from server import records, validate
 from server.errors import ApiError, from_pool_error

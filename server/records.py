@@ -13,7 +13,7 @@ from __future__ import annotations
 import math
 from typing import Any
 
-from executor.store.base import FINISHED
+from executor.store.records import FINISHED
 from executor.wire.codec import decode_value, to_json_safe
 
 _COPIED = ("id", "kind", "status", "attempts", "max_retries", "timeout_s", "priority",

@@ -26,7 +26,7 @@ from msgspec import UNSET, Meta, Struct, UnsetType
 from config.settings import MAX_RETRIES, MAX_TIMEOUT_S, MIN_TIMEOUT_S
 from executor.pool.reruns import RETRY_LIMIT_MAX
 from executor.pool.specs import PRIORITY_MAX, PRIORITY_MIN
-from executor.store.base import Status
+from executor.store.records import Status
 
 MAX_BATCH = 1000
 MAX_KEY_CHARS = 200

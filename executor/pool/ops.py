@@ -69,7 +69,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from executor.store.base import TaskRecord
+from executor.store.records import TaskRecord
 
 _WIRE_FIELDS = ("id", "kind", "status", "attempts", "max_retries", "timeout_s", "priority",
                 "not_before", "created_at", "started_at", "finished_at", "result", "error",

@@ -14,7 +14,7 @@ from config import Settings
 from executor.pool.fleet import Fleet
 from executor.pool.slots import Inflight
 from executor.store import Store, TaskRecord
-from executor.store.base import NewTask
+from executor.store.records import NewTask
 from metrics import PoolMetrics
 
 

@@ -23,7 +23,7 @@ from executor.pool.ops import record_to_wire
 from executor.pool.port import PoolPort
 from executor.pool.specs import Invalid, Specs
 from executor.store import FINISHED, STATUSES, NewTask, StoreError, TaskRecord
-from executor.store.base import BatchLost
+from executor.store.records import BatchLost
 
 log = logging.getLogger("offload.pool")
 MAX_WAIT_S = 3600.0

@@ -1,4 +1,5 @@
-"""Task stores: the contract (``base``) and its backends, one package each
+"""Task stores: the contract (``base``), what it hands around (``records``:
+statuses, task records, errors) and its backends, one package each
 (what they share: ``paging``, the ``list`` pages; ``columns``, new ids and
 JSON text).
 
@@ -9,13 +10,13 @@ SQLite users never load libpq.
 
 from __future__ import annotations
 
-from executor.store.base import (
+from executor.store.base import Store
+from executor.store.records import (
     FINISHED,
     STATUSES,
     NewTask,
     Outcome,
     ScheduleSlot,
-    Store,
     StoreError,
     StoreLocked,
     TaskRecord,

@@ -22,7 +22,7 @@ import os
 import stat
 from contextlib import suppress
 
-from executor.store.base import StoreError
+from executor.store.records import StoreError
 
 
 def _trusted_uids() -> frozenset[int]:

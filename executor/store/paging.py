@@ -12,7 +12,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any, TypeVar
 
-from executor.store.base import STATUSES, StoreError
+from executor.store.records import STATUSES, StoreError
 
 _CURSOR_MAX = 2**63  # a seqno is a signed 64-bit integer (SQLite's rowid, a bigint)
 _Row = TypeVar("_Row", bound=Sequence[Any])

@@ -34,7 +34,7 @@ from typing import Any, Literal
 from config.settings import Settings
 from executor.pool.retry import should_retry
 from executor.pool.specs import Invalid, Specs
-from executor.store.base import NewTask
+from executor.store.records import NewTask
 from executor.wire.codec import decode_call, decode_value
 from executor.wire.errors import PoolError, UnknownKind
 from executor.wire.registry import Registry, resolve_ref

@@ -7,7 +7,7 @@ import json
 import sys
 from typing import Any
 
-from executor.store.base import STATUSES
+from executor.store.records import STATUSES
 from server.cli.output import Printer, fields, say, table, when
 from server.client import Client
 

@@ -11,7 +11,7 @@ from collections.abc import Iterator, Sequence
 from typing import Any
 
 from executor.store import sqlite
-from executor.store.base import Outcome, StoreError, TaskRecord
+from executor.store.records import Outcome, StoreError, TaskRecord
 
 _real_finish, _real_insert = sqlite.SQLiteStore.finish, sqlite.SQLiteStore._insert
 _real_batch = sqlite.SQLiteStore.batch

@@ -27,7 +27,7 @@ import uvloop
 from config import start_process
 from executor.pool.pool import Pool
 from executor.store import sqlite
-from executor.store.base import StoreError
+from executor.store.records import StoreError
 
 
 class FileClock:

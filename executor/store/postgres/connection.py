@@ -27,7 +27,7 @@ from contextlib import contextmanager, suppress
 import psycopg
 from psycopg import conninfo
 
-from executor.store.base import BatchLost, StoreError
+from executor.store.records import BatchLost, StoreError
 
 RECONNECT_S = 0.5  # a failed connect is not tried again sooner
 CONNECT_TIMEOUT_S = 5  # unless the URL says otherwise

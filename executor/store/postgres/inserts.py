@@ -21,10 +21,10 @@ from collections.abc import Iterable, Sequence
 
 import psycopg
 
-from executor.store.base import NewTask, TaskRecord
 from executor.store.columns import new_ids
 from executor.store.postgres import reads
 from executor.store.postgres.leases import DB_NOW, new_token
+from executor.store.records import NewTask, TaskRecord
 
 _INSERT = f"""
 INSERT INTO offload_tasks (id, kind, status, attempts, max_retries, timeout_s, priority,

@@ -22,8 +22,8 @@ from collections.abc import Sequence
 
 import psycopg
 
-from executor.store.base import TaskRecord
 from executor.store.postgres.rows import qualified, record
+from executor.store.records import TaskRecord
 
 DB_NOW = "extract(epoch FROM now())::float8"
 TOKEN_BITS = 52  # what random() (a double) carries

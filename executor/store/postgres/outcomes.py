@@ -16,9 +16,9 @@ from typing import Any
 
 import psycopg
 
-from executor.store.base import Outcome, TaskRecord
 from executor.store.columns import to_json
 from executor.store.postgres.rows import COLUMNS, COLUMNS_NO_PAYLOAD, qualified, record
+from executor.store.records import Outcome, TaskRecord
 
 PURGE_CHUNK = 5000
 

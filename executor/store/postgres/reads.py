@@ -11,9 +11,9 @@ from typing import Any, cast
 
 import psycopg
 
-from executor.store.base import STATUSES, ScheduleSlot, TaskRecord
 from executor.store.paging import page_filter, page_rows
 from executor.store.postgres.rows import COLUMNS, COLUMNS_NO_PAYLOAD, record
+from executor.store.records import STATUSES, ScheduleSlot, TaskRecord
 
 
 def select(conn: psycopg.Connection, where: str, params: Any = ()) -> list[TaskRecord]:

@@ -6,7 +6,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any, cast
 
-from executor.store.base import Status, TaskRecord
+from executor.store.records import Status, TaskRecord
 
 COLUMNS = ("id, kind, status, attempts, max_retries, timeout_s, priority, not_before,"
            " created_at, payload, group_id, seq, idempotency_key, ref, started_at,"

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import psycopg
 
-from executor.store.base import STATUSES, StoreError
+from executor.store.records import STATUSES, StoreError
 
 SCHEMA_VERSION = 2
 # pg_advisory_xact_lock key: b"offload\x00" as a big-endian int64, only used

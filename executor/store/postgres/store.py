@@ -36,13 +36,13 @@ from typing import Any
 
 import psycopg
 
-from executor.store.base import NewTask, Outcome, ScheduleSlot, StoreError, TaskRecord
 from executor.store.postgres import inserts, reads
 from executor.store.postgres import leases as claims  # ``leases`` names renew's argument
 from executor.store.postgres import outcomes as ends  # ``outcomes`` names finish's
 from executor.store.postgres.connection import Session
 from executor.store.postgres.listen import Listener
 from executor.store.postgres.schema import SLOT_TASK, TAKE_SLOT, migrate
+from executor.store.records import NewTask, Outcome, ScheduleSlot, StoreError, TaskRecord
 
 CHANNEL = "offload_tasks"
 

@@ -27,8 +27,8 @@ from collections import Counter
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 
-from executor.store.base import BatchLost, StoreError, StoreLocked
 from executor.store.files import open_private, private_file
+from executor.store.records import BatchLost, StoreError, StoreLocked
 
 _BUSY_TIMEOUT_MS = 5000
 _CACHE_KIB = 65536  # SQLite page cache per connection

@@ -12,8 +12,8 @@ import sqlite3
 from collections.abc import Sequence
 from typing import cast
 
-from executor.store.base import NewTask, TaskRecord
 from executor.store.columns import new_ids
+from executor.store.records import NewTask, TaskRecord
 from executor.store.sqlite import reads
 from executor.store.sqlite.schema import CHUNK, INSERT, UNFINISHED
 

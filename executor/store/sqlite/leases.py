@@ -16,7 +16,7 @@ from __future__ import annotations
 import sqlite3
 from collections.abc import Sequence
 
-from executor.store.base import TaskRecord
+from executor.store.records import TaskRecord
 from executor.store.sqlite.schema import COLUMNS, WAITING, any_of, record
 
 # Due, not behind an unfinished earlier member of its group, by priority then

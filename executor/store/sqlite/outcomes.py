@@ -14,8 +14,8 @@ from collections import Counter
 from collections.abc import Sequence
 from typing import Any
 
-from executor.store.base import Outcome, TaskRecord
 from executor.store.columns import to_json
+from executor.store.records import Outcome, TaskRecord
 from executor.store.sqlite.schema import CHUNK, COLUMNS, COLUMNS_NO_PAYLOAD, ENDED, record
 
 

@@ -12,8 +12,8 @@ import sqlite3
 from collections.abc import Mapping, Sequence
 from typing import Any, cast
 
-from executor.store.base import STATUSES, ScheduleSlot, TaskRecord
 from executor.store.paging import page_filter, page_rows
+from executor.store.records import STATUSES, ScheduleSlot, TaskRecord
 from executor.store.sqlite.schema import COLUMNS, COLUMNS_NO_PAYLOAD, ENDED, record
 
 

@@ -14,7 +14,7 @@ import sqlite3
 from collections.abc import Sequence
 from typing import Any, cast
 
-from executor.store.base import STATUSES, Status, StoreError, TaskRecord
+from executor.store.records import STATUSES, Status, StoreError, TaskRecord
 
 SCHEMA_VERSION = 3
 CHUNK = 500  # bound parameters per IN (...) list of ids or keys

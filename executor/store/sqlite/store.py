@@ -35,7 +35,7 @@ from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from typing import Any
 
-from executor.store.base import NewTask, Outcome, ScheduleSlot, StoreError, TaskRecord
+from executor.store.records import NewTask, Outcome, ScheduleSlot, StoreError, TaskRecord
 from executor.store.sqlite import inserts, reads
 from executor.store.sqlite import leases as claims  # ``leases`` names renew's argument
 from executor.store.sqlite import outcomes as ends  # ``outcomes`` names finish's

@@ -22,7 +22,7 @@ from config import Settings
 from config.schedules import Schedule
 from executor.pool.schedules import Scheduler, parse_key, prepare
 from executor.store import NewTask, Store, TaskRecord, open_store
-from executor.store.base import Outcome
+from executor.store.records import Outcome
 from metrics import PoolMetrics
 from tests.executor.store.conftest import store_url  # noqa: F401 - the fixture, per backend
 

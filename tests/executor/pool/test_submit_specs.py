@@ -21,7 +21,7 @@ from executor.client.background import BackgroundTasks
 from executor.pool.requests import Requests
 from executor.pool.specs import Invalid
 from executor.store import NewTask
-from executor.store.base import BatchLost, StoreError
+from executor.store.records import BatchLost, StoreError
 from executor.wire.codec import encode_call
 from executor.wire.protocol import FrameReader, FrameType, encode
 from tests.executor.helpers import pool_error

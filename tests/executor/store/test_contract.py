@@ -28,7 +28,7 @@ from executor.store import (
     StoreError,
     open_store,
 )
-from executor.store.base import TaskRecord
+from executor.store.records import TaskRecord
 from executor.store.sqlite import SCHEMA_VERSION
 from tests.support.procs import wait_for
 
@@ -832,7 +832,7 @@ def test_sqlite_file_is_wal_with_full_sync_and_a_schema_version(tmp_path: Path) 
     try:
         # synchronous is per connection, so it can only be read on the store's own:
         # FULL (2) for accepting work, NORMAL (1) for the transitions after it.
-        from executor.store.base import NewTask
+        from executor.store.records import NewTask
         store.enqueue([NewTask("k", b"", 0, 1.0)], 1.0)
         assert store._s.conn.execute("PRAGMA synchronous").fetchone()[0] == 2
         store.claim(1, 2.0, "me", 10.0)

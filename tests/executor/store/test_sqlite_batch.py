@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from executor.store import SQLiteStore
-from executor.store.base import BatchLost, NewTask
+from executor.store.records import BatchLost, NewTask
 
 T0 = 1_700_000_000.0
 

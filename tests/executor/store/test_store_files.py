@@ -18,7 +18,7 @@ from pathlib import Path
 import pytest
 
 from executor.store import SQLiteStore, StoreError
-from executor.store.base import NewTask
+from executor.store.records import NewTask
 
 OTHER_UID = 23457  # no such user here
 FS_GROUP = 10001  # deploy/kubernetes/deployment.yaml's fsGroup
