@@ -5,6 +5,7 @@ pool on this host). Imports ``config``, ``executor.wire`` and nothing else
 of ``executor``: it never opens the store or starts an executor.
 
 - ``background``: ``BackgroundTasks`` / ``BackgroundTask``, checked at ``add_task``.
+- ``calls``: that check (``prepare``): can an executor make this call, and its encoding.
 - ``outbox``: calls waiting to be stored, sent in batches, retried while the pool restarts.
 - ``client``: ``PoolClient``, one pipelined connection to the pool's socket.
 - ``shared``: the per-process client and outbox, forgotten at fork; ``drain_background``.
