@@ -9,7 +9,7 @@ import asyncio
 import pytest
 
 from executor.wire.errors import TaskTimeout
-from executor.worker.aio import Running, _soft_limited
+from executor.worker.asynccalls import Running, _soft_limited
 
 
 def _entry() -> Running:
