@@ -14,15 +14,21 @@ processes, reached through ``templates`` and pipes) nor ``executor.client``.
 - ``due``: when the next claim runs: now, or when a task comes due (``Due``, its timer).
 - ``outcomes``: how a task's end is recorded: success, retry with back-off, failure, release.
 - ``tick``: the periodic checks (executors, leases, autoscaling, purge; ``Ticker``).
-- ``requests``: answers to socket requests (the ops of ``ops``).
+- ``leases``: renewing this pool's leases, sweeping expired ones, giving up what it
+  cannot renew (``LeaseKeeper``).
+- ``wakeup``: hearing that other pools made work due, on a shared store (``Wakeup``).
+- ``requests``: answers to socket requests; ``ops``: the requests and their replies (the spec).
 - ``reruns``: running failed or cancelled tasks again (ops ``retry``, ``retry_failed``).
 - ``port``: the narrow view of the pool that ``requests`` and ``specs`` get.
 - ``specs``: checking submitted task specs against the registered kinds.
 - ``fleet``: the executors: spawn, stop, kill, top up, watch (the pool's one handle on
-  them); ``slots``: one executor's state.
+  them; its parts ``templates``, ``handout`` and ``results`` are called directly);
+  ``slots``: one executor's state.
+- ``autoscale``: how many executors, between ``executors`` and ``executors_max`` (pure).
+- ``capacity``: how many tasks an executor may take, and which executor takes which (pure).
 - ``handout``: which executor holds which task: hand out, take back (steal), cancel.
 - ``results``: what executors say (``STARTED``, ``PROGRESS``, ``DONE``) and how each
-  ends (EOF, then burial: ``charges`` decides who is charged).
+  ends (EOF, then burial); ``charges``: who is charged when an executor dies (pure).
 - ``census``: what ``/queue/stats`` and the metrics show of the executors (pure).
 - ``pipes``: non-blocking writes to the task pipes, and reading waiting tasks back.
 - ``generations``: the template processes over reloads and deaths (``TemplateGenerations``);

@@ -33,7 +33,7 @@ from executor.pool.slots import Slot
 # pipe must not run dry while the pool's turn commits: on PostgreSQL a turn
 # waits for a WAL flush and several round trips, and with 16/4 executors of
 # short tasks sat idle between turns. Tasks that wait too long are taken
-# back (``Fleet.steal``), so a deeper pipe costs no starvation.
+# back (``Handout.steal``), so a deeper pipe costs no starvation.
 PREFETCH = 32
 REFILL_AT = 16
 

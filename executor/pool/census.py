@@ -1,7 +1,8 @@
 """What ``/queue/stats`` and the metrics show of the executors (read only).
 
 Pure functions of the executors' ``Slot`` objects: one row per executor,
-the executors per state, and the task places busy and free. An executor
+the executors per state, those up (for ``/readyz``), and the task places
+busy and free. An executor
 with no task counts ``async_concurrency`` places (what an ``async def``
 task of the default concurrency could use).
 """
@@ -35,6 +36,12 @@ def states(slots: Iterable[Slot]) -> dict[str, int]:
         if slot.state is not ExecutorState.DEAD:
             out[slot.state.value] = out.get(slot.state.value, 0) + 1
     return out
+
+
+def up(slots: Iterable[Slot]) -> int:
+    """How many executors are up: forked (a pid is known) and idle or busy."""
+    return sum(1 for s in slots if s.pid is not None
+               and s.state in (ExecutorState.IDLE, ExecutorState.BUSY))
 
 
 def task_places(slots: Iterable[Slot], async_concurrency: int) -> dict[str, int]:

@@ -10,7 +10,7 @@ Two ways, both written in the turn that hands the tasks out:
   ``Store.claim``'s order, under this pool's lease.
 
 Claimed tasks reach the pipes only once the turn commits
-(``Fleet.send_handed_out``); a claimed task no executor can take beside
+(``Handout.send``); a claimed task no executor can take beside
 what it holds goes back to pending at once, and is claimed again when one
 empties.
 """
@@ -60,7 +60,7 @@ class Claims:
         pool = self.pool
         now = time.time()
         room = [] if pool.stopping or pool.due.may_be_due(now) else pool.fleet.places(
-            concurrency=pool.fleet.concurrency_of(tasks[0].kind, "") if tasks else None)
+            concurrency=pool.fleet.handout.concurrency_of(tasks[0].kind, "") if tasks else None)
         capacity = sum(n for _, n in room if n > 0)
         if capacity:
             records, started = pool.store.enqueue_and_claim(tasks, now, capacity, pool.owner,
@@ -91,15 +91,15 @@ class Claims:
 
     def _hand_out(self, room: list[tuple[Slot, int]], claimed: list[TaskRecord]) -> None:
         """Give claimed tasks to the executors in ``room`` (no more than fit); they
-        reach the pipes once the turn commits (``Fleet.send_handed_out``)."""
+        reach the pipes once the turn commits (``Handout.send``)."""
         pool = self.pool
         if pool.schedules.active:
             pool.schedules.handed_out(claimed)
-        left = pool.fleet.hand_out(room, claimed)
+        left = pool.fleet.handout.hand_out(room, claimed)
         for rec in left:  # no executor can take it beside what it holds: pending again
             pool.store.reschedule(rec.id, rec.not_before, error=None, count_attempt=False,
                                   token=rec.lease_token)
         if left:
-            # Due still, and claimed again once an executor empties (``Fleet.starved``
+            # Due still, and claimed again once an executor empties (``Handout.starved``
             # keeps the claims to empty executors until then: no spinning).
             pool.due.maybe = True

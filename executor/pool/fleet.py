@@ -2,13 +2,18 @@
 
 A ``Fleet`` owns one ``Slot`` per executor and the pool's ends of their
 pipes, and is the pool's one handle on them (``FleetOwner`` is what it needs
-of the pool). Its parts, each in its own module:
+of the pool). Its parts, each in its own module, hang off it and are called
+directly (``pool.fleet.handout.take_back(task_id)``), not through the fleet:
 
-- ``generations``: the template processes the executors are forked from
-  (reloads, and a dead template's replacement);
-- ``handout``: which executor holds which task (hand out, take back, cancel);
+- ``templates`` (``generations``): the template processes the executors are
+  forked from (``start``, ``use``, ``close``; reloads, and a dead template's
+  replacement);
+- ``handout``: which executor holds which task (``inflight``; hand out,
+  take back, cancel);
 - ``results``: what executors say (``STARTED``, ``PROGRESS``, ``DONE``) and
   how each one ends (EOF + exit status: burial, ``charges``).
+
+What ``/queue/stats`` and the metrics show of ``slots`` is ``census``'s.
 
 Supervision follows gunicorn's habit: an executor that dies is buried and
 the fleet is topped up again at once. How many executors there are follows
@@ -27,15 +32,12 @@ from collections.abc import Callable
 from typing import Any, Protocol
 
 from config import Settings
-from executor.pool import autoscale, census
-from executor.pool.capacity import Concurrency
+from executor.pool import autoscale
 from executor.pool.generations import TemplateGenerations
 from executor.pool.handout import Handout
 from executor.pool.pipes import Pipes
 from executor.pool.results import STATUS_WAIT_S, ResultReader
 from executor.pool.slots import ExecutorState, Inflight, Slot
-from executor.pool.templates import TemplateProcess
-from executor.store import TaskRecord
 from executor.wire.protocol import FrameReader, FrameType, encode
 from metrics import PoolMetrics
 
@@ -93,30 +95,7 @@ class Fleet:
         """Registered kinds and their options (``TemplateGenerations.manifest``)."""
         return self.templates.manifest
 
-    @property
-    def inflight(self) -> dict[str, tuple[Slot, Inflight]]:
-        """Each task held by an executor, by id: the executor and the task."""
-        return self.handout.inflight
-
-    @property
-    def concurrency(self) -> Concurrency:
-        """Each kind's concurrency, as the pool knows it."""
-        return self.handout.concurrency
-
-    # -- templates (``generations``) -------------------------------------------------
-
-    async def start_template(self) -> TemplateProcess:
-        """Start a template of the next generation (raises ``RuntimeError`` if task
-        code does not import). The caller installs it with ``use_template``."""
-        return await self.templates.start()
-
-    def use_template(self, tpl: TemplateProcess) -> None:
-        """Make ``tpl`` current: older executors finish their task and leave."""
-        self.templates.use(tpl)
-
-    def close(self) -> None:
-        """Stop listening to every template (they exit on EOF)."""
-        self.templates.close()
+    # -- what the templates report (``GenerationsOwner``) -----------------------------
 
     def spawned(self, slot_id: int, pid: int) -> None:
         """See ``GenerationsOwner.spawned``."""
@@ -281,56 +260,13 @@ class Fleet:
                     self.kill(slot, "cancelled")
         self.templates.reap()
 
-    # -- tasks (``handout``) -----------------------------------------------------------
-
-    def concurrency_of(self, kind: str, task_id: str) -> int:
-        """See ``Handout.concurrency_of``."""
-        return self.handout.concurrency_of(kind, task_id)
+    # -- room for tasks (``handout``, on the live executors) ----------------------------
 
     def room(self) -> list[tuple[Slot, int]]:
-        """``Handout.room`` of the live executors."""
+        """``Handout.room`` of the live executors: ``[]`` while none needs tasks yet."""
         return self.handout.room(self.live())
 
-    def places(self, live: list[Slot] | None = None, concurrency: int | None = None
-               ) -> list[tuple[Slot, int]]:
-        """``Handout.places`` of ``live`` (default: the live executors)."""
-        return self.handout.places(self.live() if live is None else live, concurrency)
-
-    def hand_out(self, room: list[tuple[Slot, int]], claimed: list[TaskRecord]
-                 ) -> list[TaskRecord]:
-        """See ``Handout.hand_out``: returns the tasks no executor could take."""
-        return self.handout.hand_out(room, claimed)
-
-    def send_handed_out(self) -> None:
-        """See ``Handout.send``."""
-        self.handout.send()
-
-    def undo_handed_out(self) -> None:
-        """See ``Handout.undo``."""
-        self.handout.undo()
-
-    def take_back(self, task_id: str) -> bool:
-        """See ``Handout.take_back``."""
-        return self.handout.take_back(task_id)
-
-    def cancel_running(self, task_id: str, by: str) -> bool:
-        """See ``Handout.cancel_running``."""
-        return self.handout.cancel_running(task_id, by)
-
-    def forget(self, task_id: str) -> None:
-        """See ``Handout.forget``."""
-        self.handout.forget(task_id)
-
-    # -- what ``/queue/stats`` and the metrics show (``census``) -------------------------
-
-    def rows(self) -> list[dict[str, Any]]:
-        """``census.rows`` of every executor."""
-        return census.rows(self.slots.values(), self.settings.async_concurrency)
-
-    def states(self) -> dict[str, int]:
-        """``census.states`` of every executor."""
-        return census.states(self.slots.values())
-
-    def task_places(self) -> dict[str, int]:
-        """``census.task_places`` of every executor."""
-        return census.task_places(self.slots.values(), self.settings.async_concurrency)
+    def places(self, concurrency: int | None = None) -> list[tuple[Slot, int]]:
+        """``Handout.places`` of the live executors, counted for tasks of
+        ``concurrency`` (default: each executor's own)."""
+        return self.handout.places(self.live(), concurrency)

@@ -66,7 +66,7 @@ class LeaseKeeper:
         """Renew, sweep or give up as due (``now``: ``time.monotonic()``)."""
         pool = self.pool
         lease_s = pool.settings.lease_s
-        if not pool.fleet.inflight:
+        if not pool.fleet.handout.inflight:
             self._held_until = None
         else:
             if self._held_until is None:  # the first claims since idle: just committed
@@ -83,7 +83,7 @@ class LeaseKeeper:
 
     def _renew(self, started: float, lease_s: float) -> None:
         pool = self.pool
-        held = {task_id: inf.token for task_id, (_, inf) in pool.fleet.inflight.items()}
+        held = {task_id: inf.token for task_id, (_, inf) in pool.fleet.handout.inflight.items()}
         try:
             renewed = set(pool.store.renew(list(held.items()), pool.owner, time.time(), lease_s))
         except StoreError as exc:
@@ -101,12 +101,12 @@ class LeaseKeeper:
     def give_up(self, task_id: str) -> None:
         """Stop ``task_id`` here without writing its outcome: take it back from
         its executor's pipe, or kill the executor running it."""
-        fleet = self.pool.fleet
-        if task_id in fleet.inflight and not fleet.take_back(task_id):
-            fleet.cancel_running(task_id, LEASE_LOST)
+        handout = self.pool.fleet.handout
+        if task_id in handout.inflight and not handout.take_back(task_id):
+            handout.cancel_running(task_id, LEASE_LOST)
 
     def _give_up_all(self, lease_s: float) -> None:
-        ids = list(self.pool.fleet.inflight)
+        ids = list(self.pool.fleet.handout.inflight)
         log.error("no lease renewal has succeeded for %.0f s (lease_s = %g): killing this "
                   "pool's %d running task(s) before their leases run out and another pool "
                   "takes them over", lease_s - min(2.0, lease_s / 10), lease_s, len(ids))

@@ -61,7 +61,7 @@ class Outcomes:
         if inf.started_at is not None:
             pool.metrics.observe_run(inf.kind, now - inf.started_at)
         if ok:
-            pool.fleet.forget(inf.id)
+            pool.fleet.handout.forget(inf.id)
             pool.turn.finish(Outcome(inf.id, "succeeded", now, inf.started_at, result,
                                      None, inf.progress, inf.token), inf)
             return
@@ -74,7 +74,7 @@ class Outcomes:
             pool.metrics.task_retried(inf.kind)
             pool.due.note(now + delay)
             return
-        pool.fleet.forget(inf.id)
+        pool.fleet.handout.forget(inf.id)
         pool.turn.finish(Outcome(inf.id, "failed", now, inf.started_at, None, error,
                                  inf.progress, inf.token), inf)
 

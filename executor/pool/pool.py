@@ -110,8 +110,8 @@ class Pool:
 
     def learn_concurrency(self, kind: str, concurrency: int) -> None:
         """See ``executor.pool.port.SpecSource.learn_concurrency``."""
-        self.fleet.concurrency.learn(kind, self.manifest,
-                                     concurrency or self.settings.async_concurrency)
+        self.fleet.handout.concurrency.learn(kind, self.manifest,
+                                             concurrency or self.settings.async_concurrency)
 
     async def run(self) -> None:
         """Serve until a stop is requested, then stop gracefully."""
@@ -129,11 +129,11 @@ class Pool:
                 if rec.status == "failed":
                     self.metrics.task_failed_attempt(rec.kind, "lost")
                     self.metrics.task_finished(rec.kind, "failed")
-        self.fleet.use_template(await self.fleet.start_template())
+        self.fleet.templates.use(await self.fleet.templates.start())
         try:
             self.schedules.use(prepare(self.manifest, self.settings))
         except ConfigError:
-            self.fleet.close()
+            self.fleet.templates.close()
             raise
         server = await listen(socket_path_for(self.settings), self.requests.handle,
                               self.settings.max_frame_bytes)
@@ -198,7 +198,7 @@ class Pool:
                 return
             old_settings, self.settings = self.settings, new
             try:
-                tpl = await self.fleet.start_template()
+                tpl = await self.fleet.templates.start()
             except RuntimeError as exc:
                 self.settings = old_settings
                 log.error("reload refused, keeping the running task code: %s", exc)
@@ -211,7 +211,7 @@ class Pool:
                 log.error("reload refused, keeping the running settings, task code and "
                           "schedules: %s", exc)
                 return
-            self.fleet.use_template(tpl)
+            self.fleet.templates.use(tpl)
             self.schedules.use(schedules)
             log.info("reloaded: %d executor(s), %d kind(s)", new.executors, len(tpl.manifest))
         finally:
@@ -229,7 +229,7 @@ class Pool:
         while self.fleet.slots and time.monotonic() < deadline:
             await asyncio.sleep(TICK_S)
         await self.turn.close()
-        self.fleet.close()
+        self.fleet.templates.close()
         self.store.close()
         log.info("pool stopped")
 

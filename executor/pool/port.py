@@ -44,7 +44,8 @@ class PoolPort(SpecSource, Protocol):
 
     @property
     def fleet(self) -> Fleet:
-        """The executors (to find, take back or kill a handed-out task)."""
+        """The executors: their ``slots`` (what ``census`` shows) and their
+        ``handout`` (to find, take back or cancel a handed-out task)."""
 
     @property
     def metrics(self) -> PoolMetrics:

@@ -17,7 +17,7 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-from executor.pool import reruns
+from executor.pool import census, reruns
 from executor.pool.listener import ClientConn
 from executor.pool.ops import record_to_wire
 from executor.pool.port import PoolPort
@@ -157,7 +157,7 @@ class Requests:
         rec = self.pool.store.get(task_id)
         if rec is None:
             raise Invalid("not_found", f"no task with id {task_id!r}", "id")
-        entry = self.pool.fleet.inflight.get(task_id)
+        entry = self.pool.fleet.handout.inflight.get(task_id)
         if entry is not None and rec.status == "running":
             inf = entry[1]
             if inf.started_at is None:
@@ -224,7 +224,7 @@ class Requests:
         force, by = bool(args.get("force")), str(args.get("by") or "api")
         # A task only waiting in a busy executor's pipe (prefetch) has not started:
         # take it back, and it is cancelled like any pending task, without a kill.
-        self.pool.fleet.take_back(rec.id)
+        self.pool.fleet.handout.take_back(rec.id)
         stored = self.pool.store.get(rec.id)
         assert stored is not None
         rec = stored  # decide on the store's status, not the displayed one
@@ -243,8 +243,8 @@ class Requests:
         if after is None or after.status != "cancelled":
             raise Invalid("conflict", f"task {rec.id} could not be cancelled", "id")
         if rec.status == "running":
-            self.pool.fleet.cancel_running(rec.id, by)
-        self.pool.fleet.forget(rec.id)
+            self.pool.fleet.handout.cancel_running(rec.id, by)
+        self.pool.fleet.handout.forget(rec.id)
         self.pool.metrics.task_finished(after.kind, "cancelled")
         self.task_finished(after)
         if after.group_id is not None:
@@ -261,7 +261,8 @@ class Requests:
         counts, oldest_due_s = self._queue_metrics()
         return {"counts": counts, "queue_depth": counts["pending"] + counts["retrying"],
                 "oldest_due_s": round(oldest_due_s, 3),
-                "executors": self.pool.fleet.rows()}
+                "executors": census.rows(self.pool.fleet.slots.values(),
+                                         self.pool.settings.async_concurrency)}
 
     def _queue_metrics(self) -> tuple[dict[str, int], float]:
         """Refresh the queue gauges from the store: the counts per status, and
@@ -282,15 +283,15 @@ class Requests:
         return {"kinds": self.pool.manifest}
 
     def op_health(self, conn: ClientConn, req_id: int, args: dict[str, Any]) -> object:
-        up = sum(1 for s in self.pool.fleet.slots.values()
-                 if s.pid is not None and s.state.value in ("idle", "busy"))
-        return {"executors_up": up, "executors_wanted": self.pool.settings.executors}
+        return {"executors_up": census.up(self.pool.fleet.slots.values()),
+                "executors_wanted": self.pool.settings.executors}
 
     def op_metrics(self, conn: ClientConn, req_id: int, args: dict[str, Any]) -> object:
         pool = self.pool
         self._queue_metrics()
-        pool.metrics.set_executors(pool.fleet.states())
-        pool.metrics.set_executor_slots(pool.fleet.task_places())
+        slots = pool.fleet.slots.values()
+        pool.metrics.set_executors(census.states(slots))
+        pool.metrics.set_executor_slots(census.task_places(slots, pool.settings.async_concurrency))
         return {"text": pool.metrics.render().decode()}
 
     def op_observe_http(self, conn: ClientConn, req_id: int, args: dict[str, Any]) -> object:

@@ -61,7 +61,8 @@ def retry_failed(pool: PoolPort, args: dict[str, Any]) -> dict[str, Any]:
         raise Invalid("invalid", f"limit must be an integer from 1 to {RETRY_LIMIT_MAX}", "limit")
     ids = pool.store.failed_ids(kind=kind, limit=limit, **bounds)
     # A failed task is never in flight, but its executor may not be reaped yet.
-    ids = [i for i in ids if i not in pool.fleet.inflight and pool.outcome_pending(i) is None]
+    held = pool.fleet.handout.inflight
+    ids = [i for i in ids if i not in held and pool.outcome_pending(i) is None]
     changed = pool.store.retry(ids, time.time())
     if changed:
         pool.note_due(time.time())
@@ -71,6 +72,6 @@ def retry_failed(pool: PoolPort, args: dict[str, Any]) -> dict[str, Any]:
 def _check_stopped(pool: PoolPort, task_id: str) -> None:
     # A task cancelled with force keeps its executor until the kill is reaped:
     # running it again before then would hand the same id out twice.
-    if task_id in pool.fleet.inflight or pool.outcome_pending(task_id) is not None:
+    if task_id in pool.fleet.handout.inflight or pool.outcome_pending(task_id) is not None:
         raise Invalid("conflict", f"task {task_id} is still being stopped; retry in a moment",
                       "id")

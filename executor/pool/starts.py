@@ -93,7 +93,7 @@ class StartWrites:
     def stored(self, starts: list[Start]) -> None:
         """The turn that wrote ``starts`` committed: replies may show them."""
         for task_id, _, _ in starts:
-            entry = self.pool.fleet.inflight.get(task_id)
+            entry = self.pool.fleet.handout.inflight.get(task_id)
             if entry is not None:
                 entry[1].start_stored = True
 

@@ -147,7 +147,7 @@ class Turn:
         pool.starts.stored(starts)
         for task_id, what in fenced:
             dropped(task_id, what)
-        pool.fleet.send_handed_out()
+        pool.fleet.handout.send()
         if slots_due:
             pool.schedules.committed()
         for kind, n in self._submitted.items():
@@ -172,7 +172,7 @@ class Turn:
                       "such message), nothing of it is stored; trying again in %.1f s: %s",
                       self._refused_turns, RETRY_TURN_S, exc)
             self._refused_logged, self._refused_turns = now, 0
-        pool.fleet.undo_handed_out()
+        pool.fleet.handout.undo()
         pool.schedules.rolled_back()
         self._submitted.clear()
         pool.starts.put_back(starts)

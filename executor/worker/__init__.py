@@ -7,8 +7,10 @@ executor runs the tasks the pool writes to its pipe (``aio``, ``runner``). Impor
 pool or the client): a task's process holds only what it needs.
 
 - ``template``: the template process's main loop (not re-exported: run it with ``-m``).
-- ``aio``: an executor's loop: take tasks while there is room, run ``async def``
-  ones concurrently on its event loop (made after fork), report.
+- ``aio``: an executor's loop (made after fork): take tasks while there is room,
+  start them, report their ends, leave.
+- ``asynccalls``: the ``async def`` calls on that loop, each in its own ``asyncio`` task:
+  soft limit, ``CANCEL``, the tasks it left running.
 - ``runner``: one task: resolve it, run a ``def`` task under its soft time limit, classify
   its end; ``run_call``, one attempt of a task to its end (run in-process by
   ``executor.testing``).

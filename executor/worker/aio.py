@@ -17,10 +17,9 @@ never runs beside another, and what the executor cannot start soon stays in
 the pipe, where the pool can take it back.
 
 ``def`` tasks run on the loop's thread, blocking it, which is harmless:
-they run alone. ``async def`` tasks run as ``asyncio`` tasks: the soft
-limit cancels that task alone, and the cancellation is turned into
-``TaskTimeout`` raised inside it at the ``await`` where it waits
-(``_soft_limited``); ``CANCEL`` cancels it alone with ``CancelledError``.
+they run alone. ``async def`` tasks run as ``asyncio`` tasks
+(``executor.worker.asynccalls``: the soft limit and ``CANCEL`` end that
+task alone, and the ``asyncio`` tasks it left running are cancelled).
 
 Leaving: on EOF of the task pipe, ``STOP`` or SIGTERM the executor takes
 no more tasks and exits (``os._exit(0)``) once those running have ended;
@@ -31,50 +30,21 @@ Any other ending is a crash the pool records.
 from __future__ import annotations
 
 import asyncio
-import contextlib
-import inspect
 import os
 import signal
 import time
-import types
-from collections.abc import Coroutine, Generator
-from dataclasses import dataclass, field
 from typing import Any, NoReturn
 
-from executor.wire.errors import TaskTimeout
 from executor.wire.protocol import FrameReader, FrameType, ProtocolError, encode, write_all
 from executor.wire.registry import Registry
 from executor.worker import context
+from executor.worker.asynccalls import AsyncCalls, Running
 from executor.worker.doneframe import done_frame
 from executor.worker.frames import EMPTY, take_frame
 from executor.worker.limits import Limits, jittered, recycle_reason, rss_mb, setup_process
-from executor.worker.runner import (
-    Call,
-    await_any,
-    fail,
-    new_done,
-    prepare,
-    run_sync,
-    settle,
-    unbound,
-)
+from executor.worker.runner import Call, fail, new_done, prepare, run_sync
 
 _Retry = dict[str, tuple[type[BaseException], ...] | None]
-CHILDREN_WAIT_S = 1.0  # how long the tasks a task left running get to end once cancelled
-
-
-@dataclass(eq=False)
-class Running:
-    """A task that started in this executor and has not ended."""
-
-    desc: dict[str, Any]
-    call: Call | None  # None: it could not be prepared (its DONE carries why)
-    concurrency: int
-    task: asyncio.Task[dict[str, Any]] | None = None
-    timer: asyncio.TimerHandle | None = None
-    timed_out: bool = False  # the soft limit passed: cancellation means TaskTimeout
-    cancelled: bool = False  # cancelled on the pool's request (CANCEL)
-    extra: dict[str, Any] = field(default_factory=dict)
 
 
 def run_executor(rfd: int, wfd: int, cfd: int, registry: Registry, limits: Limits) -> NoReturn:
@@ -103,9 +73,8 @@ class Executor:
         self.recycle: str | None = None
         self.tasks_run = 0
         self.control = FrameReader(limits.max_frame_bytes)
-        self.children: dict[str, set[asyncio.Task[Any]]] = {}  # asyncio tasks a task started
         self.loop = asyncio.new_event_loop()
-        self.loop.set_task_factory(self._task_factory)
+        self.calls = AsyncCalls(self.loop, limits, self.retry_on, self.running, self.finish)
         self.watching = False  # the task pipe is watched for frames (see pump)
         self.pumping = False  # pump is running (a def task ends inside it)
 
@@ -200,75 +169,11 @@ class Executor:
             if pending is None:
                 self.finish(entry, done)
             else:  # a sync wrapper of an async def: await what it returned, still alone
-                self._spawn_task(entry, call, pending)
+                self.calls.spawn(entry, call, pending)
         else:
-            self._spawn_task(entry, call, None)
+            self.calls.spawn(entry, call, None)
 
-    def _spawn_task(self, entry: Running, call: Call, awaitable: Any) -> None:
-        task = self.loop.create_task(self._run_async(entry, call, awaitable))
-        entry.task = task
-        entry.timer = self.loop.call_later(float(entry.desc["timeout_s"]), self._soft_limit,
-                                           entry)
-        task.add_done_callback(lambda t: self.finish(entry, t.result()))
-
-    # -- async tasks ---------------------------------------------------------------------
-
-    async def _run_async(self, entry: Running, call: Call, awaitable: Any) -> dict[str, Any]:
-        """Run an ``async def`` task (or the ``awaitable`` a ``def`` one returned)
-        in its own ``asyncio`` task; never raises."""
-        desc = entry.desc
-        done = new_done(desc)
-        context.start(desc["id"])  # this asyncio task's own context
-        try:
-            if awaitable is not None:
-                coro = awaitable if inspect.iscoroutine(awaitable) else await_any(awaitable)
-            else:
-                try:
-                    coro = call.fn(*call.args, **call.kwargs)
-                except TypeError as exc:  # the call did not bind (or the function raised)
-                    if unbound(done, call.fn, call, exc):
-                        return done
-                    raise
-            value = await _soft_limited(coro, entry)
-            settle(done, value, self.limits)
-        except BaseException as exc:  # CancelledError included: this task alone ends
-            if isinstance(exc, asyncio.CancelledError) and entry.timed_out and not entry.cancelled:
-                exc = TaskTimeout("soft time limit exceeded")
-            fail(done, exc, desc["kind"], self.limits, self.retry_on)
-            if entry.cancelled:
-                done["retryable"] = False
-                done["error"]["message"] = "cancelled on request: " + done["error"]["message"]
-        # Cancelled again while its children end: it has ended anyway.
-        with contextlib.suppress(asyncio.CancelledError):
-            await self._cancel_children(desc["id"])
-        return done
-
-    def _task_factory(self, loop: asyncio.AbstractEventLoop, coro: Any,
-                      **kwargs: Any) -> asyncio.Task[Any]:
-        """Make an ``asyncio`` task, remembering which offload task started it."""
-        task: asyncio.Task[Any] = asyncio.Task(coro, loop=loop, **kwargs)
-        owner = context.current_task_id()
-        if owner is not None and owner in self.running:
-            kids = self.children.setdefault(owner, set())
-            kids.add(task)
-            task.add_done_callback(kids.discard)
-        return task
-
-    async def _cancel_children(self, task_id: str) -> None:
-        """Cancel what the task left running when it returned, as ``asyncio.run``
-        does (its neighbours' tasks are theirs), and give them ``CHILDREN_WAIT_S``
-        to end."""
-        kids = self.children.pop(task_id, set())
-        for kid in kids:
-            kid.cancel()
-        if kids:
-            await asyncio.wait(kids, timeout=CHILDREN_WAIT_S)
-
-    def _soft_limit(self, entry: Running) -> None:
-        entry.timer = None
-        if entry.task is not None and not entry.task.done():
-            entry.timed_out = True
-            entry.task.cancel("soft time limit exceeded")
+    # -- cancels ------------------------------------------------------------------------
 
     def on_control(self) -> None:
         """Read ``CANCEL`` frames from the control pipe."""
@@ -284,17 +189,13 @@ class Executor:
         except ProtocolError:
             os._exit(70)  # a broken control channel: the pool records a crash
         for ftype, body in frames:
-            entry = self.running.get(str(body.get("id")))
-            if ftype == FrameType.CANCEL and entry is not None and entry.task is not None:
-                entry.cancelled = True
-                entry.task.cancel("cancelled on request")
+            if ftype == FrameType.CANCEL:
+                self.calls.cancel(str(body.get("id")))
 
     # -- ending ----------------------------------------------------------------------------
 
     def finish(self, entry: Running, done: dict[str, Any]) -> None:
         """Report a task's end, start the held task if it fits now, maybe leave."""
-        if entry.timer is not None:
-            entry.timer.cancel()
         self.running.pop(entry.desc["id"], None)
         self.tasks_run += 1
         rss = rss_mb()
@@ -322,34 +223,3 @@ class Executor:
     def _exit_if_done(self) -> None:
         if not self.running:
             os._exit(0)
-
-
-@types.coroutine
-def _soft_limited(coro: Coroutine[Any, Any, Any], entry: Running) -> Generator[Any, Any, Any]:
-    """Await ``coro``, turning the soft limit's cancellation into ``TaskTimeout``
-    raised inside it, where it waits, so ``except TaskTimeout`` cleans up in
-    an ``async def`` task as it does in a ``def`` one. Every other value and
-    exception passes through unchanged."""
-    send: Any = None
-    throw: BaseException | None = None
-    while True:
-        try:
-            yielded = coro.send(send) if throw is None else coro.throw(throw)
-        except StopIteration as stop:
-            return stop.value
-        send, throw = None, None
-        try:
-            send = yield yielded
-        except GeneratorExit:
-            coro.close()
-            raise
-        except asyncio.CancelledError as exc:
-            if entry.timed_out and not entry.cancelled:
-                task = asyncio.current_task()
-                if task is not None:
-                    task.uncancel()  # handled here: not a cancellation of the asyncio task
-                throw = TaskTimeout("soft time limit exceeded")
-            else:
-                throw = exc
-        except BaseException as exc:
-            throw = exc

@@ -4,8 +4,8 @@ Prefetch: the pool may write more tasks than can start. The executor takes
 one frame at a time (``take_frame``), holding ``flock`` on its end of the
 pipe, and only when it can start one more task; the pool holds another open
 file description of the same pipe and may take a waiting frame back under
-the same lock (``Fleet.steal``), so a task never waits long behind a slow
-one, and never runs twice.
+the same lock (the pool's ``Handout.steal``), so a task never waits long
+behind a slow one, and never runs twice.
 
 Frame size: the pool kills an executor whose frame is over
 ``max_frame_bytes`` (a broken protocol), so nothing an executor writes may

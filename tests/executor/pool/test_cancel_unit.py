@@ -22,9 +22,9 @@ def _requests(pending_outcome: str | None, cancelled: list[str]) -> Requests:
         return TaskRecord(**{**rec.__dict__, "status": "cancelled"})
 
     pool = SimpleNamespace(
-        fleet=SimpleNamespace(inflight={}, take_back=lambda task_id: False,
-                              cancel_running=lambda task_id, by: False,
-                              forget=lambda task_id: None),
+        fleet=SimpleNamespace(handout=SimpleNamespace(
+            inflight={}, take_back=lambda task_id: False,
+            cancel_running=lambda task_id, by: False, forget=lambda task_id: None)),
         store=SimpleNamespace(get=lambda task_id: rec, cancel=cancel),
         outcome_pending=lambda task_id: pending_outcome,
         metrics=SimpleNamespace(task_finished=lambda kind, status: None))

@@ -47,3 +47,10 @@ def test_states_count_every_executor_but_the_dead() -> None:
 
 def test_task_places_count_running_everywhere_and_free_only_where_tasks_are_taken() -> None:
     assert census.task_places(FLEET, async_concurrency=100) == {"busy": 4, "free": 103}
+
+
+def test_up_counts_forked_executors_that_idle_or_work() -> None:
+    unforked = slot(6, ExecutorState.IDLE)  # no pid known yet: not up
+    starting = slot(7, ExecutorState.STARTING, pid=107)
+    assert census.up([*FLEET, unforked, starting]) == 3  # EMPTY, ASYNC, SOLO
+    assert census.up([LEAVING, DEAD]) == 0

@@ -29,8 +29,9 @@ def store(tmp_path: Path) -> Iterator[Store]:
 
 def _owner(store: Store, inflight: dict[str, tuple[object, Inflight]] | None = None
            ) -> SimpleNamespace:
-    owner = SimpleNamespace(store=store, fleet=SimpleNamespace(inflight=inflight or {}),
-                            stopping=False, turns=[])
+    owner = SimpleNamespace(store=store, stopping=False, turns=[],
+                            fleet=SimpleNamespace(handout=SimpleNamespace(
+                                inflight=inflight or {})))
     owner.schedule_turn = lambda: owner.turns.append(1)
     return owner
 
