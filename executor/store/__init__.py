@@ -1,7 +1,12 @@
-"""Task stores: the contract (``base``), what it hands around (``records``:
-statuses, task records, errors) and its backends, one package each
-(what they share: ``paging``, the ``list`` pages; ``columns``, new ids and
-JSON text).
+"""Task stores: the contract and its backends, one package each.
+
+- ``base``: the contract (``Store``, ``Listener``) and the transitions it enforces.
+- ``records``: what stores hand around: statuses, task records, schedule slots, errors.
+- ``sqlite``: the default, single-host store (one pool writes a WAL file).
+- ``postgres``: the shared store (one pool per host; leases and fencing).
+- ``files``: the SQLite files' private modes (they hold arguments and results).
+- What both backends share: ``paging``, the ``list`` pages and cursors;
+  ``columns``, new task ids and JSON text.
 
 ``open_store(url)`` picks the backend from the URL scheme. The PostgreSQL
 backend (``executor.store.postgres``) is imported only when one is opened:
