@@ -34,38 +34,23 @@ from typing import Any, Protocol
 from config import Settings
 from executor.pool import autoscale
 from executor.pool.generations import TemplateGenerations
-from executor.pool.handout import Handout
+from executor.pool.handout import Handout, HandoutOwner
 from executor.pool.pipes import Pipes
-from executor.pool.results import STATUS_WAIT_S, ResultReader
-from executor.pool.slots import ExecutorState, Inflight, Slot
+from executor.pool.results import STATUS_WAIT_S, ResultReader, ResultsOwner
+from executor.pool.slots import ExecutorState, Slot
 from executor.wire.protocol import FrameReader, FrameType, encode
-from metrics import PoolMetrics
 
 __all__ = ["STATUS_WAIT_S", "Fleet", "FleetOwner"]  # STATUS_WAIT_S: see ``results``
 
 log = logging.getLogger("offload.pool")
 
 
-class FleetOwner(Protocol):
-    """What the fleet needs from the pool."""
+class FleetOwner(ResultsOwner, HandoutOwner, Protocol):
+    """What the fleet needs from the pool: what its parts need
+    (``ResultsOwner``: settle tasks and count; ``HandoutOwner``: release
+    them), and whether the pool is stopping (then no executor is started)."""
 
-    settings: Settings
-    metrics: PoolMetrics
     stopping: bool
-
-    def complete(self, inf: Inflight, ok: bool, result: bytes | None,
-                 error: dict[str, Any] | None, retry_delay_s: float | None,
-                 retryable: bool) -> None:
-        """A started task ended (or its executor did)."""
-
-    def release(self, inf: Inflight) -> None:
-        """A task that never started goes back to pending, attempt not counted."""
-
-    def started(self, inf: Inflight) -> None:
-        """A handed-out task has started (``inf.started_at`` is set)."""
-
-    def schedule_turn(self) -> None:
-        """Something changed: run the end-of-turn work (commit, dispatch) soon."""
 
 
 class Fleet:
