@@ -19,6 +19,7 @@ processes, reached through ``templates`` and pipes) nor ``executor.client``.
 - ``wakeup``: hearing that other pools made work due, on a shared store (``Wakeup``).
 - ``requests``: answers to socket requests; ``ops``: the requests and their replies (the spec).
 - ``reruns``: running failed or cancelled tasks again (ops ``retry``, ``retry_failed``).
+- ``observe``: what the pool says about itself (ops ``stats``, ``health``, ``metrics``).
 - ``port``: the narrow view of the pool that ``requests`` and ``specs`` get.
 - ``specs``: checking submitted task specs against the registered kinds.
 - ``fleet``: the executors: spawn, stop, kill, top up, watch (the pool's one handle on

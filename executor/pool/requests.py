@@ -17,7 +17,7 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-from executor.pool import census, reruns
+from executor.pool import observe, reruns
 from executor.pool.listener import ClientConn
 from executor.pool.ops import record_to_wire
 from executor.pool.port import PoolPort
@@ -257,24 +257,10 @@ class Requests:
     def op_retry_failed(self, conn: ClientConn, req_id: int, args: dict[str, Any]) -> object:
         return reruns.retry_failed(self.pool, args)
 
-    def op_stats(self, conn: ClientConn, req_id: int, args: dict[str, Any]) -> object:
-        counts, oldest_due_s = self._queue_metrics()
-        return {"counts": counts, "queue_depth": counts["pending"] + counts["retrying"],
-                "oldest_due_s": round(oldest_due_s, 3),
-                "executors": census.rows(self.pool.fleet.slots.values(),
-                                         self.pool.settings.async_concurrency)}
+    # -- reading the pool (``observe``) --------------------------------------------------
 
-    def _queue_metrics(self) -> tuple[dict[str, int], float]:
-        """Refresh the queue gauges from the store: the counts per status, and
-        how long the longest-waiting due task has waited (0.0: none)."""
-        pool = self.pool
-        counts = pool.store.counts()
-        due = pool.store.next_due()
-        # the earliest due time of a waiting task: if past, the longest wait
-        oldest_due_s = 0.0 if due is None else max(0.0, time.time() - due)
-        pool.metrics.set_queue_depth(counts)
-        pool.metrics.set_oldest_due(oldest_due_s)
-        return counts, oldest_due_s
+    def op_stats(self, conn: ClientConn, req_id: int, args: dict[str, Any]) -> object:
+        return observe.stats(self.pool)
 
     def op_schedules(self, conn: ClientConn, req_id: int, args: dict[str, Any]) -> object:
         return {"schedules": self.pool.schedule_rows()}
@@ -283,26 +269,13 @@ class Requests:
         return {"kinds": self.pool.manifest}
 
     def op_health(self, conn: ClientConn, req_id: int, args: dict[str, Any]) -> object:
-        return {"executors_up": census.up(self.pool.fleet.slots.values()),
-                "executors_wanted": self.pool.settings.executors}
+        return observe.health(self.pool)
 
     def op_metrics(self, conn: ClientConn, req_id: int, args: dict[str, Any]) -> object:
-        pool = self.pool
-        self._queue_metrics()
-        slots = pool.fleet.slots.values()
-        pool.metrics.set_executors(census.states(slots))
-        pool.metrics.set_executor_slots(census.task_places(slots, pool.settings.async_concurrency))
-        return {"text": pool.metrics.render().decode()}
+        return observe.metrics(self.pool)
 
     def op_observe_http(self, conn: ClientConn, req_id: int, args: dict[str, Any]) -> object:
-        samples = args.get("samples")
-        if not isinstance(samples, list):
-            raise Invalid("invalid", "samples must be a list", "samples")
-        try:
-            self.pool.metrics.observe_http(samples)
-        except ValueError as exc:
-            raise Invalid("invalid", str(exc), "samples") from None
-        return {}
+        return observe.observe_http(self.pool, args)
 
 
 _DEFERRED = object()
