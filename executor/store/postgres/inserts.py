@@ -1,23 +1,23 @@
 """Inserting submitted tasks into PostgreSQL, some of them already claimed.
 
-One ``INSERT ... SELECT FROM unnest(...)`` per batch, in input order (so
-``seqno`` is submission order), ``ON CONFLICT DO NOTHING`` on the
-idempotency key: when two pools receive the same key at the same moment,
-the second insert waits for the first's transaction and then finds its row,
-so both answer with the one task.
+One ``INSERT ... SELECT FROM unnest(...)`` per batch, ``ON CONFLICT DO
+NOTHING`` on the idempotency key: when two pools receive the same key at
+the same moment, the second insert waits for the first's transaction and
+then finds its row, so both answer with the one task.
 
-Before such an insert, the batch's keys are locked (transaction-scoped
-advisory locks, ``lock_keys``) in one sorted pass. Without it two pools
-inserting overlapping keys in opposite orders each waited on a key the
-other had just inserted: a deadlock, which PostgreSQL breaks by failing one
-turn. With it every inserter takes the keys in the same order, and an
-insert never waits on a key another insert holds.
+``seqno`` (claim order within a priority) is submission order: drawn from
+its sequence in input order. The rows themselves are inserted in key order,
+so that every insert takes its keys' index entries in one global order: two
+pools inserting overlapping keys in opposite orders used to each wait on a
+key the other had just inserted, a deadlock PostgreSQL broke by failing one
+turn. (Advisory locks per key did the same but took one slot each of the
+server's shared lock table: a turn of some 15,000 keyed tasks failed with
+"out of shared memory".)
 """
 
 from __future__ import annotations
 
-import hashlib
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
 
 import psycopg
 
@@ -26,47 +26,34 @@ from executor.store.postgres import reads
 from executor.store.postgres.leases import DB_NOW, new_token
 from executor.store.records import NewTask, TaskRecord
 
+# PostgreSQL evaluates volatile output expressions (nextval) after ORDER BY
+# (since 9.6), so the CTE draws seqno in input order; the INSERT then takes
+# its rows in key order (keyless rows last).
 _INSERT = f"""
-INSERT INTO offload_tasks (id, kind, status, attempts, max_retries, timeout_s, priority,
-    not_before, created_at, payload, group_id, seq, idempotency_key, ref, lease_owner,
-    lease_expires_at, lease_token)
-SELECT v.id, v.kind, CASE WHEN v.run THEN 'running' ELSE 'pending' END,
+WITH v AS MATERIALIZED (
+    SELECT u.*, nextval(pg_get_serial_sequence('offload_tasks', 'seqno')) AS seqno
+    FROM unnest(%(id)s::text[], %(kind)s::text[], %(max_retries)s::bigint[],
+        %(timeout_s)s::float8[], %(priority)s::int[], %(not_before)s::float8[],
+        %(payload)s::bytea[], %(group_id)s::text[], %(seq)s::bigint[], %(key)s::text[],
+        %(ref)s::text[], %(run)s::bool[], %(token)s::bigint[])
+        WITH ORDINALITY AS u(id, kind, max_retries, timeout_s, priority, not_before, payload,
+                             group_id, seq, key, ref, run, token, ord)
+    ORDER BY u.ord)
+INSERT INTO offload_tasks (seqno, id, kind, status, attempts, max_retries, timeout_s,
+    priority, not_before, created_at, payload, group_id, seq, idempotency_key, ref,
+    lease_owner, lease_expires_at, lease_token)
+OVERRIDING SYSTEM VALUE
+SELECT v.seqno, v.id, v.kind, CASE WHEN v.run THEN 'running' ELSE 'pending' END,
     CASE WHEN v.run THEN 1 ELSE 0 END, v.max_retries, v.timeout_s, v.priority, v.not_before,
     %(now)s, v.payload, v.group_id, v.seq, v.key, v.ref,
     CASE WHEN v.run THEN %(owner)s END,
     CASE WHEN v.run THEN {DB_NOW} + %(lease_s)s END,
     coalesce(v.token, 0)
-FROM unnest(%(id)s::text[], %(kind)s::text[], %(max_retries)s::bigint[],
-    %(timeout_s)s::float8[], %(priority)s::int[], %(not_before)s::float8[],
-    %(payload)s::bytea[], %(group_id)s::text[], %(seq)s::bigint[], %(key)s::text[],
-    %(ref)s::text[], %(run)s::bool[], %(token)s::bigint[])
-    WITH ORDINALITY AS v(id, kind, max_retries, timeout_s, priority, not_before, payload,
-                         group_id, seq, key, ref, run, token, ord)
-ORDER BY v.ord
+FROM v
+ORDER BY v.key NULLS LAST, v.ord
 ON CONFLICT (idempotency_key) WHERE idempotency_key IS NOT NULL DO NOTHING
 RETURNING id, lease_expires_at
 """
-
-
-# The first key of pg_advisory_xact_lock(int4, int4) for idempotency keys
-# ("ofld"); the two-int key space is apart from the migration's bigint one.
-KEY_LOCKS = 0x6F666C64
-
-
-def key_hash(key: str) -> int:
-    """A stable signed 32-bit hash of an idempotency key (its lock's second
-    key; two keys that share one only wait for each other)."""
-    return int.from_bytes(hashlib.blake2b(key.encode(), digest_size=4).digest(), "big",
-                          signed=True)
-
-
-def lock_keys(conn: psycopg.Connection, keys: Iterable[str]) -> None:
-    """Lock ``keys`` until the transaction ends, in ascending hash order (an
-    array's elements are scanned in order, so the locks are taken in it)."""
-    hashes = sorted({key_hash(k) for k in keys})
-    if hashes:
-        conn.execute("SELECT count(pg_advisory_xact_lock(%s, h)) FROM unnest(%s::int4[]) AS h",
-                     (KEY_LOCKS, hashes))
 
 
 def insert(conn: psycopg.Connection, tasks: Sequence[NewTask], now: float, n: int, owner: str,
@@ -89,7 +76,6 @@ def insert(conn: psycopg.Connection, tasks: Sequence[NewTask], now: float, n: in
             not_before=t.not_before or now, created_at=now, payload=t.payload,
             group_id=t.group_id, seq=t.seq, idempotency_key=t.idempotency_key, ref=t.ref)
     new = [records[i] for i in fresh]
-    lock_keys(conn, (r.idempotency_key for r in new if r.idempotency_key is not None))
     run = {r.id: new_token() for r in pick(conn, new, now, n)} if n > 0 else {}
     rows = conn.execute(_INSERT, {
         "now": now, "owner": owner, "lease_s": lease_s,

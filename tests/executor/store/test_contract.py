@@ -166,6 +166,15 @@ def test_claim_orders_by_priority_then_submission(store: Store) -> None:
     assert claim_ids(store) == []
 
 
+def test_claim_order_is_submission_order_whatever_the_idempotency_keys(store: Store) -> None:
+    """PostgreSQL inserts a batch's rows in key order (no deadlock between
+    hosts); the claim order must still be the order they were submitted in."""
+    keys = ["zeta", None, "alpha", "mu", None, "beta"]
+    first = store.enqueue([new(idempotency_key=k) for k in keys], T0)
+    second = store.enqueue([new(idempotency_key=k) for k in ("omega", "a", None)], T0)
+    assert claim_ids(store) == [r.id for r in first + second]
+
+
 def test_claim_sets_running_lease_and_counts_the_attempt(store: Store) -> None:
     task_id = store.enqueue([new()], T0)[0].id
     before = time.time()

@@ -185,6 +185,19 @@ def test_overlapping_keys_in_opposite_orders_never_deadlock(
     assert stores[0].counts()["pending"] == 20 * 50
 
 
+def test_a_turn_of_many_keyed_tasks_is_stored(open_shared: Callable[[], Store]) -> None:
+    """100,000 keyed tasks in one transaction (an outbox flush of background
+    calls, every one keyed): nothing per key may take a slot of the server's
+    shared lock table (max_locks_per_transaction x max_connections, 19,200
+    on the test server), as per-key advisory locks once did."""
+    store = open_shared()
+    n = 100_000
+    with store.batch():
+        store.enqueue([new(group_id="g", seq=i, idempotency_key=f"bg:g:{i}")
+                       for i in range(n)], T0, sync=False)
+    assert store.counts()["pending"] == n
+
+
 # -- recovery -------------------------------------------------------------------------------
 
 def test_concurrent_recovers_count_each_attempt_once(open_shared: Callable[[], Store]) -> None:
