@@ -12,7 +12,9 @@ the tasks it holds. Rules of placement (``places``):
   pipe and run one after another), concurrent ones only beside concurrent
   ones: a one-at-a-time task never shares an executor;
 * ``hold`` (tasks waited too long in this pipe) allows no waiting beyond
-  what can start.
+  what can start;
+* no more than ``PREFETCH_BYTES`` of task frames wait in an executor's pipe
+  (``Placer``): a task that would only wait there beyond that stays pending.
 
 The pool does not import task code: it knows a kind's concurrency from the
 template's manifest, and for functions handed to ``add_task`` without
@@ -36,6 +38,10 @@ from executor.pool.slots import Slot
 # back (``Handout.steal``), so a deeper pipe costs no starvation.
 PREFETCH = 32
 REFILL_AT = 16
+# And at most this many bytes of frames wait beyond what can start: tasks
+# with large arguments overflow the 64 KiB pipe into the pool's memory,
+# which this bounds (a task that can start is always handed out).
+PREFETCH_BYTES = 1 << 20
 
 
 class Concurrency:
@@ -106,19 +112,23 @@ class Placer:
         self._slots = slots
         self._caps = [slot.min_concurrency() for slot in slots]
         self._counts = [slot.count for slot in slots]
+        self._bytes = [sum(inf.size for inf in slot.waiting) for slot in slots]
 
-    def place(self, concurrency: int) -> Slot | None:
-        """The executor for a task of ``concurrency`` (counted as placed), or
-        ``None`` if none has a place."""
+    def place(self, concurrency: int, size: int = 0) -> Slot | None:
+        """The executor for a task of ``concurrency`` whose frame is ``size``
+        bytes (counted as placed), or ``None`` if none has a place."""
         best = -1
         counts = self._counts
         for i, slot in enumerate(self._slots):
             if _places(self._caps[i], counts[i], slot.hold, concurrency) > 0 and (
-                    best < 0 or counts[i] < counts[best]):
-                best = i
+                    best < 0 or counts[i] < counts[best]) and (
+                    self._bytes[i] + size <= PREFETCH_BYTES
+                    or _places(self._caps[i], counts[i], True, concurrency) > 0):
+                best = i  # room by count, and by bytes unless it can start at once
         if best < 0:
             return None
         cap = self._caps[best]
         self._caps[best] = concurrency if cap is None else min(cap, concurrency)
         counts[best] += 1
+        self._bytes[best] += size
         return self._slots[best]

@@ -128,7 +128,13 @@ class Handout:
         for rec in claimed:
             solo = rec.id in self.quarantine
             c = self.concurrency_of(rec.kind, rec.id)
-            slot = placer.place(c)
+            desc = {"id": rec.id, "kind": rec.kind, "payload": rec.payload, "ref": rec.ref,
+                    "attempt": rec.attempts, "max_retries": rec.max_retries,
+                    "timeout_s": rec.timeout_s, "concurrency": c}
+            if solo:
+                desc["solo"] = True
+            frame = encode(FrameType.RUN, desc)
+            slot = placer.place(c, len(frame))
             if slot is None:
                 left.append(rec)
                 continue
@@ -137,17 +143,12 @@ class Handout:
                 self._give_up_earlier_claim(rec.id)
             inf = Inflight(rec.id, rec.kind, rec.attempts, rec.max_retries, rec.timeout_s,
                            rec.created_at, rec.not_before, token=rec.lease_token,
-                           concurrency=c, solo=solo)
+                           concurrency=c, solo=solo, size=len(frame))
             slot.waiting.append(inf)
             slot.last_busy = now
             self.inflight[rec.id] = (slot, inf)
             self._assigned.append((slot, inf))
-            desc = {"id": rec.id, "kind": rec.kind, "payload": rec.payload, "ref": rec.ref,
-                    "attempt": rec.attempts, "max_retries": rec.max_retries,
-                    "timeout_s": rec.timeout_s, "concurrency": c}
-            if solo:
-                desc["solo"] = True
-            frames.setdefault(slot.slot_id, []).append(encode(FrameType.RUN, desc))
+            frames.setdefault(slot.slot_id, []).append(frame)
         self.starved = bool(left)
         return left
 

@@ -60,16 +60,22 @@ class Pipes:
             asyncio.get_running_loop().remove_writer(slot.write_fd)
 
     def read_back(self, slot: Slot) -> bytes | None:
-        """Everything waiting unread in ``slot``'s task pipe, now out of it; or
-        ``None`` if that cannot be done atomically right now (part of a frame
-        is still buffered here, or the executor is taking a frame): try later."""
-        if slot.write_fd in self._outbufs or slot.eof:
+        """Everything not yet taken by ``slot``'s executor, now out of its task
+        pipe and of the buffer here: whole frames, in order. ``None`` if that
+        cannot be done atomically right now (the executor is taking a frame,
+        or has gone): try later.
+
+        Under the pipe's ``flock`` the pipe starts at a frame boundary, and
+        what the pipe holds continues in this buffer, so the two together
+        are whole frames even when a frame was split between them (tasks
+        with large arguments fill a 64 KiB pipe with a few frames)."""
+        if slot.eof:
             return None
         try:
             fcntl.flock(slot.steal_fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
             return None
-        data = b""
+        data = bytearray()
         try:
             while True:
                 try:
@@ -79,6 +85,10 @@ class Pipes:
                 if not chunk:
                     break
                 data += chunk
+            buffered = self._outbufs.get(slot.write_fd)
+            if buffered is not None:
+                data += buffered
+                self.forget(slot)
         finally:
             fcntl.flock(slot.steal_fd, fcntl.LOCK_UN)
-        return data
+        return bytes(data)

@@ -68,6 +68,7 @@ class Inflight:
     is_async: bool = False  # runs on the executor's loop (STARTED says): CANCEL can stop it
     cancel_sent_at: float | None = None  # CANCEL written at (time.time())
     late: bool = False  # passed its hard time limit: the executor is killed for it
+    size: int = 0  # bytes of its RUN frame (what it takes of the pipe while it waits)
 
 
 @dataclass(eq=False)

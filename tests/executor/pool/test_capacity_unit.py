@@ -6,6 +6,7 @@ from __future__ import annotations
 from executor.pool import autoscale
 from executor.pool.capacity import (
     PREFETCH,
+    PREFETCH_BYTES,
     REFILL_AT,
     Concurrency,
     Placer,
@@ -137,3 +138,19 @@ def test_a_placer_counts_what_it_placed() -> None:
     assert first is not None
     assert [solo.place(1) for _ in range(PREFETCH)] == [first] * PREFETCH
     assert solo.place(1) is None  # 1 to run + PREFETCH waiting
+
+
+def test_a_placer_bounds_the_bytes_that_wait_in_a_pipe() -> None:
+    big = PREFETCH_BYTES // 4
+    busy = slot(1)
+    give(busy, 1)  # runs a def task: whatever it gets waits
+    placer = Placer([busy])
+    assert [placer.place(1, big) for _ in range(4)] == [busy] * 4  # exactly the budget
+    assert placer.place(1, 1) is None  # one byte more would wait beyond it
+    empty = slot(2)
+    placer = Placer([busy, empty])
+    assert placer.place(1, 2 * PREFETCH_BYTES) is empty  # can start at once: always
+    assert placer.place(1, big) is busy  # then it waits where bytes allow
+    # what already waits in the pipe counts: a new hand-out sees it
+    busy.waiting.append(Inflight("w", "k", 1, 0, 1.0, 0.0, 0.0, size=PREFETCH_BYTES))
+    assert Placer([busy]).place(1, 1) is None

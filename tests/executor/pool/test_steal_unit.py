@@ -51,3 +51,39 @@ def test_steal_takes_back_run_frames_and_leaves_a_stop_in_the_pipe() -> None:
     finally:
         for fd in (task_r, task_w, steal_fd):
             os.close(fd)
+
+
+def test_steal_takes_back_frames_split_between_the_pipe_and_the_out_buffer() -> None:
+    """Frames that did not fit in the pipe wait in ``Pipes``' out-buffer, one
+    of them split across the two: all come back, none is left behind."""
+    import asyncio
+
+    task_r, task_w = os.pipe()
+    os.set_blocking(task_w, False)
+    steal_fd = os.open(f"/proc/self/fd/{task_r}", os.O_RDONLY | os.O_NONBLOCK)
+    owner = Owner()
+    pipes = Pipes()
+    handout = Handout(owner, SimpleNamespace(slots={}, manifest={}), pipes)
+    slot = Slot(1, 1, task_w, -1, steal_fd, FrameReader())
+    ids = [f"t{i}" for i in range(40)]
+
+    async def run() -> None:
+        for task_id in ids:  # 40 x 3 KB: more than a 64 KiB pipe holds
+            slot.waiting.append(Inflight(task_id, "k", 1, 0, 1.0, 0.0, 0.0))
+            pipes.write(slot, encode(FrameType.RUN, {"id": task_id, "payload": b"x" * 3000}))
+        assert task_w in pipes._outbufs  # the rest waits here
+        handout.steal(slot)
+        assert task_w not in pipes._outbufs  # and is not written later
+
+    try:
+        asyncio.run(run())
+        assert owner.released == ids and not slot.waiting
+        os.set_blocking(task_r, False)
+        try:
+            rest = os.read(task_r, 65536)
+        except BlockingIOError:
+            rest = b""
+        assert rest == b""  # nothing left for the executor to run
+    finally:
+        for fd in (task_r, task_w, steal_fd):
+            os.close(fd)
