@@ -90,8 +90,11 @@ def _places(cap: int | None, count: int, hold: bool, concurrency: int) -> int:
 
 def wants_more(slot: Slot, concurrency: int) -> bool:
     """Whether ``slot`` should be topped up now: few tasks wait in its pipe
-    (claims are batched) and a task of ``concurrency`` would fit."""
-    return len(slot.waiting) <= REFILL_AT and places(slot, concurrency) > 0
+    (claims are batched), and few bytes (a claim ``Placer`` would mostly
+    leave over only goes back to pending), and a task of ``concurrency``
+    would fit."""
+    return (len(slot.waiting) <= REFILL_AT and places(slot, concurrency) > 0
+            and sum(inf.size for inf in slot.waiting) <= PREFETCH_BYTES // 2)
 
 
 def guess(slot: Slot, default: int) -> int:

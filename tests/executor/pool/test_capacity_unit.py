@@ -95,6 +95,11 @@ def test_refill_only_when_few_tasks_wait_and_room_is_counted_with_a_guess() -> N
     assert wants_more(s, 1)  # as few as REFILL_AT wait: top it up
     give(s, 1, 1, started=False)
     assert not wants_more(s, 1)  # more wait in its pipe: later, in a bigger batch
+    few_but_large = slot(2)
+    give(few_but_large, 1)
+    few_but_large.waiting.append(Inflight("big", "k", 1, 0, 1.0, 0.0, 0.0,
+                                          size=PREFETCH_BYTES // 2 + 1))
+    assert not wants_more(few_but_large, 1)  # over half the bytes wait: no claim for it
     assert guess(s, 100) == 1
 
 
