@@ -3,12 +3,8 @@ reach executors by ``ref`` only, as a ``BackgroundTasks`` call's do."""
 
 from __future__ import annotations
 
-import asyncio
-import os
-
 from executor import task
-
-_RUNNING = {"now": 0, "max": 0}
+from tests.support.tasks import async_wait
 
 
 @task(name="unlisted_picky", max_retries=3, retry_on=(ConnectionError,))
@@ -19,11 +15,6 @@ def picky() -> None:
 
 async def wait_and_count(seconds: float) -> dict[str, int]:
     """No ``@task``, ``async def``: as ``add_task`` sends it, by ref. Returns the
-    executor's pid and the most calls it saw running at once."""
-    _RUNNING["now"] += 1
-    _RUNNING["max"] = max(_RUNNING["max"], _RUNNING["now"])
-    try:
-        await asyncio.sleep(seconds)
-    finally:
-        _RUNNING["now"] -= 1
-    return {"pid": os.getpid(), "max": _RUNNING["max"]}
+    executor's pid and the most calls it saw running at once (what the
+    registered ``async_wait`` does, called as a plain function)."""
+    return await async_wait(seconds)

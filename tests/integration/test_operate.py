@@ -4,26 +4,9 @@ from __future__ import annotations
 
 import os
 import signal
-from collections import defaultdict
-
-from prometheus_client.parser import text_string_to_metric_families
 
 from tests.support.procs import Env, ServerHandle, session_pids, wait_for
-
-
-def scrape(server: ServerHandle) -> dict[str, dict[tuple[tuple[str, str], ...], float]]:
-    """``{sample name: {sorted labels: value}}`` from one /metrics scrape."""
-    status, text, _ = server.http("GET", "/metrics")
-    assert status == 200
-    out: dict[str, dict[tuple[tuple[str, str], ...], float]] = defaultdict(dict)
-    for family in text_string_to_metric_families(text):
-        for s in family.samples:
-            out[s.name][tuple(sorted(s.labels.items()))] = s.value
-    return out
-
-
-def value(m: dict, name: str, **labels: str) -> float:
-    return m.get(name, {}).get(tuple(sorted(labels.items())), 0.0)
+from tests.support.scrape import scrape, value
 
 
 def test_metrics_count_exactly_what_happened(server: ServerHandle) -> None:

@@ -13,9 +13,9 @@ from pathlib import Path
 
 import pytest
 
-from tests.integration.test_operate import scrape, value
 from tests.support.hosts import Host, hosts, query
 from tests.support.procs import ServerHandle, wait_for
+from tests.support.scrape import scrape, value
 
 pytestmark = pytest.mark.slow
 
