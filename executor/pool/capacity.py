@@ -94,7 +94,7 @@ def wants_more(slot: Slot, concurrency: int) -> bool:
     leave over only goes back to pending), and a task of ``concurrency``
     would fit."""
     return (len(slot.waiting) <= REFILL_AT and places(slot, concurrency) > 0
-            and sum(inf.size for inf in slot.waiting) <= PREFETCH_BYTES // 2)
+            and slot.waiting_bytes <= PREFETCH_BYTES // 2)
 
 
 def guess(slot: Slot, default: int) -> int:
@@ -115,7 +115,7 @@ class Placer:
         self._slots = slots
         self._caps = [slot.min_concurrency() for slot in slots]
         self._counts = [slot.count for slot in slots]
-        self._bytes = [sum(inf.size for inf in slot.waiting) for slot in slots]
+        self._bytes = [slot.waiting_bytes for slot in slots]
 
     def place(self, concurrency: int, size: int = 0) -> Slot | None:
         """The executor for a task of ``concurrency`` whose frame is ``size``

@@ -115,6 +115,11 @@ class Slot:
         """Tasks handed to this executor that have not ended (running or waiting)."""
         return len(self.running) + len(self.waiting)
 
+    @property
+    def waiting_bytes(self) -> int:
+        """Bytes of the RUN frames of the tasks waiting in its pipe."""
+        return sum(inf.size for inf in self.waiting)
+
     def tasks(self) -> list[Inflight]:
         """Every task handed to this executor that has not ended: running, then waiting."""
         return [*self.running.values(), *self.waiting]
