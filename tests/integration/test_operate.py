@@ -162,6 +162,12 @@ def test_many_http_worker_restarts_keep_counts_exact_and_series_flat(env: Env) -
         seen: set[int] = set()
         wait_for(lambda: post_until(4), 60, what="the first worker restarts")
         wait_for(lambda: posts() == sent, 30, what="every POST to be counted")
+        # The scrapes are requests too, shipped to the pool about once a
+        # second: count the series once GET /metrics has its own, or the
+        # first scrape's arrival later reads as growth.
+        wait_for(lambda: any(dict(k)["route"] == "/metrics" for k in
+                             scrape(srv)["offload_http_requests_total"]), 30,
+                 what="the scrapes to be counted")
         first = series()
         # The master respawns a worker about once a second: ~20 more restarts.
         wait_for(lambda: post_until(24), 120, interval_s=0.01, what="24 workers to have served")
